@@ -1,0 +1,95 @@
+//! The narrow paths across tenants. Each method calls one SECURITY DEFINER
+//! function from the migrations and returns only what its caller needs; none
+//! takes SQL or a table name. See ARCHITECTURE.md ("Crossing tenants").
+
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use crate::{Db, DbError};
+
+/// What login needs to know about a user, found by name in any tenant.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LoginUser {
+    pub id: Uuid,
+    pub username: String,
+    pub password_hash: String,
+    pub is_active: bool,
+    pub is_platform_admin: bool,
+    pub home_tenant_id: Uuid,
+}
+
+/// A tenant a user may enter: an active membership, or any active tenant for
+/// a platform administrator (`is_member` false then).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserTenant {
+    pub tenant_id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub is_member: bool,
+}
+
+/// Outcome of a login attempt, as stored in `login_logs.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Success,
+    Failure,
+    Throttled,
+}
+
+impl LoginOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginOutcome::Success => "success",
+            LoginOutcome::Failure => "failure",
+            LoginOutcome::Throttled => "throttled",
+        }
+    }
+}
+
+/// One row of the login log.
+#[derive(Debug, Clone)]
+pub struct LoginRecord<'a> {
+    pub tenant_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub username: &'a str,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+    pub outcome: LoginOutcome,
+    pub reason: Option<&'a str>,
+}
+
+impl Db {
+    /// Login: the user with this name (case-insensitive), in any tenant.
+    pub async fn lookup_login_user(&self, username: &str) -> Result<Option<LoginUser>, DbError> {
+        sqlx::query_as::<_, LoginUser>("SELECT * FROM auth_lookup_user($1)")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+
+    /// Login and switch-tenant: the tenants this user may enter.
+    pub async fn user_tenants(&self, user_id: Uuid) -> Result<Vec<UserTenant>, DbError> {
+        sqlx::query_as::<_, UserTenant>("SELECT * FROM auth_user_tenants($1)")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+
+    /// Writes a login-log row (before any tenant is bound).
+    pub async fn record_login(&self, record: &LoginRecord<'_>) -> Result<(), DbError> {
+        sqlx::query("SELECT auth_record_login($1, $2, $3, $4, $5, $6, $7)")
+            .bind(record.tenant_id)
+            .bind(record.user_id)
+            .bind(record.username)
+            .bind(record.ip)
+            .bind(record.user_agent)
+            .bind(record.outcome.as_str())
+            .bind(record.reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

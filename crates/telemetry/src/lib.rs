@@ -1,0 +1,48 @@
+//! Start-up hooks every binary runs first: the rustls crypto provider and the
+//! tracing subscriber (JSON or pretty, filtered by `RUST_LOG`).
+
+use ferro_config::{LogConfig, LogFormat};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// Installs the process-wide rustls crypto provider (ring). sqlx, lapin and
+/// lettre all build rustls client configs; with exactly one provider
+/// installed up front none of them can pick a second one and panic.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Installs the crypto provider and the global tracing subscriber.
+///
+/// `service` is attached to every JSON line so that logs from several
+/// services can be told apart after they are merged.
+pub fn init(service: &'static str, config: &LogConfig) {
+    install_crypto_provider();
+    let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|err| {
+        eprintln!("{service}: RUST_LOG is invalid ({err}); using \"info\"");
+        EnvFilter::new("info")
+    });
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match config.format {
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_target(true),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry.with(fmt::layer().with_target(true)).try_init(),
+    };
+    if result.is_ok() {
+        tracing::info!(service, "logging initialised");
+    }
+}
+
+/// Prints a configuration error as one line and exits with status 2.
+pub fn exit_on_config_error(service: &str, err: impl std::fmt::Display) -> ! {
+    eprintln!("{service}: configuration error: {err}");
+    std::process::exit(2)
+}
