@@ -132,9 +132,13 @@ fn is_missing_database(err: &DbError) -> bool {
     matches!(err, DbError::Other(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000"))
 }
 
-async fn create_database(cfg: &MigrateConfig, target: &PgConnectOptions) -> Result<(), MigrateError> {
+async fn create_database(
+    cfg: &MigrateConfig,
+    target: &PgConnectOptions,
+) -> Result<(), MigrateError> {
     let name = target.get_database().unwrap_or_default().to_owned();
-    let maintenance = connect_options(cfg.owner_url.with_path_name("postgres").expose(), "migrate")?;
+    let maintenance =
+        connect_options(cfg.owner_url.with_path_name("postgres").expose(), "migrate")?;
     wait_for_database(&maintenance, cfg.wait)
         .await
         .map_err(|e| unreachable(cfg, e))?;
@@ -143,7 +147,10 @@ async fn create_database(cfg: &MigrateConfig, target: &PgConnectOptions) -> Resu
         .context("connecting to the maintenance database")?;
     // CREATE DATABASE takes no parameters: quote the identifier ourselves.
     let sql = format!("CREATE DATABASE {}", quote_ident(&name));
-    match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+    match sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+    {
         Ok(_) => tracing::info!(database = %name, "created database"),
         // Someone else created it in the meantime.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
@@ -213,10 +220,11 @@ pub async fn up(cfg: &MigrateConfig) -> Result<UpReport, MigrateError> {
 }
 
 async fn applied_versions(pool: &PgPool) -> Result<Vec<(i64, Vec<u8>)>, MigrateError> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await
-        .context("reading migration history")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .context("reading migration history")?;
     if !exists {
         return Ok(Vec::new());
     }
@@ -226,9 +234,16 @@ async fn applied_versions(pool: &PgPool) -> Result<Vec<(i64, Vec<u8>)>, MigrateE
         .context("reading migration history")
 }
 
-async fn ensure_app_role(pool: &PgPool, role: &str, cfg: &MigrateConfig) -> Result<(), MigrateError> {
+async fn ensure_app_role(
+    pool: &PgPool,
+    role: &str,
+    cfg: &MigrateConfig,
+) -> Result<(), MigrateError> {
     let password = cfg.app.url.password();
-    let mut tx = pool.begin().await.context("starting the role transaction")?;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("starting the role transaction")?;
     sqlx::query("SELECT ferro_ensure_app_role($1, $2)")
         .bind(role)
         .bind(password.as_ref().map(|p| p.expose_secret()))
@@ -246,7 +261,10 @@ async fn ensure_app_role(pool: &PgPool, role: &str, cfg: &MigrateConfig) -> Resu
 }
 
 async fn seed(pool: &PgPool, cfg: &MigrateConfig) -> Result<(Uuid, AdminSeed), MigrateError> {
-    let mut tx = pool.begin().await.context("starting the seed transaction")?;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("starting the seed transaction")?;
     let tenant_id: Uuid = sqlx::query_scalar("SELECT internal_create_tenant($1, $2)")
         .bind(DEFAULT_TENANT_SLUG)
         .bind("Default")

@@ -58,6 +58,9 @@ mod tests {
 
     #[test]
     fn malformed_hash_is_an_error_not_a_match() {
-        assert!(matches!(verify("x", "plaintext"), Err(PasswordError::MalformedHash)));
+        assert!(matches!(
+            verify("x", "plaintext"),
+            Err(PasswordError::MalformedHash)
+        ));
     }
 }

@@ -143,7 +143,9 @@ mod tests {
     #[test]
     fn malformed_value_names_variable_but_not_value() {
         let env = Env::from_pairs([("PORT", "hunter2")]);
-        let err = env.parse_or("PORT", 8001u16, "a TCP port (1-65535)").unwrap_err();
+        let err = env
+            .parse_or("PORT", 8001u16, "a TCP port (1-65535)")
+            .unwrap_err();
         let line = err.to_string();
         assert_eq!(line, "PORT is invalid; expected a TCP port (1-65535)");
         assert!(!line.contains("hunter2"));

@@ -9,8 +9,8 @@
 //! [`secrecy::SecretString`] or [`SecretUrl`], whose `Debug` output is redacted.
 
 mod env;
-mod sections;
 mod secret_url;
+mod sections;
 
 pub use env::{ConfigError, Env};
 pub use secrecy::{ExposeSecret, SecretString};

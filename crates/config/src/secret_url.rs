@@ -101,8 +101,7 @@ mod tests {
 
     #[test]
     fn redacts_password_everywhere_but_expose() {
-        let url =
-            SecretUrl::parse("postgres://app:p%40ss@db:5432/ferro", &["postgres"]).unwrap();
+        let url = SecretUrl::parse("postgres://app:p%40ss@db:5432/ferro", &["postgres"]).unwrap();
         assert_eq!(format!("{url:?}"), "postgres://app:***@db:5432/ferro");
         assert_eq!(url.to_string(), "postgres://app:***@db:5432/ferro");
         assert_eq!(url.expose(), "postgres://app:p%40ss@db:5432/ferro");

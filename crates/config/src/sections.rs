@@ -50,7 +50,11 @@ pub struct LogConfig {
 impl LogConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let app_env = AppEnv::from_env(env)?;
-        let format = match env.raw("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+        let format = match env
+            .raw("LOG_FORMAT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None if app_env.is_production() => LogFormat::Json,
             None => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -311,12 +315,11 @@ impl HttpConfig {
                         || url::Url::parse(o)
                             .map(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
                             .unwrap_or(false);
-                    ok.then(|| o.trim_end_matches('/').to_owned()).ok_or(
-                        ConfigError::Invalid {
+                    ok.then(|| o.trim_end_matches('/').to_owned())
+                        .ok_or(ConfigError::Invalid {
                             variable: "CORS_ORIGINS",
                             expected: "comma-separated origins such as https://app.example.com",
-                        },
-                    )
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -340,7 +343,11 @@ impl HttpConfig {
 fn random_secret() -> String {
     // Development only: two v4 UUIDs come from the OS CSPRNG (256 random bits
     // minus the version bits). Tokens stop verifying after a restart.
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 #[cfg(test)]
@@ -358,7 +365,10 @@ mod tests {
     fn database_url_is_required_and_named() {
         let err = DatabaseConfig::from_env(&Env::default()).unwrap_err();
         assert_eq!(err.variable(), "DATABASE_URL");
-        assert!(err.to_string().starts_with("DATABASE_URL is not set; expected"));
+        assert!(
+            err.to_string()
+                .starts_with("DATABASE_URL is not set; expected")
+        );
         let err = DatabaseConfig::from_env(&Env::default().with("DATABASE_URL", "mysql://x@y/z"))
             .unwrap_err();
         assert_eq!(err.variable(), "DATABASE_URL");
@@ -367,7 +377,10 @@ mod tests {
     #[test]
     fn debug_output_never_shows_secrets() {
         let env = base()
-            .with("MIGRATE_DATABASE_URL", "postgres://owner:owner-pass@127.0.0.1/ferrostack")
+            .with(
+                "MIGRATE_DATABASE_URL",
+                "postgres://owner:owner-pass@127.0.0.1/ferrostack",
+            )
             .with("ADMIN_PASSWORD", "admin-pass-value")
             .with("JWT_SECRET", "jwt-secret-value");
         let shown = format!(
@@ -375,7 +388,12 @@ mod tests {
             MigrateConfig::from_env(&env).unwrap(),
             HttpConfig::from_env(&env).unwrap()
         );
-        for secret in ["app-pass", "owner-pass", "admin-pass-value", "jwt-secret-value"] {
+        for secret in [
+            "app-pass",
+            "owner-pass",
+            "admin-pass-value",
+            "jwt-secret-value",
+        ] {
             assert!(!shown.contains(secret), "{secret} leaked in {shown}");
         }
     }
@@ -391,14 +409,20 @@ mod tests {
     #[test]
     fn production_requires_secrets() {
         let prod = base().with("APP_ENV", "production");
-        assert_eq!(HttpConfig::from_env(&prod).unwrap_err().variable(), "JWT_SECRET");
+        assert_eq!(
+            HttpConfig::from_env(&prod).unwrap_err().variable(),
+            "JWT_SECRET"
+        );
         assert_eq!(
             HttpConfig::from_env(&prod.clone().with("JWT_SECRET", "short"))
                 .unwrap_err()
                 .variable(),
             "JWT_SECRET"
         );
-        assert_eq!(MigrateConfig::from_env(&prod).unwrap_err().variable(), "ADMIN_PASSWORD");
+        assert_eq!(
+            MigrateConfig::from_env(&prod).unwrap_err().variable(),
+            "ADMIN_PASSWORD"
+        );
         let dev = HttpConfig::from_env(&base()).unwrap();
         assert!(dev.jwt_secret_generated);
     }
@@ -409,11 +433,15 @@ mod tests {
         assert_eq!(cfg.port, 8001);
         assert_eq!(cfg.jwt_expires_in, Duration::from_secs(3600));
         assert!(cfg.enable_sse);
-        let cfg = HttpConfig::from_env(
-            &base().with("CORS_ORIGINS", "https://a.example.com, http://localhost:3000/"),
-        )
+        let cfg = HttpConfig::from_env(&base().with(
+            "CORS_ORIGINS",
+            "https://a.example.com, http://localhost:3000/",
+        ))
         .unwrap();
-        assert_eq!(cfg.cors_origins, ["https://a.example.com", "http://localhost:3000"]);
+        assert_eq!(
+            cfg.cors_origins,
+            ["https://a.example.com", "http://localhost:3000"]
+        );
         let err = HttpConfig::from_env(&base().with("CORS_ORIGINS", "not an origin")).unwrap_err();
         assert_eq!(err.variable(), "CORS_ORIGINS");
         let err = HttpConfig::from_env(&base().with("PORT", "70000")).unwrap_err();
@@ -428,7 +456,8 @@ mod tests {
         let cfg = BrokerConfig::from_env(&Env::default().with("BROKER_URL", "redis://127.0.0.1/1"))
             .unwrap();
         assert_eq!(cfg.kind, BrokerKind::RedisStreams);
-        let err = BrokerConfig::from_env(&Env::default().with("BROKER_URL", "kafka://x")).unwrap_err();
+        let err =
+            BrokerConfig::from_env(&Env::default().with("BROKER_URL", "kafka://x")).unwrap_err();
         assert_eq!(err.variable(), "BROKER_URL");
     }
 }

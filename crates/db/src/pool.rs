@@ -48,10 +48,7 @@ pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOpt
 
 /// Tries to connect until it works or `wait` has passed, backing off from
 /// 100 ms to 2 s between tries and logging each failure.
-pub async fn wait_for_database(
-    options: &PgConnectOptions,
-    wait: Duration,
-) -> Result<(), DbError> {
+pub async fn wait_for_database(options: &PgConnectOptions, wait: Duration) -> Result<(), DbError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {

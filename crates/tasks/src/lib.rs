@@ -108,7 +108,12 @@ pub enum EnvelopeError {
 }
 
 impl TaskEnvelope {
-    pub fn new(job_id: Uuid, kind: impl Into<String>, tenant_id: Uuid, user_id: Option<Uuid>) -> Self {
+    pub fn new(
+        job_id: Uuid,
+        kind: impl Into<String>,
+        tenant_id: Uuid,
+        user_id: Option<Uuid>,
+    ) -> Self {
         Self {
             v: ENVELOPE_VERSION,
             job_id,
@@ -164,7 +169,12 @@ mod tests {
 
     #[test]
     fn envelope_round_trips() {
-        let mut env = TaskEnvelope::new(Uuid::new_v4(), "snmp.get", Uuid::new_v4(), Some(Uuid::new_v4()));
+        let mut env = TaskEnvelope::new(
+            Uuid::new_v4(),
+            "snmp.get",
+            Uuid::new_v4(),
+            Some(Uuid::new_v4()),
+        );
         env.trace = Some(TraceContext {
             traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
             tracestate: None,
