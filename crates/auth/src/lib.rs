@@ -1,7 +1,38 @@
-//! Authentication building blocks that need no I/O: argon2id password
-//! hashing and the permission catalog.
+//! Authentication building blocks shared by the services: argon2id password
+//! hashing, HS256 access tokens, sessions in Redis with rotating refresh
+//! tokens, login throttling, and the permission catalog.
 
+pub mod jwt;
 pub mod password;
 mod permissions;
+pub mod sessions;
+pub mod throttle;
 
 pub use permissions::Permission;
+
+/// Errors talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis unavailable")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("redis command failed")]
+    Redis(#[from] redis::RedisError),
+    #[error("corrupt session record: {0}")]
+    Corrupt(&'static str),
+}
+
+/// `n` random bytes from the OS, as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).expect("the OS random number generator is available");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of `s`, as lowercase hex.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -270,6 +270,22 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// `ENABLE_SSE`, default true.
     pub enable_sse: bool,
+    /// `REFRESH_EXPIRES_IN`, seconds a session lives without a refresh, default 14 days.
+    pub refresh_expires_in: Duration,
+    /// `LOGIN_MAX_FAILURES_PER_USER` (5) and `LOGIN_MAX_FAILURES_PER_IP` (50)
+    /// within `LOGIN_THROTTLE_WINDOW_SECONDS` (300).
+    pub login_max_failures_per_user: u32,
+    pub login_max_failures_per_ip: u32,
+    pub login_throttle_window: Duration,
+    /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is believed;
+    /// default `127.0.0.1,::1` (nginx on the same host or network namespace).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `REQUEST_TIMEOUT_SECONDS`, default 30.
+    pub request_timeout: Duration,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may finish after SIGTERM, default 10.
+    pub shutdown_grace: Duration,
+    /// `MAX_BODY_BYTES`, default 1 MiB.
+    pub max_body_bytes: usize,
 }
 
 impl HttpConfig {
@@ -324,6 +340,49 @@ impl HttpConfig {
                 .collect::<Result<_, _>>()?,
         };
         let enable_sse = env.bool_or("ENABLE_SSE", true)?;
+        let refresh = env.parse_or(
+            "REFRESH_EXPIRES_IN",
+            14 * 86_400u64,
+            "the session lifetime in seconds (at least JWT_EXPIRES_IN)",
+        )?;
+        if refresh < expires {
+            return Err(ConfigError::Invalid {
+                variable: "REFRESH_EXPIRES_IN",
+                expected: "the session lifetime in seconds (at least JWT_EXPIRES_IN)",
+            });
+        }
+        let positive = "a whole number greater than 0";
+        let per_user = env.parse_or("LOGIN_MAX_FAILURES_PER_USER", 5u32, positive)?;
+        let per_ip = env.parse_or("LOGIN_MAX_FAILURES_PER_IP", 50u32, positive)?;
+        let window = env.parse_or("LOGIN_THROTTLE_WINDOW_SECONDS", 300u64, positive)?;
+        for (variable, v) in [
+            ("LOGIN_MAX_FAILURES_PER_USER", per_user as u64),
+            ("LOGIN_MAX_FAILURES_PER_IP", per_ip as u64),
+            ("LOGIN_THROTTLE_WINDOW_SECONDS", window),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    variable,
+                    expected: positive,
+                });
+            }
+        }
+        let trusted_proxies = env
+            .raw("TRUSTED_PROXIES")
+            .unwrap_or("127.0.0.1,::1")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse().map_err(|_| ConfigError::Invalid {
+                    variable: "TRUSTED_PROXIES",
+                    expected: "comma-separated IP addresses",
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let timeout = env.parse_or("REQUEST_TIMEOUT_SECONDS", 30u64, positive)?;
+        let grace = env.parse_or("SHUTDOWN_GRACE_SECONDS", 10u64, "a whole number of seconds")?;
+        let max_body = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize, "a size in bytes")?;
         Ok(Self {
             host,
             port,
@@ -332,6 +391,14 @@ impl HttpConfig {
             jwt_expires_in: Duration::from_secs(expires),
             cors_origins,
             enable_sse,
+            refresh_expires_in: Duration::from_secs(refresh),
+            login_max_failures_per_user: per_user,
+            login_max_failures_per_ip: per_ip,
+            login_throttle_window: Duration::from_secs(window),
+            trusted_proxies,
+            request_timeout: Duration::from_secs(timeout.max(1)),
+            shutdown_grace: Duration::from_secs(grace),
+            max_body_bytes: max_body,
         })
     }
 

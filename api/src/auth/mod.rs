@@ -1,0 +1,245 @@
+//! Who is calling, and what they may do.
+//!
+//! [`authenticate`] runs before every protected route: it checks the bearer
+//! token (HS256, issuer, audience, expiry), then the session in Redis (so a
+//! logout or revocation takes effect at once), refreshes the cached
+//! permissions when the tenant's authorization epoch moved, and puts a
+//! [`Principal`] in the request. Handlers declare what they need with
+//! [`Guard<R>`] (a permission) or [`Authenticated`] (any signed-in user).
+
+mod routes;
+
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use ferro_auth::Permission;
+use ferro_auth::jwt::JwtError;
+use ferro_db::{Db, TenantCtx};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use routes::{public as public_router, router};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub session_id: Uuid,
+    pub is_platform_admin: bool,
+    pub permissions: Arc<HashSet<Permission>>,
+}
+
+impl Principal {
+    /// The tenant and user every database transaction of this request is bound to.
+    pub fn ctx(&self) -> TenantCtx {
+        TenantCtx::new(self.tenant_id, Some(self.user_id))
+    }
+
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    pub fn sorted_permissions(&self) -> Vec<Permission> {
+        let mut all: Vec<Permission> = self.permissions.iter().copied().collect();
+        all.sort();
+        all
+    }
+}
+
+/// A permission a handler requires; see [`Guard`].
+pub trait Requirement: Send + Sync + 'static {
+    const PERMISSION: Permission;
+}
+
+macro_rules! requirements {
+    ($($name:ident => $perm:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("Requires `", stringify!($perm), "`.")]
+            pub struct $name;
+            impl Requirement for $name {
+                const PERMISSION: Permission = Permission::$perm;
+            }
+        )*
+    };
+}
+
+requirements! {
+    TenantsManage => TenantsManage,
+    UsersRead => UsersRead,
+    UsersManage => UsersManage,
+    RolesRead => RolesRead,
+    RolesManage => RolesManage,
+    DevicesRead => DevicesRead,
+    DevicesWrite => DevicesWrite,
+    JobsRead => JobsRead,
+    JobsRun => JobsRun,
+    SchedulesRead => SchedulesRead,
+    SchedulesManage => SchedulesManage,
+    AuditRead => AuditRead,
+}
+
+/// The declarative guard: `guard: Guard<DevicesWrite>` in a handler's
+/// arguments answers 401 without a principal and 403 without the permission.
+pub struct Guard<R: Requirement> {
+    pub principal: Principal,
+    _requirement: PhantomData<R>,
+}
+
+impl<R: Requirement> std::ops::Deref for Guard<R> {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Guard<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or(ApiError::Unauthorized("authentication required"))?;
+        if !principal.has(R::PERMISSION) {
+            return Err(ApiError::Forbidden(format!(
+                "this needs the permission {}",
+                R::PERMISSION
+            )));
+        }
+        Ok(Guard {
+            principal,
+            _requirement: PhantomData,
+        })
+    }
+}
+
+/// Any signed-in user, whatever their permissions.
+pub struct Authenticated(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Authenticated)
+            .ok_or(ApiError::Unauthorized("authentication required"))
+    }
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Middleware for protected routes; see the module docs.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = bearer(&req).ok_or(ApiError::Unauthorized("a bearer token is required"))?;
+    let claims = state.jwt.decode(token).map_err(|e| match e {
+        JwtError::Expired => ApiError::Unauthorized("the access token has expired"),
+        JwtError::Invalid => ApiError::Unauthorized("the access token is invalid"),
+    })?;
+    let (mut session, epoch) = state
+        .sessions
+        .load(claims.sid, claims.tid)
+        .await?
+        .filter(|(s, _)| s.user_id == claims.sub)
+        .ok_or(ApiError::Unauthorized("the session has ended"))?;
+    if epoch != session.authz_epoch {
+        session.permissions = resolve_permissions(
+            &state.db,
+            session.user_id,
+            session.tenant_id,
+            session.is_platform_admin,
+        )
+        .await?;
+        state
+            .sessions
+            .update_permissions(session.id, &session.permissions, epoch)
+            .await?;
+    }
+    let principal = Principal {
+        user_id: session.user_id,
+        tenant_id: session.tenant_id,
+        session_id: session.id,
+        is_platform_admin: session.is_platform_admin,
+        permissions: Arc::new(
+            session
+                .permissions
+                .iter()
+                .filter_map(|p| Permission::from_code(p))
+                .collect(),
+        ),
+    };
+    tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
+    req.extensions_mut().insert(principal.clone());
+    let mut response = next.run(req).await;
+    // For the audit middleware, which sits outside this one.
+    response.extensions_mut().insert(principal);
+    Ok(response)
+}
+
+/// The permission codes `user` holds in `tenant`: through the roles of an
+/// active membership, or all of them for a platform administrator.
+pub async fn resolve_permissions(
+    db: &Db,
+    user_id: Uuid,
+    tenant_id: Uuid,
+    is_platform_admin: bool,
+) -> Result<Vec<String>, ApiError> {
+    if is_platform_admin {
+        return Ok(Permission::ALL
+            .iter()
+            .map(|p| p.code().to_owned())
+            .collect());
+    }
+    let mut tx = db.begin(TenantCtx::new(tenant_id, Some(user_id))).await?;
+    let codes: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT rp.permission FROM memberships m \
+         JOIN membership_roles mr ON mr.tenant_id = m.tenant_id AND mr.user_id = m.user_id \
+         JOIN role_permissions rp ON rp.role_id = mr.role_id \
+         WHERE m.user_id = $1 AND m.is_active ORDER BY 1",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(codes)
+}
+
+/// Runs a password hash or verification on the blocking pool, keeping the
+/// caller's tracing span.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Password rules for new passwords.
+pub fn check_new_password(field: &str, password: &str, v: &mut crate::extract::Validator) {
+    let n = password.chars().count();
+    v.check((8..=256).contains(&n), field, "must be 8 to 256 characters");
+}

@@ -1,0 +1,534 @@
+//! `/api/v1/auth`: login, refresh, logout, me, switch-tenant, sessions,
+//! change-password.
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use ferro_auth::password;
+use ferro_auth::sessions::{NewSession, Rotation};
+use ferro_db::cross_tenant::{LoginOutcome, LoginRecord, UserTenant};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Authenticated, blocking, check_new_password, resolve_permissions};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, Validator};
+use crate::observe::client_ip;
+use crate::state::AppState;
+
+/// Routes anyone may call.
+pub fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+}
+
+/// Routes for signed-in users.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(switch_tenant))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(change_password))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"username": "admin", "password": "admin", "tenant": "default"}))]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// Tenant slug or id; by default the user's home tenant.
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Access token lifetime in seconds.
+    pub expires_in: i64,
+    pub tenant_id: Uuid,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchTenantRequest {
+    pub tenant_id: Uuid,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantRef {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeUser {
+    pub id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    pub is_platform_admin: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub user: MeUser,
+    pub tenant: TenantRef,
+    pub roles: Vec<String>,
+    #[schema(value_type = Vec<String>, example = json!(["devices:read", "jobs:run"]))]
+    pub permissions: Vec<ferro_auth::Permission>,
+    /// Tenants this user may switch into.
+    pub tenants: Vec<TenantRef>,
+    pub session_id: Uuid,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub created_at: Option<DateTime<Utc>>,
+    pub refreshed_at: Option<DateTime<Utc>>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The session of the token making this request.
+    pub current: bool,
+}
+
+const BAD_CREDENTIALS: &str = "invalid username or password";
+
+fn tenant_ref(t: &UserTenant) -> TenantRef {
+    TenantRef {
+        id: t.tenant_id,
+        slug: t.slug.clone(),
+        name: t.name.clone(),
+    }
+}
+
+/// Logs in and opens a session.
+///
+/// A wrong user name and a wrong password get the same 401, in similar time.
+/// Repeated failures per user name or per client address get 429 with
+/// `Retry-After`. Every attempt is written to the login log.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenPair),
+        (status = 401, description = "Wrong user name or password", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No access to the requested tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<axum::Json<TokenPair>, ApiError> {
+    let mut v = Validator::default();
+    v.check(
+        !body.username.trim().is_empty() && body.username.len() <= 256,
+        "username",
+        "is required (at most 256 characters)",
+    );
+    v.check(
+        !body.password.is_empty() && body.password.len() <= 1024,
+        "password",
+        "is required (at most 1024 characters)",
+    );
+    v.finish()?;
+
+    let ip = client_ip(
+        &headers,
+        Some(peer.ip()),
+        &state.config.http.trusted_proxies,
+    );
+    let ip_text = ip.map(|i| i.to_string()).unwrap_or_default();
+    let user_agent = headers.get("user-agent").and_then(|v| v.to_str().ok());
+    let username = body.username.trim();
+    let record = |tenant_id, user_id, outcome, reason| LoginRecord {
+        tenant_id,
+        user_id,
+        username,
+        ip,
+        user_agent,
+        outcome,
+        reason,
+    };
+
+    if let Some(wait) = state.throttle.check(username, &ip_text).await? {
+        state
+            .db
+            .record_login(&record(
+                None,
+                None,
+                LoginOutcome::Throttled,
+                Some("too many failures"),
+            ))
+            .await?;
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+
+    let user = state.db.lookup_login_user(username).await?;
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| password::dummy_hash().to_owned());
+    let presented = body.password.clone();
+    let verified = blocking(move || password::verify(&presented, &stored).unwrap_or(false)).await?;
+
+    let failure = match &user {
+        None => Some("unknown user"),
+        Some(_) if !verified => Some("wrong password"),
+        Some(u) if !u.is_active => Some("inactive user"),
+        _ => None,
+    };
+    if let Some(reason) = failure {
+        state.throttle.record_failure(username, &ip_text).await?;
+        let (tid, uid) = user
+            .as_ref()
+            .map(|u| (Some(u.home_tenant_id), Some(u.id)))
+            .unwrap_or((None, None));
+        state
+            .db
+            .record_login(&record(tid, uid, LoginOutcome::Failure, Some(reason)))
+            .await?;
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
+    }
+    let user = user.expect("checked above");
+
+    let tenants = state.db.user_tenants(user.id).await?;
+    let chosen = match &body.tenant {
+        Some(wanted) => tenants
+            .iter()
+            .find(|t| t.slug == *wanted || t.tenant_id.to_string() == *wanted),
+        None => tenants
+            .iter()
+            .find(|t| t.tenant_id == user.home_tenant_id && t.is_member)
+            .or_else(|| tenants.iter().find(|t| t.is_member))
+            .or_else(|| tenants.first()),
+    };
+    let Some(tenant) = chosen else {
+        state
+            .db
+            .record_login(&record(
+                Some(user.home_tenant_id),
+                Some(user.id),
+                LoginOutcome::Failure,
+                Some("no access to tenant"),
+            ))
+            .await?;
+        return Err(ApiError::Forbidden(
+            "you have no access to that tenant".to_owned(),
+        ));
+    };
+
+    let permissions =
+        resolve_permissions(&state.db, user.id, tenant.tenant_id, user.is_platform_admin).await?;
+    let epoch = state.sessions.authz_epoch(tenant.tenant_id).await?;
+    let ip_for_session = ip.map(|i| i.to_string());
+    let (session, refresh_token) = state
+        .sessions
+        .create(NewSession {
+            user_id: user.id,
+            tenant_id: tenant.tenant_id,
+            is_platform_admin: user.is_platform_admin,
+            permissions: &permissions,
+            authz_epoch: epoch,
+            ip: ip_for_session.as_deref(),
+            user_agent,
+        })
+        .await?;
+    state.throttle.record_success(username, &ip_text).await?;
+    state
+        .db
+        .record_login(&record(
+            Some(tenant.tenant_id),
+            Some(user.id),
+            LoginOutcome::Success,
+            None,
+        ))
+        .await?;
+    tracing::info!(user_id = %user.id, tenant_id = %tenant.tenant_id, session_id = %session.id, "logged in");
+    Ok(axum::Json(pair(
+        &state,
+        user.id,
+        tenant.tenant_id,
+        session.id,
+        refresh_token,
+    )))
+}
+
+fn pair(
+    state: &AppState,
+    user: Uuid,
+    tenant: Uuid,
+    session: Uuid,
+    refresh_token: String,
+) -> TokenPair {
+    TokenPair {
+        access_token: state.jwt.issue(user, tenant, session),
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: state.jwt.lifetime_secs(),
+        tenant_id: tenant,
+    }
+}
+
+/// Exchanges a refresh token for a new pair. Refresh tokens rotate: each
+/// works once, and presenting a used one revokes the whole session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = TokenPair),
+        (status = 401, description = "Unknown, expired or reused refresh token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<axum::Json<TokenPair>, ApiError> {
+    match state.sessions.rotate(&body.refresh_token).await? {
+        Rotation::Rotated {
+            session,
+            refresh_token,
+        } => {
+            // The user must still be active and still belong to the tenant.
+            let allowed = state
+                .db
+                .user_tenants(session.user_id)
+                .await?
+                .iter()
+                .any(|t| t.tenant_id == session.tenant_id);
+            if !allowed {
+                state.sessions.revoke(session.id).await?;
+                return Err(ApiError::Unauthorized("the session has ended"));
+            }
+            Ok(axum::Json(pair(
+                &state,
+                session.user_id,
+                session.tenant_id,
+                session.id,
+                refresh_token,
+            )))
+        }
+        Rotation::Reused { .. } => Err(ApiError::Unauthorized(
+            "this refresh token was already used; the session has been revoked",
+        )),
+        Rotation::Unknown => Err(ApiError::Unauthorized(
+            "the refresh token is invalid or expired",
+        )),
+    }
+}
+
+/// Ends the current session; its access and refresh tokens stop working at once.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Logged out"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
+async fn logout(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> Result<StatusCode, ApiError> {
+    state.sessions.revoke(p.session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user, the current tenant, roles and permissions.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = Me),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
+async fn me(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> Result<axum::Json<Me>, ApiError> {
+    let tenants = state.db.user_tenants(p.user_id).await?;
+    let mut tx = state.db.begin(p.ctx()).await?;
+    let (username, email, is_platform_admin): (String, Option<String>, bool) =
+        sqlx::query_as("SELECT username, email, is_platform_admin FROM users WHERE id = $1")
+            .bind(p.user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let roles: Vec<String> = sqlx::query_scalar(
+        "SELECT r.name FROM membership_roles mr JOIN roles r ON r.id = mr.role_id \
+         WHERE mr.user_id = $1 ORDER BY r.name",
+    )
+    .bind(p.user_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let tenant = tenants
+        .iter()
+        .find(|t| t.tenant_id == p.tenant_id)
+        .map(tenant_ref)
+        .ok_or(ApiError::Unauthorized("the session has ended"))?;
+    Ok(axum::Json(Me {
+        user: MeUser {
+            id: p.user_id,
+            username,
+            email,
+            is_platform_admin,
+        },
+        tenant,
+        roles,
+        permissions: p.sorted_permissions(),
+        tenants: tenants.iter().map(tenant_ref).collect(),
+        session_id: p.session_id,
+    }))
+}
+
+/// Moves the session into another tenant the user belongs to (any tenant for
+/// a platform administrator) and returns a new pair; the old tokens stop working.
+#[utoipa::path(post, path = "/auth/switch-tenant", tag = "auth", security(("bearer" = [])), request_body = SwitchTenantRequest,
+    responses((status = 200, description = "A new token pair for the tenant", body = TokenPair),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a member of that tenant", body = Problem, content_type = "application/problem+json")))]
+async fn switch_tenant(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(body): ApiJson<SwitchTenantRequest>,
+) -> Result<axum::Json<TokenPair>, ApiError> {
+    let allowed = state
+        .db
+        .user_tenants(p.user_id)
+        .await?
+        .iter()
+        .any(|t| t.tenant_id == body.tenant_id);
+    if !allowed {
+        return Err(ApiError::Forbidden(
+            "you have no access to that tenant".to_owned(),
+        ));
+    }
+    let permissions =
+        resolve_permissions(&state.db, p.user_id, body.tenant_id, p.is_platform_admin).await?;
+    let epoch = state.sessions.authz_epoch(body.tenant_id).await?;
+    let refresh_token = state
+        .sessions
+        .switch_tenant(p.session_id, body.tenant_id, &permissions, epoch)
+        .await?
+        .ok_or(ApiError::Unauthorized("the session has ended"))?;
+    Ok(axum::Json(pair(
+        &state,
+        p.user_id,
+        body.tenant_id,
+        p.session_id,
+        refresh_token,
+    )))
+}
+
+/// The caller's open sessions.
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "Open sessions, newest first", body = Vec<SessionView>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> Result<axum::Json<Vec<SessionView>>, ApiError> {
+    let sessions = state.sessions.list_for_user(p.user_id).await?;
+    Ok(axum::Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.id == p.session_id,
+                id: s.id,
+                tenant_id: s.tenant_id,
+                created_at: s.created_at,
+                refreshed_at: s.refreshed_at,
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect(),
+    ))
+}
+
+/// Revokes one of the caller's sessions.
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses((status = 204, description = "Revoked"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session of yours", body = Problem, content_type = "application/problem+json")))]
+async fn revoke_session(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if state.sessions.owner_of(id).await? != Some(p.user_id) {
+        return Err(ApiError::NotFound("session"));
+    }
+    state.sessions.revoke(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes the caller's password; every other session of the user ends.
+#[utoipa::path(post, path = "/auth/change-password", tag = "auth", security(("bearer" = [])), request_body = ChangePasswordRequest,
+    responses((status = 204, description = "Changed"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong current password or weak new one", body = Problem, content_type = "application/problem+json")))]
+async fn change_password(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    let mut v = Validator::default();
+    check_new_password("new_password", &body.new_password, &mut v);
+    v.check(
+        body.current_password.len() <= 1024,
+        "current_password",
+        "is too long",
+    );
+    v.finish()?;
+
+    let mut tx = state.db.begin(p.ctx()).await?;
+    let username: String = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+        .bind(p.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let stored = state
+        .db
+        .lookup_login_user(&username)
+        .await?
+        .ok_or(ApiError::Unauthorized("the session has ended"))?
+        .password_hash;
+    let current = body.current_password.clone();
+    if !blocking(move || password::verify(&current, &stored).unwrap_or(false)).await? {
+        return Err(ApiError::field(
+            "current_password",
+            "is not your current password",
+        ));
+    }
+    let new = body.new_password.clone();
+    let hash = blocking(move || password::hash(&new))
+        .await?
+        .map_err(ApiError::internal)?;
+    sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1")
+        .bind(p.user_id)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    for other in state.sessions.list_for_user(p.user_id).await? {
+        if other.id != p.session_id {
+            state.sessions.revoke(other.id).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,203 @@
+//! Extractors whose rejections are problem+json: malformed JSON (400), wrong
+//! content type (415), unknown or mistyped fields (422 naming the field),
+//! bad path parameters (400), bad query strings (422), oversized bodies (413).
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, FieldError};
+
+/// `Json<T>` with problem+json rejections.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "expected a JSON body with Content-Type: application/json".to_owned(),
+        ),
+        JsonRejection::JsonSyntaxError(_) => ApiError::BadRequest {
+            code: "malformed_json",
+            detail: "the request body is not valid JSON".to_owned(),
+        },
+        JsonRejection::JsonDataError(err) => {
+            // serde_path_to_error gives "path: message"; keep both apart.
+            let text = std::error::Error::source(&err)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| err.body_text());
+            let (field, message) = match text.split_once(": ") {
+                Some((path, msg)) if !path.contains(' ') => (path.to_owned(), msg.to_owned()),
+                _ => (String::new(), text),
+            };
+            let field = if field == "." { String::new() } else { field };
+            ApiError::Validation(vec![FieldError::new(field, message)])
+        }
+        JsonRejection::BytesRejection(err) => {
+            if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest {
+                    code: "unreadable_body",
+                    detail: "the request body could not be read".to_owned(),
+                }
+            }
+        }
+        other => ApiError::BadRequest {
+            code: "bad_request",
+            detail: other.body_text(),
+        },
+    }
+}
+
+/// `Path<T>` with problem+json rejections.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|rejection: PathRejection| ApiError::BadRequest {
+                code: "invalid_path",
+                detail: match rejection {
+                    PathRejection::FailedToDeserializePathParams(_) => {
+                        "a path parameter is malformed (expected a UUID)".to_owned()
+                    }
+                    other => other.body_text(),
+                },
+            })
+    }
+}
+
+/// `Query<T>` with problem+json rejections.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|rejection: QueryRejection| {
+                let text = rejection.body_text();
+                let message = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text)
+                    .to_owned();
+                ApiError::Validation(vec![FieldError::new("query", message)])
+            })
+    }
+}
+
+/// `?page=` (from 1) and `?size=` (1 to 100, default 20).
+#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page number, from 1.
+    pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    pub size: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub page: i64,
+    pub size: i64,
+}
+
+impl Paging {
+    pub fn offset(&self) -> i64 {
+        (self.page - 1) * self.size
+    }
+}
+
+impl PageParams {
+    pub fn validate(&self, errors: &mut Vec<FieldError>) -> Paging {
+        let page = self.page.unwrap_or(1);
+        let size = self.size.unwrap_or(20);
+        if page < 1 || page > 1_000_000 {
+            errors.push(FieldError::new("page", "must be a whole number from 1"));
+        }
+        if !(1..=100).contains(&size) {
+            errors.push(FieldError::new("size", "must be between 1 and 100"));
+        }
+        Paging { page, size }
+    }
+
+    pub fn paging(&self) -> Result<Paging, ApiError> {
+        let mut errors = Vec::new();
+        let paging = self.validate(&mut errors);
+        if errors.is_empty() {
+            Ok(paging)
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Paginated<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: i64,
+    pub size: i64,
+}
+
+impl<T> Paginated<T> {
+    pub fn new(items: Vec<T>, total: i64, paging: Paging) -> Self {
+        Self {
+            items,
+            total,
+            page: paging.page,
+            size: paging.size,
+        }
+    }
+}
+
+/// Collects validation errors and turns them into one 422.
+#[derive(Default)]
+pub struct Validator(pub Vec<FieldError>);
+
+impl Validator {
+    pub fn check(&mut self, ok: bool, field: &str, message: &str) {
+        if !ok {
+            self.0.push(FieldError::new(field, message));
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+/// A case-insensitive `ILIKE` pattern matching `q` anywhere, with `%`, `_`
+/// and `\` in `q` taken literally.
+pub fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}

@@ -1,0 +1,216 @@
+//! The Ferrostack REST API.
+//!
+//! `main.rs` only loads [`ApiConfig`] and calls [`run`]. [`router`] builds
+//! the whole application (used as is by the tests), [`serve`] runs it with
+//! graceful shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod observe;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use config::ApiConfig;
+pub use state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ferrostack API", description = "REST API of the Ferrostack backend stack. \
+        Errors are application/problem+json (RFC 9457) with a stable `code`."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Login, tokens, sessions"),
+        (name = "tenants", description = "Platform administration"),
+        (name = "users", description = "Users of the current tenant"),
+        (name = "roles", description = "Roles and the permission catalog"),
+        (name = "devices", description = "Managed devices"),
+        (name = "logs", description = "Audit and login logs"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from POST /api/v1/auth/login"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The `/api/v1` routes with their OpenAPI document.
+pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let protected = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(routes::tenants::router())
+        .merge(routes::users::router())
+        .merge(routes::roles::router())
+        .merge(routes::devices::router())
+        .merge(routes::logs::router())
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let v1 = OpenApiRouter::new()
+        .merge(auth::public_router())
+        .merge(routes::health::router())
+        .merge(protected);
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
+    api_routes(state).into_openapi()
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api_routes(&state).split_for_parts();
+    let http = &state.config.http;
+    let cors = if http.cors_origins.is_empty() {
+        None
+    } else {
+        let origins = if http.cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                http.cors_origins
+                    .iter()
+                    .filter_map(|o| HeaderValue::from_str(o).ok()),
+            )
+        };
+        Some(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::PATCH,
+                    Method::DELETE,
+                ])
+                .allow_headers([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderName::from_static(observe::REQUEST_ID),
+                    HeaderName::from_static("idempotency-key"),
+                ])
+                .expose_headers([HeaderName::from_static(observe::REQUEST_ID)])
+                .max_age(std::time::Duration::from_secs(600)),
+        )
+    };
+
+    Router::new()
+        .merge(api)
+        .route("/health", get(routes::health::live))
+        .route("/metrics", get(routes::health::metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(observe::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(observe::request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(observe::request_span))
+                .layer(from_fn(observe::track_metrics))
+                .layer(from_fn_with_state(state.clone(), observe::audit))
+                .layer(CatchPanicLayer::custom(observe::panic_response))
+                .option_layer(cors)
+                .layer(CompressionLayer::new())
+                .layer(from_fn_with_state(state.clone(), observe::timeout))
+                .layer(DefaultBodyLimit::max(http.max_body_bytes)),
+        )
+        .with_state(state)
+}
+
+/// Connects to PostgreSQL and Redis and builds the state.
+pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
+    let db = ferro_db::Db::connect(&config.database, config.app_env, "api").await?;
+    let redis = deadpool_redis::Config::from_url(config.redis.url.expose())
+        .builder()?
+        .max_size(32)
+        .wait_timeout(Some(std::time::Duration::from_secs(5)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .build()?;
+    if config.http.jwt_secret_generated {
+        tracing::warn!(
+            "JWT_SECRET is not set: using a random secret; tokens die with this process"
+        );
+    }
+    Ok(AppState::new(
+        config,
+        db,
+        redis,
+        observe::Metrics::install(),
+    ))
+}
+
+/// Serves `state`'s application on `listener` until `shutdown` resolves;
+/// in-flight requests then get `SHUTDOWN_GRACE_SECONDS` to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.config.http.shutdown_grace;
+    let app = router(state.clone());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let deadline = async move {
+        let _ = stop_rx.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        result = server.into_future() => result,
+        _ = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
+            Ok(())
+        }
+    };
+    state.db.close().await;
+    result
+}
+
+/// Binds `HOST:PORT` and serves until SIGTERM or SIGINT.
+pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", config.http.host, config.http.port);
+    let state = build_state(config).await?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    serve(listener, state, ferro_telemetry::shutdown_signal()).await?;
+    tracing::info!("api stopped");
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! `/api/v1/devices`: the tenant's devices. SNMP settings are write-only.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{DevicesRead, DevicesWrite, Guard};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, like_pattern};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_devices, create_device))
+        .routes(routes!(get_device, update_device, delete_device))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Snmp,
+    Http,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Snmp => "snmp",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum SnmpVersion {
+    #[serde(rename = "v1")]
+    V1,
+    #[serde(rename = "v2c")]
+    V2c,
+}
+
+/// SNMP settings; accepted on writes, never returned.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpSettings {
+    pub version: SnmpVersion,
+    #[schema(example = "public")]
+    pub community: String,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Device {
+    pub id: Uuid,
+    pub name: String,
+    #[schema(example = "snmp")]
+    pub protocol: String,
+    pub host: String,
+    pub port: i32,
+    pub tags: Vec<String>,
+    /// `unknown`, `up` or `down`.
+    pub status: String,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "id, name, protocol, host, port, tags, status, last_seen_at, created_at, updated_at";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "core-router", "protocol": "snmp", "host": "10.0.0.1", "port": 161,
+    "tags": ["core"], "snmp": {"version": "v2c", "community": "public"}}))]
+pub struct CreateDevice {
+    pub name: String,
+    pub protocol: Protocol,
+    pub host: String,
+    /// Default 161 for snmp, 80 for http.
+    pub port: Option<i32>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Required for snmp devices; not allowed for http ones.
+    pub snmp: Option<SnmpSettings>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDevice {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i32>,
+    pub tags: Option<Vec<String>>,
+    pub snmp: Option<SnmpSettings>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    pub page: Option<i64>,
+    pub size: Option<i64>,
+    /// Case-insensitive substring of the name or host.
+    pub q: Option<String>,
+    pub protocol: Option<Protocol>,
+    /// Devices carrying this tag.
+    pub tag: Option<String>,
+    /// `created_at` (default), `-created_at`, `name` or `-name`.
+    pub sort: Option<String>,
+}
+
+fn valid_host(host: &str) -> bool {
+    (1..=253).contains(&host.len())
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'_' | b'-' | b'[' | b']')
+        })
+}
+
+fn check_name(v: &mut Validator, name: &str) {
+    v.check(
+        (1..=200).contains(&name.trim().chars().count()),
+        "name",
+        "must be 1 to 200 characters",
+    );
+}
+
+fn check_tags(v: &mut Validator, tags: &[String]) {
+    v.check(tags.len() <= 32, "tags", "at most 32 tags");
+    v.check(
+        tags.iter().all(|t| {
+            (1..=64).contains(&t.len())
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        }),
+        "tags",
+        "each tag is 1 to 64 letters, digits or -_.:",
+    );
+}
+
+fn check_snmp(v: &mut Validator, snmp: &SnmpSettings) {
+    v.check(
+        (1..=128).contains(&snmp.community.len()),
+        "snmp.community",
+        "must be 1 to 128 characters",
+    );
+}
+
+/// Lists devices, filtered and sorted, a page at a time.
+#[utoipa::path(get, path = "/devices", tag = "devices", security(("bearer" = [])), params(DeviceQuery),
+    responses((status = 200, description = "A page of devices", body = Paginated<Device>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing devices:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
+async fn list_devices(
+    State(state): State<AppState>,
+    guard: Guard<DevicesRead>,
+    ApiQuery(query): ApiQuery<DeviceQuery>,
+) -> Result<axum::Json<Paginated<Device>>, ApiError> {
+    let mut v = Validator::default();
+    let paging = PageParams {
+        page: query.page,
+        size: query.size,
+    }
+    .validate(&mut v.0);
+    let order = match query.sort.as_deref() {
+        None | Some("created_at") => "created_at, id",
+        Some("-created_at") => "created_at DESC, id DESC",
+        Some("name") => "name, id",
+        Some("-name") => "name DESC, id DESC",
+        Some(_) => {
+            v.check(
+                false,
+                "sort",
+                "must be created_at, -created_at, name or -name",
+            );
+            ""
+        }
+    };
+    v.check(
+        query.q.as_ref().is_none_or(|q| q.len() <= 200),
+        "q",
+        "at most 200 characters",
+    );
+    v.finish()?;
+
+    let pattern = query.q.as_deref().map(like_pattern);
+    let protocol = query.protocol.map(Protocol::as_str);
+    let filter = "($1::text IS NULL OR name ILIKE $1 OR host ILIKE $1) \
+                  AND ($2::text IS NULL OR protocol = $2) \
+                  AND ($3::text IS NULL OR tags @> ARRAY[$3::text])";
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM devices WHERE {filter}"
+    )))
+    .bind(&pattern)
+    .bind(protocol)
+    .bind(&query.tag)
+    .fetch_one(&mut *tx)
+    .await?;
+    let items: Vec<Device> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM devices WHERE {filter} ORDER BY {order} LIMIT $4 OFFSET $5"
+    )))
+    .bind(&pattern)
+    .bind(protocol)
+    .bind(&query.tag)
+    .bind(paging.size)
+    .bind(paging.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Paginated::new(items, total, paging)))
+}
+
+/// Registers a device.
+#[utoipa::path(post, path = "/devices", tag = "devices", security(("bearer" = [])), request_body = CreateDevice,
+    responses((status = 201, description = "Created", body = Device),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
+async fn create_device(
+    State(state): State<AppState>,
+    guard: Guard<DevicesWrite>,
+    ApiJson(body): ApiJson<CreateDevice>,
+) -> Result<(StatusCode, axum::Json<Device>), ApiError> {
+    let mut v = Validator::default();
+    check_name(&mut v, &body.name);
+    v.check(
+        valid_host(&body.host),
+        "host",
+        "must be a host name or IP address",
+    );
+    let port = body.port.unwrap_or(match body.protocol {
+        Protocol::Snmp => 161,
+        Protocol::Http => 80,
+    });
+    v.check(
+        (1..=65535).contains(&port),
+        "port",
+        "must be between 1 and 65535",
+    );
+    check_tags(&mut v, &body.tags);
+    match (&body.snmp, body.protocol) {
+        (None, Protocol::Snmp) => v.check(false, "snmp", "is required for snmp devices"),
+        (Some(_), Protocol::Http) => v.check(false, "snmp", "is only for snmp devices"),
+        (Some(snmp), Protocol::Snmp) => check_snmp(&mut v, snmp),
+        (None, Protocol::Http) => {}
+    }
+    v.finish()?;
+
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let device: Device = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO devices (tenant_id, name, protocol, host, port, tags, snmp_version, snmp_community) \
+         VALUES (app_current_tenant(), $1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+    )))
+    .bind(body.name.trim())
+    .bind(body.protocol.as_str())
+    .bind(&body.host)
+    .bind(port)
+    .bind(&body.tags)
+    .bind(body.snmp.as_ref().map(|s| match s.version {
+        SnmpVersion::V1 => "v1",
+        SnmpVersion::V2c => "v2c",
+    }))
+    .bind(body.snmp.as_ref().map(|s| s.community.as_str()))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(device)))
+}
+
+/// One device.
+#[utoipa::path(get, path = "/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Device id")),
+    responses((status = 200, description = "The device", body = Device),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing devices:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such device in this tenant", body = Problem, content_type = "application/problem+json")))]
+async fn get_device(
+    State(state): State<AppState>,
+    guard: Guard<DevicesRead>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<Device>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let device: Option<Device> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM devices WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    device.map(axum::Json).ok_or(ApiError::NotFound("device"))
+}
+
+/// Changes some fields of a device.
+#[utoipa::path(patch, path = "/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Device id")), request_body = UpdateDevice,
+    responses((status = 200, description = "Updated", body = Device),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such device in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
+async fn update_device(
+    State(state): State<AppState>,
+    guard: Guard<DevicesWrite>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateDevice>,
+) -> Result<axum::Json<Device>, ApiError> {
+    let mut v = Validator::default();
+    if let Some(name) = &body.name {
+        check_name(&mut v, name);
+    }
+    if let Some(host) = &body.host {
+        v.check(
+            valid_host(host),
+            "host",
+            "must be a host name or IP address",
+        );
+    }
+    if let Some(port) = body.port {
+        v.check(
+            (1..=65535).contains(&port),
+            "port",
+            "must be between 1 and 65535",
+        );
+    }
+    if let Some(tags) = &body.tags {
+        check_tags(&mut v, tags);
+    }
+    if let Some(snmp) = &body.snmp {
+        check_snmp(&mut v, snmp);
+    }
+    v.finish()?;
+
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let protocol: Option<String> =
+        sqlx::query_scalar("SELECT protocol FROM devices WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let protocol = protocol.ok_or(ApiError::NotFound("device"))?;
+    if body.snmp.is_some() && protocol != "snmp" {
+        return Err(ApiError::field("snmp", "is only for snmp devices"));
+    }
+    let device: Device = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE devices SET name = coalesce($2, name), host = coalesce($3, host), port = coalesce($4, port), \
+         tags = coalesce($5, tags), snmp_version = coalesce($6, snmp_version), \
+         snmp_community = coalesce($7, snmp_community) WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(body.name.as_deref().map(str::trim))
+    .bind(&body.host)
+    .bind(body.port)
+    .bind(&body.tags)
+    .bind(body.snmp.as_ref().map(|s| match s.version {
+        SnmpVersion::V1 => "v1",
+        SnmpVersion::V2c => "v2c",
+    }))
+    .bind(body.snmp.as_ref().map(|s| s.community.as_str()))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(device))
+}
+
+/// Removes a device. Its past jobs stay, without the device reference.
+#[utoipa::path(delete, path = "/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Device id")),
+    responses((status = 204, description = "Deleted"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such device in this tenant", body = Problem, content_type = "application/problem+json")))]
+async fn delete_device(
+    State(state): State<AppState>,
+    guard: Guard<DevicesWrite>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let deleted = sqlx::query("DELETE FROM devices WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    if deleted == 0 {
+        return Err(ApiError::NotFound("device"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,162 @@
+//! Liveness, readiness and Prometheus metrics.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferro_config::BrokerKind;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::observe::record_pool_gauges;
+use crate::state::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Checks {
+    pub database: &'static str,
+    pub redis: &'static str,
+    pub broker: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ok`, or `unavailable` (then `application/problem+json` with status 503).
+    pub status: &'static str,
+    pub checks: Checks,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+}
+
+/// Liveness: the process answers. Touches nothing.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn live() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// Readiness: PostgreSQL, Redis and the broker all answer.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Something is down; `detail` names it", body = Readiness, content_type = "application/problem+json")))]
+async fn ready(State(state): State<AppState>) -> Response {
+    let (db, redis, broker) = tokio::join!(
+        async { state.db.ping(CHECK_TIMEOUT).await.is_ok() },
+        check_redis(&state.redis),
+        check_broker(&state),
+    );
+    let word = |ok: bool| if ok { "ok" } else { "down" };
+    let down: Vec<&str> = [("database", db), ("redis", redis), ("broker", broker)]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| n)
+        .collect();
+    let checks = Checks {
+        database: word(db),
+        redis: word(redis),
+        broker: word(broker),
+    };
+    if down.is_empty() {
+        return axum::Json(Readiness {
+            status: "ok",
+            checks,
+            detail: None,
+            code: None,
+        })
+        .into_response();
+    }
+    let body = Readiness {
+        status: "unavailable",
+        checks,
+        detail: Some(format!("not ready: {} down", down.join(", "))),
+        code: Some("not_ready"),
+    };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+async fn check_redis(pool: &deadpool_redis::Pool) -> bool {
+    let ping = async {
+        let mut conn = pool.get().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    matches!(tokio::time::timeout(CHECK_TIMEOUT, ping).await, Ok(Some(_)))
+}
+
+/// The broker answers: a Redis PING for Redis Streams; for RabbitMQ, a TCP
+/// connection to the AMQP port that receives the server's protocol header
+/// reply to a bogus greeting (proof that an AMQP server, not just a port, is there).
+async fn check_broker(state: &AppState) -> bool {
+    let url = &state.config.broker.url;
+    match state.config.broker.kind {
+        BrokerKind::RedisStreams => {
+            let probe = async {
+                let client = redis::Client::open(url.expose()).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            };
+            matches!(
+                tokio::time::timeout(CHECK_TIMEOUT, probe).await,
+                Ok(Some(_))
+            )
+        }
+        BrokerKind::RabbitMq => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let host = url.host().unwrap_or("127.0.0.1").to_owned();
+            let port = url.port().unwrap_or(5672);
+            let probe = async move {
+                let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .ok()?;
+                // An AMQP server answers an unsupported header with its own.
+                stream.write_all(b"AMQP\x00\x00\x00\x00").await.ok()?;
+                let mut reply = [0u8; 4];
+                stream.read_exact(&mut reply).await.ok()?;
+                (&reply == b"AMQP").then_some(())
+            };
+            matches!(
+                tokio::time::timeout(CHECK_TIMEOUT, probe).await,
+                Ok(Some(()))
+            )
+        }
+    }
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    record_pool_gauges(&state);
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

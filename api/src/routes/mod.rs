@@ -1,0 +1,9 @@
+//! The resources under `/api/v1`, one module each; each owns its router,
+//! handlers and SQL.
+
+pub mod devices;
+pub mod health;
+pub mod logs;
+pub mod roles;
+pub mod tenants;
+pub mod users;

@@ -1,0 +1,299 @@
+//! `/api/v1/roles` (built-in and custom roles of the tenant) and
+//! `/api/v1/permissions` (the catalog).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use ferro_auth::Permission;
+use ferro_db::TenantTx;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Guard, RolesManage, RolesRead};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_roles, create_role))
+        .routes(routes!(get_role, update_role, delete_role))
+        .routes(routes!(list_permissions))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Role {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// `admin`, `operator` and `viewer` are built in and cannot be changed.
+    pub is_builtin: bool,
+    pub permissions: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SELECT: &str = "SELECT r.id, r.name, r.description, r.is_builtin, \
+    coalesce(array_agg(rp.permission ORDER BY rp.permission) FILTER (WHERE rp.permission IS NOT NULL), '{}') AS permissions, \
+    r.created_at, r.updated_at FROM roles r LEFT JOIN role_permissions rp ON rp.role_id = r.id";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "auditor", "description": "Reads the logs", "permissions": ["audit:read"]}))]
+pub struct CreateRole {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRole {
+    pub description: Option<String>,
+    pub permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct PermissionInfo {
+    #[schema(example = "devices:read")]
+    pub code: String,
+    pub description: String,
+    /// Held only by platform administrators; not grantable to roles.
+    pub platform_only: bool,
+}
+
+fn check_permissions(v: &mut Validator, codes: &[String]) {
+    for code in codes {
+        match Permission::from_code(code) {
+            None => v.check(false, "permissions", &format!("unknown permission {code}")),
+            Some(Permission::TenantsManage) => v.check(
+                false,
+                "permissions",
+                "tenants:manage is for platform administrators only",
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn check_role_name(v: &mut Validator, name: &str) {
+    let ok = (2..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    v.check(
+        ok,
+        "name",
+        "must be 2-63 lowercase letters, digits, _ or -, starting with a letter",
+    );
+}
+
+async fn fetch_role(tx: &mut TenantTx, id: Uuid) -> Result<Role, ApiError> {
+    let role: Option<Role> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE r.id = $1 GROUP BY r.id"
+    )))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    role.ok_or(ApiError::NotFound("role"))
+}
+
+async fn set_permissions(tx: &mut TenantTx, role: Uuid, codes: &[String]) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM role_permissions WHERE role_id = $1")
+        .bind(role)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO role_permissions (tenant_id, role_id, permission) \
+         SELECT app_current_tenant(), $1, p FROM unnest($2::text[]) AS p ON CONFLICT DO NOTHING",
+    )
+    .bind(role)
+    .bind(codes)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Lists the tenant's roles with their permissions.
+#[utoipa::path(get, path = "/roles", tag = "roles", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, description = "A page of roles", body = Paginated<Role>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json")))]
+async fn list_roles(
+    State(state): State<AppState>,
+    guard: Guard<RolesRead>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Paginated<Role>>, ApiError> {
+    let paging = page.paging()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM roles")
+        .fetch_one(&mut *tx)
+        .await?;
+    let items: Vec<Role> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} GROUP BY r.id ORDER BY r.name, r.id LIMIT $1 OFFSET $2"
+    )))
+    .bind(paging.size)
+    .bind(paging.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Paginated::new(items, total, paging)))
+}
+
+/// Creates a custom role.
+#[utoipa::path(post, path = "/roles", tag = "roles", security(("bearer" = [])), request_body = CreateRole,
+    responses((status = 201, description = "Created", body = Role),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
+async fn create_role(
+    State(state): State<AppState>,
+    guard: Guard<RolesManage>,
+    ApiJson(body): ApiJson<CreateRole>,
+) -> Result<(StatusCode, axum::Json<Role>), ApiError> {
+    let mut v = Validator::default();
+    check_role_name(&mut v, &body.name);
+    v.check(
+        body.description.chars().count() <= 500,
+        "description",
+        "at most 500 characters",
+    );
+    check_permissions(&mut v, &body.permissions);
+    v.finish()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO roles (tenant_id, name, description) VALUES (app_current_tenant(), $1, $2) RETURNING id",
+    )
+    .bind(&body.name)
+    .bind(&body.description)
+    .fetch_one(&mut *tx)
+    .await?;
+    set_permissions(&mut tx, id, &body.permissions).await?;
+    let role = fetch_role(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(role)))
+}
+
+/// One role.
+#[utoipa::path(get, path = "/roles/{id}", tag = "roles", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Role id")),
+    responses((status = 200, description = "The role", body = Role),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such role in this tenant", body = Problem, content_type = "application/problem+json")))]
+async fn get_role(
+    State(state): State<AppState>,
+    guard: Guard<RolesRead>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<Role>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let role = fetch_role(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(axum::Json(role))
+}
+
+/// Changes a custom role's description or permissions; members get the new
+/// permissions on their next request.
+#[utoipa::path(patch, path = "/roles/{id}", tag = "roles", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Role id")), request_body = UpdateRole,
+    responses((status = 200, description = "Updated", body = Role),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such role in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Built-in roles cannot be changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
+async fn update_role(
+    State(state): State<AppState>,
+    guard: Guard<RolesManage>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateRole>,
+) -> Result<axum::Json<Role>, ApiError> {
+    let mut v = Validator::default();
+    if let Some(d) = &body.description {
+        v.check(
+            d.chars().count() <= 500,
+            "description",
+            "at most 500 characters",
+        );
+    }
+    if let Some(p) = &body.permissions {
+        check_permissions(&mut v, p);
+    }
+    v.finish()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let role = fetch_role(&mut tx, id).await?;
+    if role.is_builtin {
+        return Err(ApiError::Conflict {
+            detail: "built-in roles cannot be changed".to_owned(),
+            field: None,
+        });
+    }
+    if let Some(d) = &body.description {
+        sqlx::query("UPDATE roles SET description = $2 WHERE id = $1")
+            .bind(id)
+            .bind(d)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(p) = &body.permissions {
+        set_permissions(&mut tx, id, p).await?;
+    }
+    let role = fetch_role(&mut tx, id).await?;
+    tx.commit().await?;
+    state.sessions.bump_authz_epoch(guard.tenant_id).await?;
+    Ok(axum::Json(role))
+}
+
+/// Deletes a custom role; its members lose its permissions at once.
+#[utoipa::path(delete, path = "/roles/{id}", tag = "roles", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Role id")),
+    responses((status = 204, description = "Deleted"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such role in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Built-in roles cannot be deleted", body = Problem, content_type = "application/problem+json")))]
+async fn delete_role(
+    State(state): State<AppState>,
+    guard: Guard<RolesManage>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let role = fetch_role(&mut tx, id).await?;
+    if role.is_builtin {
+        return Err(ApiError::Conflict {
+            detail: "built-in roles cannot be deleted".to_owned(),
+            field: None,
+        });
+    }
+    sqlx::query("DELETE FROM roles WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.sessions.bump_authz_epoch(guard.tenant_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The permission catalog.
+#[utoipa::path(get, path = "/permissions", tag = "roles", security(("bearer" = [])),
+    responses((status = 200, description = "Every permission", body = Vec<PermissionInfo>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json")))]
+async fn list_permissions(
+    State(state): State<AppState>,
+    guard: Guard<RolesRead>,
+) -> Result<axum::Json<Vec<PermissionInfo>>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let items: Vec<PermissionInfo> =
+        sqlx::query_as("SELECT code, description, platform_only FROM permissions ORDER BY code")
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(axum::Json(items))
+}

@@ -1,0 +1,178 @@
+//! `/api/v1/tenants`: platform administration, through the platform_*
+//! SECURITY DEFINER functions (which re-check the caller in the database).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Guard, TenantsManage};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, update_tenant))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"slug": "acme", "name": "Acme Corp"}))]
+pub struct CreateTenant {
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    /// Deactivated tenants cannot be logged into.
+    pub is_active: Option<bool>,
+}
+
+fn valid_slug(slug: &str) -> bool {
+    let b = slug.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn check_name(v: &mut Validator, name: &str) {
+    v.check(
+        (1..=200).contains(&name.trim().chars().count()),
+        "name",
+        "must be 1 to 200 characters",
+    );
+}
+
+/// Lists every tenant.
+#[utoipa::path(get, path = "/tenants", tag = "tenants", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, description = "A page of tenants", body = Paginated<Tenant>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json")))]
+async fn list_tenants(
+    State(state): State<AppState>,
+    guard: Guard<TenantsManage>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Paginated<Tenant>>, ApiError> {
+    let paging = page.paging()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM platform_list_tenants()")
+        .fetch_one(&mut *tx)
+        .await?;
+    let items: Vec<Tenant> =
+        sqlx::query_as("SELECT * FROM platform_list_tenants() ORDER BY slug LIMIT $1 OFFSET $2")
+            .bind(paging.size)
+            .bind(paging.offset())
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Paginated::new(items, total, paging)))
+}
+
+/// Creates a tenant with the built-in roles `admin`, `operator` and `viewer`.
+#[utoipa::path(post, path = "/tenants", tag = "tenants", security(("bearer" = [])), request_body = CreateTenant,
+    responses((status = 201, description = "Created", body = Tenant),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
+async fn create_tenant(
+    State(state): State<AppState>,
+    guard: Guard<TenantsManage>,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<(StatusCode, axum::Json<Tenant>), ApiError> {
+    let mut v = Validator::default();
+    v.check(
+        valid_slug(&body.slug),
+        "slug",
+        "must be 1-63 lowercase letters, digits or dashes, not starting or ending with a dash",
+    );
+    check_name(&mut v, &body.name);
+    v.finish()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let tenant: Tenant = sqlx::query_as("SELECT * FROM platform_create_tenant($1, $2)")
+        .bind(&body.slug)
+        .bind(body.name.trim())
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(tenant)))
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tenant", body = Tenant),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json")))]
+async fn get_tenant(
+    State(state): State<AppState>,
+    guard: Guard<TenantsManage>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let tenant: Option<Tenant> =
+        sqlx::query_as("SELECT * FROM platform_list_tenants() WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    tenant.map(axum::Json).ok_or(ApiError::NotFound("tenant"))
+}
+
+/// Renames or (de)activates a tenant.
+#[utoipa::path(patch, path = "/tenants/{id}", tag = "tenants", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")), request_body = UpdateTenant,
+    responses((status = 200, description = "Updated", body = Tenant),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
+async fn update_tenant(
+    State(state): State<AppState>,
+    guard: Guard<TenantsManage>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    let mut v = Validator::default();
+    if let Some(name) = &body.name {
+        check_name(&mut v, name);
+    }
+    v.check(
+        !(body.is_active == Some(false) && id == guard.tenant_id),
+        "is_active",
+        "you cannot deactivate the tenant you are in",
+    );
+    v.finish()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let tenant: Option<Tenant> = sqlx::query_as("SELECT * FROM platform_update_tenant($1, $2, $3)")
+        .bind(id)
+        .bind(body.name.as_deref().map(str::trim))
+        .bind(body.is_active)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tenant.map(axum::Json).ok_or(ApiError::NotFound("tenant"))
+}

@@ -1,0 +1,388 @@
+//! `/api/v1/users`: members of the current tenant.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use ferro_auth::password;
+use ferro_db::TenantTx;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Guard, UsersManage, UsersRead, blocking, check_new_password};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, like_pattern};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, remove_user))
+        .routes(routes!(set_user_roles))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    /// Active in this tenant (membership and account both active).
+    pub is_active: bool,
+    pub roles: Vec<String>,
+    /// The tenant that created the user and manages its account.
+    pub home_tenant_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SELECT: &str = "SELECT u.id, u.username, u.email, (u.is_active AND m.is_active) AS is_active, \
+    coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles, \
+    u.home_tenant_id, u.created_at, u.updated_at \
+    FROM memberships m JOIN users u ON u.id = m.user_id \
+    LEFT JOIN membership_roles mr ON mr.tenant_id = m.tenant_id AND mr.user_id = m.user_id \
+    LEFT JOIN roles r ON r.id = mr.role_id";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"username": "alice", "password": "correct horse battery", "email": "alice@example.com", "roles": ["operator"]}))]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    pub email: Option<String>,
+    /// Role names in this tenant.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// Only the user's home tenant may change the email or password.
+    pub email: Option<String>,
+    pub password: Option<String>,
+    /// Deactivating ends the user's sessions.
+    pub is_active: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRoles {
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    pub page: Option<i64>,
+    pub size: Option<i64>,
+    /// Case-insensitive substring of the username or email.
+    pub q: Option<String>,
+}
+
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace())
+        && !domain.contains('@')
+}
+
+async fn fetch_user(tx: &mut TenantTx, id: Uuid) -> Result<User, ApiError> {
+    let user: Option<User> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE u.id = $1 GROUP BY u.id, m.is_active"
+    )))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    user.ok_or(ApiError::NotFound("user"))
+}
+
+/// Role ids for names in the current tenant; 422 naming the unknown ones.
+async fn role_ids(tx: &mut TenantTx, names: &[String]) -> Result<Vec<Uuid>, ApiError> {
+    let found: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, name FROM roles WHERE name = ANY($1)")
+            .bind(names)
+            .fetch_all(&mut **tx)
+            .await?;
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| !found.iter().any(|(_, f)| f == *n))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::field(
+            "roles",
+            &format!("unknown roles: {}", unknown.join(", ")),
+        ));
+    }
+    Ok(found.into_iter().map(|(id, _)| id).collect())
+}
+
+async fn replace_roles(tx: &mut TenantTx, user: Uuid, roles: &[Uuid]) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM membership_roles WHERE user_id = $1")
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO membership_roles (tenant_id, user_id, role_id) \
+         SELECT app_current_tenant(), $1, unnest($2::uuid[])",
+    )
+    .bind(user)
+    .bind(roles)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Lists the tenant's users.
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(UserQuery),
+    responses((status = 200, description = "A page of users", body = Paginated<User>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing users:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
+async fn list_users(
+    State(state): State<AppState>,
+    guard: Guard<UsersRead>,
+    ApiQuery(query): ApiQuery<UserQuery>,
+) -> Result<axum::Json<Paginated<User>>, ApiError> {
+    let paging = PageParams {
+        page: query.page,
+        size: query.size,
+    }
+    .paging()?;
+    let pattern = query.q.as_deref().map(like_pattern);
+    let filter = "WHERE ($1::text IS NULL OR u.username ILIKE $1 OR u.email ILIKE $1)";
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id {filter}"
+    )))
+    .bind(&pattern)
+    .fetch_one(&mut *tx)
+    .await?;
+    let items: Vec<User> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} {filter} GROUP BY u.id, m.is_active ORDER BY lower(u.username), u.id LIMIT $2 OFFSET $3"
+    )))
+    .bind(&pattern)
+    .bind(paging.size)
+    .bind(paging.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Paginated::new(items, total, paging)))
+}
+
+/// Creates a user who is a member of the current tenant.
+#[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
+    responses((status = 201, description = "Created", body = User),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
+async fn create_user(
+    State(state): State<AppState>,
+    guard: Guard<UsersManage>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, axum::Json<User>), ApiError> {
+    let mut v = Validator::default();
+    v.check(
+        ferro_config::valid_username(&body.username),
+        "username",
+        "must be 3-64 letters, digits or ._@-",
+    );
+    check_new_password("password", &body.password, &mut v);
+    if let Some(email) = &body.email {
+        v.check(valid_email(email), "email", "must be an email address");
+    }
+    v.check(body.roles.len() <= 32, "roles", "at most 32 roles");
+    v.finish()?;
+
+    let pw = body.password.clone();
+    let hash = blocking(move || password::hash(&pw))
+        .await?
+        .map_err(ApiError::internal)?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let roles = role_ids(&mut tx, &body.roles).await?;
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO users (home_tenant_id, username, email, password_hash) \
+         VALUES (app_current_tenant(), $1, $2, $3) RETURNING id",
+    )
+    .bind(&body.username)
+    .bind(&body.email)
+    .bind(hash)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO memberships (tenant_id, user_id) VALUES (app_current_tenant(), $1)")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    replace_roles(&mut tx, id, &roles).await?;
+    let user = fetch_user(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(user)))
+}
+
+/// One user of the tenant.
+#[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses((status = 200, description = "The user", body = User),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing users:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json")))]
+async fn get_user(
+    State(state): State<AppState>,
+    guard: Guard<UsersRead>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<User>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let user = fetch_user(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(axum::Json(user))
+}
+
+/// Changes a user's email or password (home tenant only) or (de)activates
+/// the user in this tenant.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")), request_body = UpdateUser,
+    responses((status = 200, description = "Updated", body = User),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing users:manage, or not the user's home tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
+async fn update_user(
+    State(state): State<AppState>,
+    guard: Guard<UsersManage>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> Result<axum::Json<User>, ApiError> {
+    let mut v = Validator::default();
+    if let Some(email) = &body.email {
+        v.check(valid_email(email), "email", "must be an email address");
+    }
+    if let Some(pw) = &body.password {
+        check_new_password("password", pw, &mut v);
+    }
+    v.check(
+        !(body.is_active == Some(false) && id == guard.user_id),
+        "is_active",
+        "you cannot deactivate yourself",
+    );
+    v.finish()?;
+    let hash = match body.password.clone() {
+        Some(pw) => Some(
+            blocking(move || password::hash(&pw))
+                .await?
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
+
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let current = fetch_user(&mut tx, id).await?;
+    let home = current.home_tenant_id == guard.tenant_id;
+    if (body.email.is_some() || hash.is_some()) && !home {
+        return Err(ApiError::Forbidden(
+            "only the user's home tenant may change the email or password".to_owned(),
+        ));
+    }
+    if body.email.is_some() || hash.is_some() {
+        sqlx::query(
+            "UPDATE users SET email = coalesce($2, email), password_hash = coalesce($3, password_hash), \
+             password_changed_at = CASE WHEN $3 IS NULL THEN password_changed_at ELSE now() END WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&body.email)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(active) = body.is_active {
+        sqlx::query("UPDATE memberships SET is_active = $2 WHERE user_id = $1")
+            .bind(id)
+            .bind(active)
+            .execute(&mut *tx)
+            .await?;
+        if home {
+            sqlx::query("UPDATE users SET is_active = $2 WHERE id = $1")
+                .bind(id)
+                .bind(active)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let user = fetch_user(&mut tx, id).await?;
+    tx.commit().await?;
+    if body.is_active == Some(false) || hash.is_some() {
+        state.sessions.revoke_all_for_user(id).await?;
+    }
+    if body.is_active.is_some() {
+        state.sessions.bump_authz_epoch(guard.tenant_id).await?;
+    }
+    Ok(axum::Json(user))
+}
+
+/// Removes the user from this tenant and ends their sessions.
+#[utoipa::path(delete, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses((status = 204, description = "Removed from the tenant"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Removing yourself", body = Problem, content_type = "application/problem+json")))]
+async fn remove_user(
+    State(state): State<AppState>,
+    guard: Guard<UsersManage>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if id == guard.user_id {
+        return Err(ApiError::field("id", "you cannot remove yourself"));
+    }
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let removed = sqlx::query("DELETE FROM memberships WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(ApiError::NotFound("user"));
+    }
+    sqlx::query("UPDATE users SET is_active = false WHERE id = $1 AND home_tenant_id = app_current_tenant()")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.sessions.revoke_all_for_user(id).await?;
+    state.sessions.bump_authz_epoch(guard.tenant_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces the user's roles in this tenant; takes effect on their next request.
+#[utoipa::path(put, path = "/users/{id}/roles", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")), request_body = SetRoles,
+    responses((status = 200, description = "The user with the new roles", body = User),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown roles", body = Problem, content_type = "application/problem+json")))]
+async fn set_user_roles(
+    State(state): State<AppState>,
+    guard: Guard<UsersManage>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<SetRoles>,
+) -> Result<axum::Json<User>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    fetch_user(&mut tx, id).await?;
+    let roles = role_ids(&mut tx, &body.roles).await?;
+    replace_roles(&mut tx, id, &roles).await?;
+    let user = fetch_user(&mut tx, id).await?;
+    tx.commit().await?;
+    state.sessions.bump_authz_epoch(guard.tenant_id).await?;
+    Ok(axum::Json(user))
+}

@@ -1,0 +1,63 @@
+use std::sync::Arc;
+
+use ferro_auth::jwt::JwtKeys;
+use ferro_auth::sessions::SessionStore;
+use ferro_auth::throttle::{LoginThrottle, ThrottleLimits};
+use ferro_db::Db;
+
+use crate::config::ApiConfig;
+use crate::observe::Metrics;
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: ApiConfig,
+    pub db: Db,
+    pub redis: deadpool_redis::Pool,
+    pub sessions: SessionStore,
+    pub throttle: LoginThrottle,
+    pub jwt: JwtKeys,
+    pub metrics: Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: ApiConfig, db: Db, redis: deadpool_redis::Pool, metrics: Metrics) -> Self {
+        let prefix = config.redis.key_prefix.clone();
+        let sessions = SessionStore::new(
+            redis.clone(),
+            prefix.clone(),
+            config.http.refresh_expires_in,
+        );
+        let throttle = LoginThrottle::new(
+            redis.clone(),
+            prefix,
+            ThrottleLimits {
+                per_user: config.http.login_max_failures_per_user,
+                per_ip: config.http.login_max_failures_per_ip,
+                window: config.http.login_throttle_window,
+            },
+        );
+        let jwt = JwtKeys::new(
+            config.http.jwt_secret_bytes(),
+            config.http.jwt_expires_in.as_secs() as i64,
+        );
+        Self(Arc::new(Inner {
+            config,
+            db,
+            redis,
+            sessions,
+            throttle,
+            jwt,
+            metrics,
+        }))
+    }
+}

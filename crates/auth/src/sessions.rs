@@ -1,0 +1,469 @@
+//! Sessions in Redis.
+//!
+//! A login creates a session: a hash at `{prefix}session:{sid}` holding the
+//! user, the current tenant, the tenant permissions resolved at the last
+//! check, and the SHA-256 of the current refresh token (never the token).
+//! Access tokens name their session; every request checks that it still
+//! exists, so logout and revocation take effect at once.
+//!
+//! Refresh tokens are `{sid}.{secret}` and rotate on every use. Presenting a
+//! refresh token that is not the current one (a replay of a rotated token)
+//! revokes the whole session.
+//!
+//! Permissions are cached in the session together with the tenant's
+//! authorization epoch (`{prefix}authz:{tenant}`), which every change to
+//! roles or memberships increments; a request whose session holds an older
+//! epoch reloads the permissions from the database.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_redis::Pool;
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+use crate::{StoreError, random_hex, sha256_hex};
+
+#[derive(Clone)]
+pub struct SessionStore {
+    pool: Pool,
+    prefix: String,
+    ttl: Duration,
+}
+
+/// A session as seen by a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub is_platform_admin: bool,
+    pub permissions: Vec<String>,
+    /// The tenant's authorization epoch when `permissions` were resolved.
+    pub authz_epoch: i64,
+}
+
+/// A session as listed to its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub created_at: Option<DateTime<Utc>>,
+    pub refreshed_at: Option<DateTime<Utc>>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What a new session starts with.
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub is_platform_admin: bool,
+    pub permissions: &'a [String],
+    pub authz_epoch: i64,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// The result of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current; here is its successor.
+    Rotated {
+        session: Session,
+        refresh_token: String,
+    },
+    /// The token was already used: the session is now revoked.
+    Reused { user_id: Option<Uuid> },
+    /// No such session (expired, logged out, or not a token of ours).
+    Unknown,
+}
+
+const ROTATE: &str = r#"
+local cur = redis.call('HGET', KEYS[1], 'refresh')
+if not cur then return {0, ''} end
+if cur == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'refreshed', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  return {1, ''}
+end
+local uid = redis.call('HGET', KEYS[1], 'user') or ''
+redis.call('DEL', KEYS[1])
+return {-1, uid}
+"#;
+
+/// HSET only on a session that still exists (never resurrect a revoked one).
+const UPDATE_IF_EXISTS: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"#;
+
+const SESSION_FIELDS: [&str; 5] = ["user", "tenant", "admin", "perms", "epoch"];
+
+fn parse_refresh(token: &str) -> Option<(Uuid, &str)> {
+    let (sid, secret) = token.split_once('.')?;
+    if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((Uuid::parse_str(sid).ok()?, secret))
+}
+
+impl SessionStore {
+    pub fn new(pool: Pool, prefix: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            pool,
+            prefix: prefix.into(),
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn session_key(&self, sid: Uuid) -> String {
+        format!("{}session:{sid}", self.prefix)
+    }
+
+    fn user_key(&self, uid: Uuid) -> String {
+        format!("{}user_sessions:{uid}", self.prefix)
+    }
+
+    fn authz_key(&self, tid: Uuid) -> String {
+        format!("{}authz:{tid}", self.prefix)
+    }
+
+    /// Creates a session; returns it with its first refresh token.
+    pub async fn create(&self, new: NewSession<'_>) -> Result<(Session, String), StoreError> {
+        let sid = Uuid::new_v4();
+        let secret = random_hex(32);
+        let now = Utc::now().to_rfc3339();
+        let key = self.session_key(sid);
+        let mut conn = self.pool.get().await?;
+        let fields: Vec<(&str, String)> = vec![
+            ("user", new.user_id.to_string()),
+            ("tenant", new.tenant_id.to_string()),
+            (
+                "admin",
+                if new.is_platform_admin { "1" } else { "0" }.to_owned(),
+            ),
+            ("perms", new.permissions.join(",")),
+            ("epoch", new.authz_epoch.to_string()),
+            ("refresh", sha256_hex(&secret)),
+            ("created", now.clone()),
+            ("refreshed", now),
+            ("ip", new.ip.unwrap_or_default().to_owned()),
+            (
+                "ua",
+                new.user_agent
+                    .unwrap_or_default()
+                    .chars()
+                    .take(256)
+                    .collect(),
+            ),
+        ];
+        redis::pipe()
+            .atomic()
+            .hset_multiple(&key, &fields)
+            .ignore()
+            .expire(&key, self.ttl.as_secs() as i64)
+            .ignore()
+            .sadd(self.user_key(new.user_id), sid.to_string())
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        let session = Session {
+            id: sid,
+            user_id: new.user_id,
+            tenant_id: new.tenant_id,
+            is_platform_admin: new.is_platform_admin,
+            permissions: new.permissions.to_vec(),
+            authz_epoch: new.authz_epoch,
+        };
+        Ok((session, format!("{sid}.{secret}")))
+    }
+
+    /// The session for a request, and the tenant's current authorization
+    /// epoch, in one round trip. `None` if the session is gone or is now in
+    /// another tenant than `tenant_id` (the token predates a switch).
+    pub async fn load(
+        &self,
+        sid: Uuid,
+        tenant_id: Uuid,
+    ) -> Result<Option<(Session, i64)>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let (fields, epoch): (Vec<Option<String>>, Option<i64>) = redis::pipe()
+            .hmget(self.session_key(sid), &SESSION_FIELDS)
+            .get(self.authz_key(tenant_id))
+            .query_async(&mut conn)
+            .await?;
+        let session = match session_from_fields(sid, &fields)? {
+            Some(s) if s.tenant_id == tenant_id => s,
+            _ => return Ok(None),
+        };
+        Ok(Some((session, epoch.unwrap_or(0))))
+    }
+
+    /// Presents a refresh token: rotates it, or revokes the session on reuse.
+    pub async fn rotate(&self, token: &str) -> Result<Rotation, StoreError> {
+        let Some((sid, secret)) = parse_refresh(token) else {
+            return Ok(Rotation::Unknown);
+        };
+        let next = random_hex(32);
+        let key = self.session_key(sid);
+        let mut conn = self.pool.get().await?;
+        let (code, uid): (i64, String) = redis::Script::new(ROTATE)
+            .key(&key)
+            .arg(sha256_hex(secret))
+            .arg(sha256_hex(&next))
+            .arg(Utc::now().to_rfc3339())
+            .arg(self.ttl.as_secs())
+            .invoke_async(&mut conn)
+            .await?;
+        match code {
+            1 => {
+                let fields: Vec<Option<String>> = conn.hmget(&key, &SESSION_FIELDS).await?;
+                match session_from_fields(sid, &fields)? {
+                    Some(session) => Ok(Rotation::Rotated {
+                        session,
+                        refresh_token: format!("{sid}.{next}"),
+                    }),
+                    None => Ok(Rotation::Unknown),
+                }
+            }
+            -1 => {
+                let user_id = Uuid::parse_str(&uid).ok();
+                if let Some(u) = user_id {
+                    let _: () = conn.srem(self.user_key(u), sid.to_string()).await?;
+                }
+                tracing::warn!(session = %sid, "refresh token reused; session revoked");
+                Ok(Rotation::Reused { user_id })
+            }
+            _ => Ok(Rotation::Unknown),
+        }
+    }
+
+    /// Moves a session to another tenant with its permissions there, and
+    /// rotates its refresh token (returned).
+    pub async fn switch_tenant(
+        &self,
+        sid: Uuid,
+        tenant_id: Uuid,
+        permissions: &[String],
+        authz_epoch: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let next = random_hex(32);
+        let updated = self
+            .update_if_exists(
+                sid,
+                &[
+                    ("tenant", tenant_id.to_string()),
+                    ("perms", permissions.join(",")),
+                    ("epoch", authz_epoch.to_string()),
+                    ("refresh", sha256_hex(&next)),
+                    ("refreshed", Utc::now().to_rfc3339()),
+                ],
+            )
+            .await?;
+        Ok(updated.then(|| format!("{sid}.{next}")))
+    }
+
+    /// Stores freshly resolved permissions (after an epoch change).
+    pub async fn update_permissions(
+        &self,
+        sid: Uuid,
+        permissions: &[String],
+        authz_epoch: i64,
+    ) -> Result<(), StoreError> {
+        self.update_if_exists(
+            sid,
+            &[
+                ("perms", permissions.join(",")),
+                ("epoch", authz_epoch.to_string()),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn update_if_exists(
+        &self,
+        sid: Uuid,
+        fields: &[(&str, String)],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let script = redis::Script::new(UPDATE_IF_EXISTS);
+        let mut script = script.key(self.session_key(sid));
+        for (k, v) in fields {
+            script.arg(*k).arg(v);
+        }
+        let updated: i64 = script.invoke_async(&mut conn).await?;
+        Ok(updated == 1)
+    }
+
+    /// Ends one session. Returns whether it existed.
+    pub async fn revoke(&self, sid: Uuid) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let key = self.session_key(sid);
+        let user: Option<String> = conn.hget(&key, "user").await?;
+        let removed: i64 = conn.del(&key).await?;
+        if let Some(uid) = user.and_then(|u| Uuid::parse_str(&u).ok()) {
+            let _: () = conn.srem(self.user_key(uid), sid.to_string()).await?;
+        }
+        Ok(removed == 1)
+    }
+
+    /// Ends every session of a user (deactivation, password change).
+    pub async fn revoke_all_for_user(&self, user_id: Uuid) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let ukey = self.user_key(user_id);
+        let sids: Vec<String> = conn.smembers(&ukey).await?;
+        let mut pipe = redis::pipe();
+        for sid in &sids {
+            if let Ok(sid) = Uuid::parse_str(sid) {
+                pipe.del(self.session_key(sid)).ignore();
+            }
+        }
+        pipe.del(&ukey).ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(sids.len())
+    }
+
+    /// A user's live sessions; forgets the ids of expired ones.
+    pub async fn list_for_user(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let ukey = self.user_key(user_id);
+        let sids: Vec<String> = conn.smembers(&ukey).await?;
+        let mut out = Vec::new();
+        for sid in sids {
+            let Ok(id) = Uuid::parse_str(&sid) else {
+                continue;
+            };
+            let map: HashMap<String, String> = conn.hgetall(self.session_key(id)).await?;
+            if map.is_empty() {
+                let _: () = conn.srem(&ukey, &sid).await?;
+                continue;
+            }
+            let time = |k: &str| {
+                map.get(k)
+                    .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            };
+            let text = |k: &str| map.get(k).filter(|v| !v.is_empty()).cloned();
+            out.push(SessionInfo {
+                id,
+                tenant_id: map
+                    .get("tenant")
+                    .and_then(|t| Uuid::parse_str(t).ok())
+                    .ok_or(StoreError::Corrupt("tenant"))?,
+                created_at: time("created"),
+                refreshed_at: time("refreshed"),
+                ip: text("ip"),
+                user_agent: text("ua"),
+            });
+        }
+        out.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(out)
+    }
+
+    /// Whether `sid` belongs to `user_id` (for revoking one's own session).
+    pub async fn owner_of(&self, sid: Uuid) -> Result<Option<Uuid>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let user: Option<String> = conn.hget(self.session_key(sid), "user").await?;
+        Ok(user.and_then(|u| Uuid::parse_str(&u).ok()))
+    }
+
+    /// Marks every cached permission set of a tenant stale.
+    pub async fn bump_authz_epoch(&self, tenant_id: Uuid) -> Result<i64, StoreError> {
+        let mut conn = self.pool.get().await?;
+        Ok(conn.incr(self.authz_key(tenant_id), 1).await?)
+    }
+
+    /// The tenant's current authorization epoch.
+    pub async fn authz_epoch(&self, tenant_id: Uuid) -> Result<i64, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let epoch: Option<i64> = conn.get(self.authz_key(tenant_id)).await?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    /// Drops ids of expired sessions from every user's session set; returns
+    /// how many were dropped. Session hashes themselves expire in Redis.
+    pub async fn cleanup_expired(&self) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let pattern = format!("{}user_sessions:*", self.prefix);
+        let keys: Vec<String> = {
+            let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+            let mut keys = Vec::new();
+            while let Some(k) = futures_next(&mut iter).await {
+                keys.push(k);
+            }
+            keys
+        };
+        let mut dropped = 0;
+        for ukey in keys {
+            let sids: Vec<String> = conn.smembers(&ukey).await?;
+            for sid in sids {
+                let Ok(id) = Uuid::parse_str(&sid) else {
+                    continue;
+                };
+                let exists: bool = conn.exists(self.session_key(id)).await?;
+                if !exists {
+                    let _: () = conn.srem(&ukey, &sid).await?;
+                    dropped += 1;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+async fn futures_next<T>(iter: &mut redis::AsyncIter<'_, T>) -> Option<T>
+where
+    T: redis::FromRedisValue + Unpin + Send + 'static,
+{
+    iter.next_item().await.and_then(Result::ok)
+}
+
+fn session_from_fields(
+    sid: Uuid,
+    fields: &[Option<String>],
+) -> Result<Option<Session>, StoreError> {
+    let [user, tenant, admin, perms, epoch] = fields else {
+        return Err(StoreError::Corrupt("field count"));
+    };
+    let (Some(user), Some(tenant)) = (user, tenant) else {
+        return Ok(None);
+    };
+    Ok(Some(Session {
+        id: sid,
+        user_id: Uuid::parse_str(user).map_err(|_| StoreError::Corrupt("user"))?,
+        tenant_id: Uuid::parse_str(tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
+        is_platform_admin: admin.as_deref() == Some("1"),
+        permissions: perms
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        authz_epoch: epoch.as_deref().and_then(|e| e.parse().ok()).unwrap_or(0),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_must_look_like_ours() {
+        let sid = Uuid::new_v4();
+        let good = format!("{sid}.{}", "ab".repeat(32));
+        assert_eq!(parse_refresh(&good).map(|(s, _)| s), Some(sid));
+        assert!(parse_refresh("nonsense").is_none());
+        assert!(parse_refresh(&format!("{sid}.short")).is_none());
+        assert!(parse_refresh(&format!("not-a-uuid.{}", "ab".repeat(32))).is_none());
+    }
+}
