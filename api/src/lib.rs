@@ -94,6 +94,7 @@ pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api_routes(&state).split_for_parts();
     let http = &state.config.http;
+    let request_timeout = http.request_timeout;
     let cors = if http.cors_origins.is_empty() {
         None
     } else {
@@ -132,6 +133,11 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(routes::health::live))
         .route("/metrics", get(routes::health::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .route("/redoc", get(routes::docs::redoc_page))
+        .route(
+            "/redoc/redoc.standalone.js",
+            get(routes::docs::redoc_script),
+        )
         .fallback(observe::not_found)
         .layer(
             ServiceBuilder::new()
@@ -142,7 +148,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(CatchPanicLayer::custom(observe::panic_response))
                 .option_layer(cors)
                 .layer(CompressionLayer::new())
-                .layer(from_fn_with_state(state.clone(), observe::timeout))
+                .layer(from_fn(move |req, next| {
+                    observe::timeout(request_timeout, req, next)
+                }))
                 .layer(DefaultBodyLimit::max(http.max_body_bytes)),
         )
         .with_state(state)

@@ -61,8 +61,8 @@ pub fn request_span(req: &Request) -> tracing::Span {
 }
 
 /// Bounds a request's handling time; answers 503 problem+json on expiry.
-pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.config.http.request_timeout, next.run(req)).await {
+pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
     }
@@ -265,4 +265,89 @@ pub fn record_pool_gauges(state: &AppState) {
     metrics::gauge!("redis_pool_connections", "state" => "idle").set(redis.available as f64);
 }
 
-pub const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    async fn boom() -> &'static str {
+        panic!("secret internal detail")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_bare_500_problem() {
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panic_response));
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body = body_json(response).await;
+        assert_eq!(body["code"], "internal_error");
+        assert!(!body.to_string().contains("secret internal detail"));
+    }
+
+    #[tokio::test]
+    async fn slow_requests_time_out_with_a_503_problem() {
+        let limit = Duration::from_millis(50);
+        let app: Router = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(move |req, next| {
+                timeout(limit, req, next)
+            }));
+        let slow = app
+            .clone()
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body_json(slow).await["code"], "timeout");
+        let fast = app
+            .oneshot(Request::get("/fast").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(fast.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.9"),
+        );
+        let proxy = Some("127.0.0.1".parse().unwrap());
+        let stranger = Some("192.0.2.5".parse().unwrap());
+        assert_eq!(
+            client_ip(&headers, proxy, &trusted),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(client_ip(&headers, stranger, &trusted), stranger);
+        assert_eq!(client_ip(&HeaderMap::new(), proxy, &trusted), proxy);
+    }
+}

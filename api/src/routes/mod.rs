@@ -2,6 +2,7 @@
 //! handlers and SQL.
 
 pub mod devices;
+pub mod docs;
 pub mod health;
 pub mod logs;
 pub mod roles;

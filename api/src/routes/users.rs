@@ -292,14 +292,20 @@ async fn update_user(
             "only the user's home tenant may change the email or password".to_owned(),
         ));
     }
-    if body.email.is_some() || hash.is_some() {
+    // Separate statements: the app role may write password_hash but never read it.
+    if let Some(email) = &body.email {
+        sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
+            .bind(id)
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(hash) = &hash {
         sqlx::query(
-            "UPDATE users SET email = coalesce($2, email), password_hash = coalesce($3, password_hash), \
-             password_changed_at = CASE WHEN $3 IS NULL THEN password_changed_at ELSE now() END WHERE id = $1",
+            "UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1",
         )
         .bind(id)
-        .bind(&body.email)
-        .bind(&hash)
+        .bind(hash)
         .execute(&mut *tx)
         .await?;
     }

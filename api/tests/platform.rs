@@ -1,0 +1,429 @@
+//! Cross-cutting behaviour: bad input, request ids, documentation, metrics,
+//! readiness, CORS, compression, and the real binary's start and shutdown.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::TestApp;
+
+#[tokio::test]
+async fn bad_bodies_get_clear_4xx_problems() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let url = app.url("/api/v1/devices");
+    let send = |body: &'static str, ctype: &'static str| {
+        app.client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+    };
+    let malformed = send("{\"name\": ", "application/json").await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        malformed.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(
+        malformed.json::<Value>().await.unwrap()["code"],
+        "malformed_json"
+    );
+    let plain = send("name=x", "text/plain").await.unwrap();
+    assert_eq!(plain.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let wrong_type = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": 5, "protocol": "http", "host": "h"}),
+        )
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong_type.field_errors(), ["name"]);
+    let unknown = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "a", "protocol": "http", "host": "h", "colour": "red"}),
+        )
+        .await;
+    assert_eq!(unknown.field_errors(), ["colour"]);
+
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let too_large = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": huge, "protocol": "http", "host": "h"}),
+        )
+        .await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.code(), "payload_too_large");
+
+    let bad_id = app.get("/api/v1/devices/12345", &token).await;
+    assert_eq!(
+        (bad_id.status, bad_id.code()),
+        (StatusCode::BAD_REQUEST, "invalid_path")
+    );
+    let no_route = app.get("/api/v1/nothing-here", &token).await;
+    assert_eq!(
+        (no_route.status, no_route.code()),
+        (StatusCode::NOT_FOUND, "route_not_found")
+    );
+    // No error body carries internals.
+    for reply in [&wrong_type, &unknown, &too_large, &bad_id] {
+        let text = reply.body.to_string().to_lowercase();
+        assert!(!text.contains("sqlx") && !text.contains("select ") && !text.contains("panicked"));
+    }
+    // Nothing was written by any of these.
+    assert_eq!(app.get("/api/v1/devices", &token).await.body["total"], 0);
+}
+
+#[tokio::test]
+async fn request_ids_are_accepted_generated_and_echoed() {
+    let app = TestApp::spawn().await;
+    let given = app
+        .client
+        .get(app.url("/api/v1/health"))
+        .header("x-request-id", "trace-abc.123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-abc.123");
+    let generated = app
+        .client
+        .get(app.url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+    let hostile = app
+        .client
+        .get(app.url("/api/v1/health"))
+        .header("x-request-id", "a b<script>")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(hostile.headers()["x-request-id"], "a b<script>");
+    let on_error = app
+        .client
+        .get(app.url("/nope"))
+        .header("x-request-id", "err-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_error.headers()["x-request-id"], "err-1");
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_the_router_list_the_same_routes() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    // Every documented operation is routed (no route-level 404 or 405)...
+    for (method, path) in &documented {
+        let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+        let reply = app
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                &concrete,
+                None,
+                None,
+            )
+            .await;
+        assert_ne!(
+            reply.code(),
+            "route_not_found",
+            "{method} {path} is documented but not routed"
+        );
+        assert_ne!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+    }
+    // ...and every API route the contract names is documented.
+    let expected = [
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/refresh"),
+        ("POST", "/api/v1/auth/logout"),
+        ("GET", "/api/v1/auth/me"),
+        ("POST", "/api/v1/auth/switch-tenant"),
+        ("GET", "/api/v1/tenants"),
+        ("POST", "/api/v1/tenants"),
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/users"),
+        ("GET", "/api/v1/roles"),
+        ("POST", "/api/v1/roles"),
+        ("GET", "/api/v1/permissions"),
+        ("GET", "/api/v1/devices"),
+        ("POST", "/api/v1/devices"),
+        ("GET", "/api/v1/devices/{id}"),
+        ("PATCH", "/api/v1/devices/{id}"),
+        ("DELETE", "/api/v1/devices/{id}"),
+        ("GET", "/api/v1/audit-logs"),
+        ("GET", "/api/v1/login-logs"),
+        ("GET", "/api/v1/health"),
+        ("GET", "/api/v1/health/ready"),
+    ];
+    for (m, p) in expected {
+        assert!(
+            documented.contains(&(m.to_owned(), p.to_owned())),
+            "{m} {p} is not documented"
+        );
+    }
+    // Documented protected operations declare the bearer scheme and their errors.
+    let devices = &doc["paths"]["/api/v1/devices"]["post"];
+    assert!(devices["security"].is_array());
+    for status in ["201", "401", "403", "409", "422"] {
+        assert!(
+            devices["responses"][status].is_object(),
+            "POST /devices lacks {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn docs_pages_are_served_without_external_scripts() {
+    let app = TestApp::spawn().await;
+    for (path, needle) in [
+        ("/docs/", "swagger-ui"),
+        ("/redoc", "/redoc/redoc.standalone.js"),
+    ] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains(needle), "{path}");
+        assert!(
+            !html.contains("https://"),
+            "{path} loads something from the internet"
+        );
+    }
+    let script = app
+        .client
+        .get(app.url("/redoc/redoc.standalone.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.bytes().await.unwrap().len() > 500_000);
+    let swagger_js = app
+        .client
+        .get(app.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(swagger_js.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints() {
+    let app = TestApp::spawn().await;
+    for path in ["/api/v1/health", "/health"] {
+        let reply = app.request(Method::GET, path, None, None).await;
+        assert_eq!(reply.body, json!({"status": "ok"}));
+    }
+    let ready = app
+        .request(Method::GET, "/api/v1/health/ready", None, None)
+        .await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(
+        ready.body["checks"],
+        json!({"database": "ok", "redis": "ok", "broker": "ok"})
+    );
+
+    let token = app.admin_token().await;
+    app.get("/api/v1/devices", &token).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "http_requests_total{method=\"GET\",route=\"/api/v1/devices\",status=\"200\"}",
+        "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/devices\",status=\"200\",le=\"0.005\"}",
+        "http_requests_in_flight",
+        "db_pool_connections{state=\"idle\"}",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_names_what_is_down() {
+    let app = TestApp::spawn_with(&[
+        ("REDIS_URL", "redis://127.0.0.1:1/0"),
+        ("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
+    ])
+    .await;
+    let started = Instant::now();
+    let ready = app
+        .request(Method::GET, "/api/v1/health/ready", None, None)
+        .await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        ready.body["checks"],
+        json!({"database": "ok", "redis": "down", "broker": "down"})
+    );
+    assert!(
+        ready.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("redis, broker")
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Liveness touches nothing.
+    assert_eq!(
+        app.request(Method::GET, "/api/v1/health", None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Without Redis, login is unavailable rather than broken.
+    let login = app
+        .login_as("admin", ferro_testkit::ADMIN_PASSWORD, None)
+        .await;
+    assert_eq!(
+        (login.status, login.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins_and_responses_are_compressed() {
+    let app = TestApp::spawn_with(&[("CORS_ORIGINS", "https://app.example.com")]).await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/api/v1/devices"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let denied = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        denied
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let gz = app
+        .client
+        .get(app.url("/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_binary_starts_serves_and_exits_zero_on_sigterm() {
+    let db = ferro_testkit::TestDb::new().await;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
+        .envs(db.env_pairs())
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/health");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(res) = client.get(&url).send().await {
+            assert_eq!(res.status(), StatusCode::OK);
+            break;
+        }
+        assert!(Instant::now() < deadline, "api did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "api did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut logs).unwrap();
+    let first: Value = serde_json::from_str(logs.lines().next().unwrap()).expect("JSON log lines");
+    assert_eq!(first["service"], "api");
+    assert!(logs.contains("api stopped"));
+}
+
+#[test]
+fn the_binary_refuses_to_start_in_production_without_a_jwt_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_api"))
+        .env_clear()
+        .env("APP_ENV", "production")
+        .env("DATABASE_URL", "postgres://app:pw@127.0.0.1/db")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("JWT_SECRET is not set"), "{stderr}");
+}
