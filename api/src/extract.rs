@@ -132,7 +132,7 @@ impl PageParams {
     pub fn validate(&self, errors: &mut Vec<FieldError>) -> Paging {
         let page = self.page.unwrap_or(1);
         let size = self.size.unwrap_or(20);
-        if page < 1 || page > 1_000_000 {
+        if !(1..=1_000_000).contains(&page) {
             errors.push(FieldError::new("page", "must be a whole number from 1"));
         }
         if !(1..=100).contains(&size) {

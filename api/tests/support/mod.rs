@@ -227,17 +227,17 @@ impl Drop for TestApp {
         // Remove this test's Redis keys.
         let prefix = self.prefix.clone();
         let _ = std::thread::spawn(move || {
-            if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0") {
-                if let Ok(mut conn) = client.get_connection() {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{prefix}*"))
-                        .query(&mut conn)
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<()> =
-                            redis::cmd("DEL").arg(keys).query(&mut conn);
-                    }
-                }
+            let Ok(mut conn) =
+                redis::Client::open("redis://127.0.0.1:6379/0").and_then(|c| c.get_connection())
+            else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
             }
         })
         .join();
