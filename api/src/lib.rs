@@ -18,13 +18,12 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -94,7 +93,6 @@ pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api_routes(&state).split_for_parts();
     let http = &state.config.http;
-    let request_timeout = http.request_timeout;
     let cors = if http.cors_origins.is_empty() {
         None
     } else {
@@ -141,16 +139,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(observe::not_found)
         .layer(
             ServiceBuilder::new()
-                .layer(from_fn(observe::request_id))
-                .layer(TraceLayer::new_for_http().make_span_with(observe::request_span))
-                .layer(from_fn(observe::track_metrics))
-                .layer(from_fn_with_state(state.clone(), observe::audit))
+                .layer(from_fn_with_state(state.clone(), observe::observe))
                 .layer(CatchPanicLayer::custom(observe::panic_response))
                 .option_layer(cors)
                 .layer(CompressionLayer::new())
-                .layer(from_fn(move |req, next| {
-                    observe::timeout(request_timeout, req, next)
-                }))
                 .layer(DefaultBodyLimit::max(http.max_body_bytes)),
         )
         .with_state(state)
@@ -159,13 +151,12 @@ pub fn router(state: AppState) -> Router {
 /// Connects to PostgreSQL and Redis and builds the state.
 pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     let db = ferro_db::Db::connect(&config.database, config.app_env, "api").await?;
-    let redis = deadpool_redis::Config::from_url(config.redis.url.expose())
-        .builder()?
-        .max_size(32)
-        .wait_timeout(Some(std::time::Duration::from_secs(5)))
-        .create_timeout(Some(std::time::Duration::from_secs(5)))
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .build()?;
+    let redis = ferro_redis::create_pool(
+        config.redis.url.expose(),
+        16,
+        std::time::Duration::from_secs(2),
+    )
+    .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
     if config.http.jwt_secret_generated {
         tracing::warn!(
             "JWT_SECRET is not set: using a random secret; tokens die with this process"

@@ -1,4 +1,9 @@
 use ferro_config::Env;
+
+// Many small, short-lived allocations per request: mimalloc handles them
+// with less contention than glibc's malloc (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ferro_telemetry::exit_on_config_error;
 
 #[tokio::main]

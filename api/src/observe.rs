@@ -1,15 +1,18 @@
 //! Cross-cutting request handling: request ids, Prometheus metrics, the
 //! audit trail of mutating requests, timeouts, and the client address.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::OnceLock;
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, problem_response};
@@ -29,42 +32,122 @@ fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-/// Accepts a well-formed incoming `X-Request-ID` or generates one, makes it
-/// available to handlers and logs, and echoes it on the response.
-pub async fn request_id(mut req: Request, next: Next) -> Response {
+/// Everything the api does around each request, in one middleware (one
+/// boxed future instead of one per concern):
+/// - the request id: a well-formed incoming `X-Request-ID` or a new one,
+///   available to handlers and echoed on the response;
+/// - a tracing span carrying method, route template and request id, so every
+///   log line of the request names it;
+/// - the time limit (`REQUEST_TIMEOUT_SECONDS`; 503 problem on expiry);
+/// - Prometheus metrics: count and latency by method, route template and
+///   status, and requests in flight;
+/// - the audit row of every mutating request an authenticated principal made,
+///   whatever its outcome.
+pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let id = req
         .headers()
         .get(REQUEST_ID)
         .and_then(acceptable_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let value = HeaderValue::from_str(&id).expect("checked or generated");
-    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let id_header = HeaderValue::from_str(&id).expect("checked or generated");
+    req.headers_mut().insert(REQUEST_ID, id_header.clone());
+    let method = req.method().clone();
+    let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
+        Some(path) => Arc::from(path.as_str()),
+        None => UNMATCHED.clone(),
+    };
+    let span = tracing::info_span!("request", method = %method, route = &*route, request_id = %id, user_id = tracing::field::Empty);
+    let audit = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+    .then(|| AuditContext::new(&req, &state, &id));
     req.extensions_mut().insert(RequestId(id));
-    let mut response = next.run(req).await;
-    response.headers_mut().insert(REQUEST_ID, value);
+
+    IN_FLIGHT.increment(1.0);
+    let limit = state.config.http.request_timeout;
+    let mut response = within(limit, next.run(req).instrument(span.clone())).await;
+    IN_FLIGHT.decrement(1.0);
+    let status = response.status().as_u16();
+    let (count, latency) = series(&method, &route, status);
+    count.increment(1);
+    latency.record(started.elapsed().as_secs_f64());
+    response.headers_mut().insert(REQUEST_ID, id_header);
+
+    if let (Some(audit), Some(principal)) = (audit, response.extensions().get::<Principal>()) {
+        audit
+            .write(&state, principal, &method, &route, status, started)
+            .instrument(span)
+            .await;
+    }
     response
 }
 
-/// The tracing span of a request: method, route template and request id.
-pub fn request_span(req: &Request) -> tracing::Span {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str())
-        .unwrap_or("unmatched");
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.as_str())
-        .unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), route, request_id = id)
-}
-
-/// Bounds a request's handling time; answers 503 problem+json on expiry.
-pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// The response of `handling`, or a 503 problem if it takes longer than `limit`.
+async fn within(limit: Duration, handling: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, handling).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
+
+/// What the audit row needs from the request, taken before the handler runs.
+struct AuditContext {
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+    request_id: String,
+}
+
+impl AuditContext {
+    fn new(req: &Request, state: &AppState, request_id: &str) -> Self {
+        Self {
+            ip: client_ip(
+                req.headers(),
+                peer_ip(req),
+                &state.config.http.trusted_proxies,
+            ),
+            user_agent: req
+                .headers()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(512).collect()),
+            request_id: request_id.to_owned(),
+        }
+    }
+
+    async fn write(
+        self,
+        state: &AppState,
+        principal: &Principal,
+        method: &Method,
+        route: &str,
+        status: u16,
+        started: Instant,
+    ) {
+        let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let result = async {
+            let mut tx = state.db.begin(principal.ctx()).await?;
+            sqlx_audit_insert(
+                &mut tx,
+                principal.user_id,
+                method.as_str(),
+                route,
+                status as i16,
+                latency_ms,
+                self.ip,
+                self.user_agent,
+                Some(self.request_id),
+            )
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::error!(error = %crate::error::error_chain(&err), "could not write the audit log");
+        }
     }
 }
 
@@ -100,29 +183,32 @@ impl Metrics {
     }
 }
 
-/// Request count, latency histogram (by method, route template, status) and
-/// the number of requests in flight.
-pub async fn track_metrics(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let in_flight = metrics::gauge!("http_requests_in_flight");
-    in_flight.increment(1.0);
-    let response = next.run(req).await;
-    in_flight.decrement(1.0);
+/// Metric handles per (method, route template, status), so that a request
+/// does not build label sets and look them up in the registry.
+type SeriesKey = (Method, Arc<str>, u16);
+static SERIES: LazyLock<RwLock<HashMap<SeriesKey, (Counter, Histogram)>>> =
+    LazyLock::new(Default::default);
+static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("http_requests_in_flight"));
+
+fn series(method: &Method, route: &Arc<str>, status: u16) -> (Counter, Histogram) {
+    let key = (method.clone(), route.clone(), status);
+    if let Some(found) = SERIES.read().expect("metrics lock").get(&key) {
+        return found.clone();
+    }
     let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
+        ("method", method.as_str().to_owned()),
+        ("route", route.to_string()),
+        ("status", status.to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-    response
+    let handles = (
+        metrics::counter!("http_requests_total", &labels),
+        metrics::histogram!("http_request_duration_seconds", &labels),
+    );
+    SERIES
+        .write()
+        .expect("metrics lock")
+        .insert(key, handles.clone());
+    handles
 }
 
 /// The client's address: the peer, or, when the peer is a trusted proxy,
@@ -151,63 +237,6 @@ pub fn peer_ip(req: &Request) -> Option<IpAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-}
-
-/// Writes an audit row for every mutating request made by an authenticated
-/// principal (whatever its outcome), after the response is known.
-pub async fn audit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let mutating = matches!(
-        *req.method(),
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
-    if !mutating {
-        return next.run(req).await;
-    }
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| req.uri().path().chars().take(500).collect());
-    let ip = client_ip(
-        req.headers(),
-        peer_ip(&req),
-        &state.config.http.trusted_proxies,
-    );
-    let user_agent = req
-        .headers()
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(512).collect::<String>());
-    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let response = next.run(req).await;
-    let Some(principal) = response.extensions().get::<Principal>().cloned() else {
-        return response;
-    };
-    let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-    let status = response.status().as_u16() as i16;
-    let result = async {
-        let mut tx = state.db.begin(principal.ctx()).await?;
-        sqlx_audit_insert(
-            &mut tx,
-            principal.user_id,
-            &method,
-            &route,
-            status,
-            latency_ms,
-            ip,
-            user_agent,
-            request_id,
-        )
-        .await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(err) = result {
-        tracing::error!(error = %crate::error::error_chain(&err), "could not write the audit log");
-    }
-    response
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -305,31 +334,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn slow_requests_time_out_with_a_503_problem() {
+    async fn timeouts_answer_a_503_problem() {
         let limit = Duration::from_millis(50);
-        let app: Router = Router::new()
-            .route(
-                "/slow",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    "late"
-                }),
-            )
-            .route("/fast", get(|| async { "ok" }))
-            .layer(axum::middleware::from_fn(move |req, next| {
-                timeout(limit, req, next)
-            }));
-        let slow = app
-            .clone()
-            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let slow = within(limit, async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            StatusCode::OK.into_response()
+        })
+        .await;
         assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body_json(slow).await["code"], "timeout");
-        let fast = app
-            .oneshot(Request::get("/fast").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let fast = within(limit, async { StatusCode::OK.into_response() }).await;
         assert_eq!(fast.status(), StatusCode::OK);
     }
 

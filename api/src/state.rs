@@ -15,7 +15,7 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: ApiConfig,
     pub db: Db,
-    pub redis: deadpool_redis::Pool,
+    pub redis: ferro_redis::RedisPool,
     pub sessions: SessionStore,
     pub throttle: LoginThrottle,
     pub jwt: JwtKeys,
@@ -30,7 +30,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: ApiConfig, db: Db, redis: deadpool_redis::Pool, metrics: Metrics) -> Self {
+    pub fn new(config: ApiConfig, db: Db, redis: ferro_redis::RedisPool, metrics: Metrics) -> Self {
         let prefix = config.redis.key_prefix.clone();
         let sessions = SessionStore::new(
             redis.clone(),

@@ -70,6 +70,13 @@ pub struct Device {
     pub updated_at: DateTime<Utc>,
 }
 
+#[derive(sqlx::FromRow)]
+struct CountedDevice {
+    total: i64,
+    #[sqlx(flatten)]
+    device: Device,
+}
+
 const COLUMNS: &str =
     "id, name, protocol, host, port, tags, status, last_seen_at, created_at, updated_at";
 
@@ -188,31 +195,66 @@ async fn list_devices(
     );
     v.finish()?;
 
+    // Only the filters given go into the SQL (static fragments, bound values),
+    // so the common unfiltered list is the plainest query for the planner.
     let pattern = query.q.as_deref().map(like_pattern);
     let protocol = query.protocol.map(Protocol::as_str);
-    let filter = "($1::text IS NULL OR name ILIKE $1 OR host ILIKE $1) \
-                  AND ($2::text IS NULL OR protocol = $2) \
-                  AND ($3::text IS NULL OR tags @> ARRAY[$3::text])";
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(p) = pattern {
+        clauses.push("(name ILIKE $1 OR host ILIKE $1)");
+        binds.push(p);
+    }
+    if let Some(p) = protocol {
+        clauses.push(["protocol = $1", "protocol = $2"][binds.len()]);
+        binds.push(p.to_owned());
+    }
+    if let Some(t) = &query.tag {
+        clauses.push(
+            [
+                "tags @> ARRAY[$1::text]",
+                "tags @> ARRAY[$2::text]",
+                "tags @> ARRAY[$3::text]",
+            ][binds.len()],
+        );
+        binds.push(t.clone());
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    let (limit, offset) = (binds.len() + 1, binds.len() + 2);
+    // One statement: the page, each row carrying the total from a scalar
+    // subquery (evaluated once). Only an empty page needs a separate count.
+    let page_sql = format!(
+        "SELECT (SELECT count(*) FROM devices{filter}) AS total, {COLUMNS} FROM devices{filter} \
+         ORDER BY {order} LIMIT ${limit} OFFSET ${offset}"
+    );
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM devices WHERE {filter}"
-    )))
-    .bind(&pattern)
-    .bind(protocol)
-    .bind(&query.tag)
-    .fetch_one(&mut *tx)
-    .await?;
-    let items: Vec<Device> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM devices WHERE {filter} ORDER BY {order} LIMIT $4 OFFSET $5"
-    )))
-    .bind(&pattern)
-    .bind(protocol)
-    .bind(&query.tag)
-    .bind(paging.size)
-    .bind(paging.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let mut page = sqlx::query_as::<_, CountedDevice>(sqlx::AssertSqlSafe(page_sql));
+    for value in &binds {
+        page = page.bind(value);
+    }
+    let rows = page
+        .bind(paging.size)
+        .bind(paging.offset())
+        .fetch_all(&mut *tx)
+        .await?;
+    let total = match rows.first() {
+        Some(row) => row.total,
+        None => {
+            let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM devices{filter}"
+            )));
+            for value in &binds {
+                count = count.bind(value);
+            }
+            count.fetch_one(&mut *tx).await?
+        }
+    };
+    tx.end_read_only();
+    let items = rows.into_iter().map(|r| r.device).collect();
     Ok(axum::Json(Paginated::new(items, total, paging)))
 }
 

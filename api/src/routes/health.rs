@@ -97,9 +97,9 @@ async fn ready(State(state): State<AppState>) -> Response {
     response
 }
 
-async fn check_redis(pool: &deadpool_redis::Pool) -> bool {
+async fn check_redis(pool: &ferro_redis::RedisPool) -> bool {
     let ping = async {
-        let mut conn = pool.get().await.ok()?;
+        let mut conn = ferro_redis::connection(pool).await.ok()?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await

@@ -14,7 +14,7 @@ pub use permissions::Permission;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis unavailable")]
-    Pool(#[from] deadpool_redis::PoolError),
+    Pool(#[from] ferro_redis::PoolError<redis::RedisError>),
     #[error("redis command failed")]
     Redis(#[from] redis::RedisError),
     #[error("corrupt session record: {0}")]

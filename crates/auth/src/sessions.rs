@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use deadpool_redis::Pool;
+use ferro_redis::RedisPool as Pool;
 use redis::AsyncCommands;
 use uuid::Uuid;
 
@@ -142,7 +142,7 @@ impl SessionStore {
         let secret = random_hex(32);
         let now = Utc::now().to_rfc3339();
         let key = self.session_key(sid);
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let fields: Vec<(&str, String)> = vec![
             ("user", new.user_id.to_string()),
             ("tenant", new.tenant_id.to_string()),
@@ -194,7 +194,7 @@ impl SessionStore {
         sid: Uuid,
         tenant_id: Uuid,
     ) -> Result<Option<(Session, i64)>, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let (fields, epoch): (Vec<Option<String>>, Option<i64>) = redis::pipe()
             .hmget(self.session_key(sid), &SESSION_FIELDS)
             .get(self.authz_key(tenant_id))
@@ -214,7 +214,7 @@ impl SessionStore {
         };
         let next = random_hex(32);
         let key = self.session_key(sid);
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let (code, uid): (i64, String) = redis::Script::new(ROTATE)
             .key(&key)
             .arg(sha256_hex(secret))
@@ -294,7 +294,7 @@ impl SessionStore {
         sid: Uuid,
         fields: &[(&str, String)],
     ) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let script = redis::Script::new(UPDATE_IF_EXISTS);
         let mut script = script.key(self.session_key(sid));
         for (k, v) in fields {
@@ -306,7 +306,7 @@ impl SessionStore {
 
     /// Ends one session. Returns whether it existed.
     pub async fn revoke(&self, sid: Uuid) -> Result<bool, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let key = self.session_key(sid);
         let user: Option<String> = conn.hget(&key, "user").await?;
         let removed: i64 = conn.del(&key).await?;
@@ -318,7 +318,7 @@ impl SessionStore {
 
     /// Ends every session of a user (deactivation, password change).
     pub async fn revoke_all_for_user(&self, user_id: Uuid) -> Result<usize, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let ukey = self.user_key(user_id);
         let sids: Vec<String> = conn.smembers(&ukey).await?;
         let mut pipe = redis::pipe();
@@ -334,7 +334,7 @@ impl SessionStore {
 
     /// A user's live sessions; forgets the ids of expired ones.
     pub async fn list_for_user(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let ukey = self.user_key(user_id);
         let sids: Vec<String> = conn.smembers(&ukey).await?;
         let mut out = Vec::new();
@@ -371,20 +371,20 @@ impl SessionStore {
 
     /// Whether `sid` belongs to `user_id` (for revoking one's own session).
     pub async fn owner_of(&self, sid: Uuid) -> Result<Option<Uuid>, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let user: Option<String> = conn.hget(self.session_key(sid), "user").await?;
         Ok(user.and_then(|u| Uuid::parse_str(&u).ok()))
     }
 
     /// Marks every cached permission set of a tenant stale.
     pub async fn bump_authz_epoch(&self, tenant_id: Uuid) -> Result<i64, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         Ok(conn.incr(self.authz_key(tenant_id), 1).await?)
     }
 
     /// The tenant's current authorization epoch.
     pub async fn authz_epoch(&self, tenant_id: Uuid) -> Result<i64, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let epoch: Option<i64> = conn.get(self.authz_key(tenant_id)).await?;
         Ok(epoch.unwrap_or(0))
     }
@@ -392,7 +392,7 @@ impl SessionStore {
     /// Drops ids of expired sessions from every user's session set; returns
     /// how many were dropped. Session hashes themselves expire in Redis.
     pub async fn cleanup_expired(&self) -> Result<usize, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let pattern = format!("{}user_sessions:*", self.prefix);
         let keys: Vec<String> = {
             let mut iter = conn.scan_match::<_, String>(&pattern).await?;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use ferro_redis::RedisPool as Pool;
 use redis::AsyncCommands;
 
 use crate::StoreError;
@@ -43,7 +43,7 @@ impl LoginThrottle {
     /// `Some(retry_after)` when either counter is at its limit.
     pub async fn check(&self, username: &str, ip: &str) -> Result<Option<Duration>, StoreError> {
         let (ukey, ikey) = self.keys(username, ip);
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let (u, i, uttl, ittl): (Option<u32>, Option<u32>, i64, i64) = redis::pipe()
             .get(&ukey)
             .get(&ikey)
@@ -65,7 +65,7 @@ impl LoginThrottle {
     pub async fn record_failure(&self, username: &str, ip: &str) -> Result<(), StoreError> {
         let (ukey, ikey) = self.keys(username, ip);
         let window = self.limits.window.as_secs() as i64;
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         redis::pipe()
             .atomic()
             .incr(&ukey, 1)
@@ -89,7 +89,7 @@ impl LoginThrottle {
 
     pub async fn record_success(&self, username: &str, ip: &str) -> Result<(), StoreError> {
         let (ukey, _) = self.keys(username, ip);
-        let mut conn = self.pool.get().await?;
+        let mut conn = ferro_redis::connection(&self.pool).await?;
         let _: () = conn.del(ukey).await?;
         Ok(())
     }

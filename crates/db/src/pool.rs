@@ -87,6 +87,19 @@ impl Db {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
+            // sqlx pings every connection on acquire by default: one extra
+            // round trip per transaction. Ping only connections that sat
+            // idle long enough to have been cut; a connection that breaks
+            // in use is discarded by sqlx on the error.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(30) {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         let db = Self { pool };
         let safety = db.role_safety().await?;
@@ -105,8 +118,7 @@ impl Db {
 
     /// Opens a transaction bound to `ctx`'s tenant and user.
     pub async fn begin(&self, ctx: TenantCtx) -> Result<TenantTx, DbError> {
-        let tx = self.pool.begin().await?;
-        TenantTx::bind(tx, ctx).await
+        TenantTx::begin(&self.pool, ctx).await
     }
 
     /// Whether the connected role could bypass row-level security.

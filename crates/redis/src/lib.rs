@@ -1,0 +1,79 @@
+//! The Redis pool every service uses.
+//!
+//! A deadpool pool whose objects are redis's `ConnectionManager`s:
+//! multiplexed connections that reconnect by themselves after Redis restarts.
+//! Because they heal themselves, a checkout needs no health check, unlike
+//! deadpool-redis's default manager, which sends `UNWATCH` + `PING` (one
+//! extra round trip) on every `get()`. Commands are bounded by a response
+//! timeout, so a dead Redis gives an error in seconds, not a hang.
+
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleResult};
+use redis::RedisError;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use deadpool::managed::PoolError;
+pub use redis::aio::ConnectionManager as Connection;
+
+pub type RedisPool = managed::Pool<RedisManager>;
+
+pub struct RedisManager {
+    client: redis::Client,
+    timeout: Duration,
+}
+
+impl managed::Manager for RedisManager {
+    type Type = ConnectionManager;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<ConnectionManager, RedisError> {
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        ConnectionManager::new_with_config(self.client.clone(), config).await
+    }
+
+    async fn recycle(&self, _: &mut ConnectionManager, _: &Metrics) -> RecycleResult<RedisError> {
+        // The connection manager reconnects on its own; nothing to check.
+        Ok(())
+    }
+}
+
+/// Builds the pool (connects lazily, on first use).
+pub fn create_pool(url: &str, max_size: usize, timeout: Duration) -> Result<RedisPool, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    managed::Pool::builder(RedisManager { client, timeout })
+        .max_size(max_size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A connection from the pool. `ConnectionManager` is a cheap handle onto a
+/// multiplexed connection, so it is cloned out and the pool slot returned at once.
+pub async fn connection(pool: &RedisPool) -> Result<Connection, PoolError<RedisError>> {
+    Ok(pool.get().await?.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn talks_to_redis_and_fails_fast_when_it_is_down() {
+        let pool = create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2)).unwrap();
+        let mut conn = connection(&pool).await.unwrap();
+        let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+        assert_eq!(pong, "PONG");
+
+        let dead = create_pool("redis://127.0.0.1:1/0", 2, Duration::from_millis(300)).unwrap();
+        let started = std::time::Instant::now();
+        assert!(connection(&dead).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
