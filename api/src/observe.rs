@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -24,12 +24,11 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
-    let s = v.to_str().ok()?;
-    let ok = (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    ok.then(|| s.to_owned())
+fn acceptable_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    (1..=128).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Everything the api does around each request, in one middleware (one
@@ -45,19 +44,21 @@ fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
 ///   whatever its outcome.
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(acceptable_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let id_header = HeaderValue::from_str(&id).expect("checked or generated");
-    req.headers_mut().insert(REQUEST_ID, id_header.clone());
-    let method = req.method().clone();
-    let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
-        Some(path) => Arc::from(path.as_str()),
-        None => UNMATCHED.clone(),
+    let id_header = match req.headers().get(REQUEST_ID) {
+        Some(given) if acceptable_request_id(given) => given.clone(),
+        _ => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            let value = HeaderValue::from_str(text).expect("a UUID is a valid header value");
+            req.headers_mut().insert(REQUEST_ID, value.clone());
+            value
+        }
     };
-    let span = tracing::info_span!("request", method = %method, route = &*route, request_id = %id, user_id = tracing::field::Empty);
+    let id = id_header.to_str().expect("checked or generated").to_owned();
+    let method = req.method().clone();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!("request", method = %method, route, request_id = %id, user_id = tracing::field::Empty);
     let audit = matches!(
         method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
@@ -70,7 +71,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let mut response = within(limit, next.run(req).instrument(span.clone())).await;
     IN_FLIGHT.decrement(1.0);
     let status = response.status().as_u16();
-    let (count, latency) = series(&method, &route, status);
+    let (count, latency) = series(&method, route, status);
     count.increment(1);
     latency.record(started.elapsed().as_secs_f64());
     response.headers_mut().insert(REQUEST_ID, id_header);
@@ -91,8 +92,6 @@ async fn within(limit: Duration, handling: impl Future<Output = Response>) -> Re
         Err(_) => ApiError::Timeout.into_response(),
     }
 }
-
-static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
 
 /// What the audit row needs from the request, taken before the handler runs.
 struct AuditContext {
@@ -183,32 +182,39 @@ impl Metrics {
     }
 }
 
-/// Metric handles per (method, route template, status), so that a request
-/// does not build label sets and look them up in the registry.
-type SeriesKey = (Method, Arc<str>, u16);
-static SERIES: LazyLock<RwLock<HashMap<SeriesKey, (Counter, Histogram)>>> =
-    LazyLock::new(Default::default);
+/// Metric handles per route template, then method and status, so that a
+/// request neither builds label sets nor allocates to find its series.
+type Series = Vec<(Method, u16, Counter, Histogram)>;
+static SERIES: LazyLock<RwLock<HashMap<Box<str>, Series>>> = LazyLock::new(Default::default);
 static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("http_requests_in_flight"));
 
-fn series(method: &Method, route: &Arc<str>, status: u16) -> (Counter, Histogram) {
-    let key = (method.clone(), route.clone(), status);
-    if let Some(found) = SERIES.read().expect("metrics lock").get(&key) {
-        return found.clone();
+fn series(method: &Method, route: &str, status: u16) -> (Counter, Histogram) {
+    let found = SERIES
+        .read()
+        .expect("metrics lock")
+        .get(route)
+        .and_then(|list| {
+            list.iter()
+                .find(|(m, s, _, _)| m == method && *s == status)
+                .map(|(_, _, c, h)| (c.clone(), h.clone()))
+        });
+    if let Some(handles) = found {
+        return handles;
     }
     let labels = [
         ("method", method.as_str().to_owned()),
-        ("route", route.to_string()),
+        ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
-    let handles = (
-        metrics::counter!("http_requests_total", &labels),
-        metrics::histogram!("http_request_duration_seconds", &labels),
-    );
+    let counter = metrics::counter!("http_requests_total", &labels);
+    let histogram = metrics::histogram!("http_request_duration_seconds", &labels);
     SERIES
         .write()
         .expect("metrics lock")
-        .insert(key, handles.clone());
-    handles
+        .entry(route.into())
+        .or_default()
+        .push((method.clone(), status, counter.clone(), histogram.clone()));
+    (counter, histogram)
 }
 
 /// The client's address: the peer, or, when the peer is a trusted proxy,
