@@ -78,7 +78,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
 
     if let (Some(audit), Some(principal)) = (audit, response.extensions().get::<Principal>()) {
         audit
-            .write(&state, principal, &method, &route, status, started)
+            .write(&state, principal, &method, route, status, started)
             .instrument(span)
             .await;
     }
