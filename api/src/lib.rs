@@ -43,6 +43,7 @@ pub use state::AppState;
         (name = "users", description = "Users of the current tenant"),
         (name = "roles", description = "Roles and the permission catalog"),
         (name = "devices", description = "Managed devices"),
+        (name = "jobs", description = "Jobs run by the worker"),
         (name = "logs", description = "Audit and login logs"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -75,6 +76,7 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::roles::router())
         .merge(routes::devices::router())
+        .merge(routes::jobs::router())
         .merge(routes::logs::router())
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     let v1 = OpenApiRouter::new()

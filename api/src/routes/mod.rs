@@ -4,6 +4,7 @@
 pub mod devices;
 pub mod docs;
 pub mod health;
+pub mod jobs;
 pub mod logs;
 pub mod roles;
 pub mod tenants;

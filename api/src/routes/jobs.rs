@@ -1,0 +1,286 @@
+//! `/api/v1/jobs`: submit, list, inspect and cancel jobs. Kinds, parameters
+//! and devices are checked here, so the worker never gets a job it cannot run.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ferro_tasks::jobs::{self, CancelOutcome, Enqueued, Job, JobFilter, JobResult, NewJob};
+use ferro_tasks::kinds::DeviceNeed;
+use ferro_tasks::{JobKind, JobStatus};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Guard, JobsRead, JobsRun};
+use crate::error::{ApiError, FieldError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs, create_job))
+        .routes(routes!(get_job))
+        .routes(routes!(job_results))
+        .routes(routes!(cancel_job))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "snmp.get", "device_id": "0b5c3c2e-8a7c-4c59-9d0e-2f1d7d7c4a10",
+    "params": {"oids": ["1.3.6.1.2.1.1.1.0"]}}))]
+pub struct CreateJob {
+    /// `noop`, `snmp.get`, `snmp.walk`, `email.send`, `sessions.cleanup` or `devices.export`.
+    pub kind: String,
+    /// Required for `snmp.get` and `snmp.walk`: an SNMP device of this tenant.
+    pub device_id: Option<Uuid>,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub params: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    pub page: Option<i64>,
+    pub size: Option<i64>,
+    /// `queued`, `running`, `retrying`, `succeeded`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub device_id: Option<Uuid>,
+    pub schedule_id: Option<Uuid>,
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| (1..=255).contains(&k.len()));
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )
+    })
+}
+
+/// Submits a job: 202 with the job, queued. The job and its outbox record are
+/// written in one transaction and published to the broker after commit. A
+/// repeated `Idempotency-Key` returns the first job (with `Idempotent-Replayed: true`).
+#[utoipa::path(post, path = "/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe, per tenant")),
+    responses((status = 202, description = "Queued (or the earlier job for this Idempotency-Key)", body = Job),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key already used for another job", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind, bad params, or no such device", body = Problem, content_type = "application/problem+json")))]
+async fn create_job(
+    State(state): State<AppState>,
+    guard: Guard<JobsRun>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateJob>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let kind = JobKind::parse(&body.kind).ok_or_else(|| {
+        let known: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiError::field(
+            "kind",
+            &format!("unknown job kind; one of {}", known.join(", ")),
+        )
+    })?;
+    let params = kind.validate(&body.params).map_err(|errors| {
+        ApiError::Validation(
+            errors
+                .into_iter()
+                .map(|e| FieldError::new(e.field, e.message))
+                .collect(),
+        )
+    })?;
+    let mut v = Validator::default();
+    match (kind.device_need(), body.device_id) {
+        (DeviceNeed::SnmpDevice, None) => v.check(false, "device_id", "is required for this kind"),
+        (DeviceNeed::None, Some(_)) => v.check(false, "device_id", "is not used by this kind"),
+        _ => {}
+    }
+    v.finish()?;
+
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    if let Some(device_id) = body.device_id {
+        // Row-level security hides other tenants' devices: they are "no such device".
+        let protocol: Option<String> =
+            sqlx::query_scalar("SELECT protocol FROM devices WHERE id = $1")
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match protocol.as_deref() {
+            None => return Err(ApiError::field("device_id", "no such device")),
+            Some("snmp") => {}
+            Some(_) => {
+                return Err(ApiError::field(
+                    "device_id",
+                    "must be an snmp device for this kind",
+                ));
+            }
+        }
+    }
+    let outcome = jobs::enqueue(
+        &mut tx,
+        NewJob {
+            kind,
+            device_id: body.device_id,
+            params,
+            idempotency_key: key,
+            schedule_id: None,
+            scheduled_for: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(match outcome {
+        Enqueued::Created(job) => {
+            tracing::info!(job_id = %job.id, kind = %kind, "job queued");
+            (StatusCode::ACCEPTED, axum::Json(job)).into_response()
+        }
+        Enqueued::Existing(job) => {
+            let mut response = (StatusCode::ACCEPTED, axum::Json(job)).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        Enqueued::KeyReused(_) => {
+            return Err(ApiError::Conflict {
+                detail: "this Idempotency-Key was already used for a different job".to_owned(),
+                field: Some("Idempotency-Key"),
+            });
+        }
+    })
+}
+
+/// Lists the tenant's jobs, newest first.
+#[utoipa::path(get, path = "/jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
+    responses((status = 200, description = "A page of jobs", body = Paginated<Job>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
+async fn list_jobs(
+    State(state): State<AppState>,
+    guard: Guard<JobsRead>,
+    ApiQuery(q): ApiQuery<JobQuery>,
+) -> Result<axum::Json<Paginated<Job>>, ApiError> {
+    let mut v = Validator::default();
+    let paging = PageParams {
+        page: q.page,
+        size: q.size,
+    }
+    .validate(&mut v.0);
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => match s.parse::<JobStatus>() {
+            Ok(st) => Some(st),
+            Err(_) => {
+                v.check(
+                    false,
+                    "status",
+                    "must be queued, running, retrying, succeeded, failed or cancelled",
+                );
+                None
+            }
+        },
+    };
+    if let Some(kind) = &q.kind {
+        v.check(JobKind::parse(kind).is_some(), "kind", "unknown job kind");
+    }
+    v.finish()?;
+    let filter = JobFilter {
+        status,
+        kind: q.kind,
+        device_id: q.device_id,
+        schedule_id: q.schedule_id,
+    };
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let (items, total) = jobs::list(&mut tx, &filter, paging.size, paging.offset()).await?;
+    tx.end_read_only();
+    Ok(axum::Json(Paginated::new(items, total, paging)))
+}
+
+/// One job.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, description = "The job", body = Job),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in this tenant", body = Problem, content_type = "application/problem+json")))]
+async fn get_job(
+    State(state): State<AppState>,
+    guard: Guard<JobsRead>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<Job>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let job = jobs::get(&mut tx, id).await?;
+    tx.end_read_only();
+    job.map(axum::Json).ok_or(ApiError::NotFound("job"))
+}
+
+/// What the job's attempts recorded, oldest first.
+#[utoipa::path(get, path = "/jobs/{id}/results", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id"), PageParams),
+    responses((status = 200, description = "A page of results", body = Paginated<JobResult>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in this tenant", body = Problem, content_type = "application/problem+json")))]
+async fn job_results(
+    State(state): State<AppState>,
+    guard: Guard<JobsRead>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Paginated<JobResult>>, ApiError> {
+    let paging = page.paging()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    if jobs::get(&mut tx, id).await?.is_none() {
+        return Err(ApiError::NotFound("job"));
+    }
+    let (items, total) = jobs::results(&mut tx, id, paging.size, paging.offset()).await?;
+    tx.end_read_only();
+    Ok(axum::Json(Paginated::new(items, total, paging)))
+}
+
+/// Cancels a job: a queued one never starts (status `cancelled` at once); a
+/// running one is told to stop and ends `cancelled`.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, description = "Cancelled, or cancellation requested", body = Job),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:run", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job already finished", body = Problem, content_type = "application/problem+json")))]
+async fn cancel_job(
+    State(state): State<AppState>,
+    guard: Guard<JobsRun>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<Job>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let outcome = jobs::cancel(&mut tx, id).await?;
+    tx.commit().await?;
+    match outcome {
+        CancelOutcome::Cancelled(job) | CancelOutcome::Requested(job) => Ok(axum::Json(job)),
+        CancelOutcome::AlreadyFinished(job) => Err(ApiError::Conflict {
+            detail: format!("the job already finished ({})", job.status),
+            field: None,
+        }),
+        CancelOutcome::NotFound => Err(ApiError::NotFound("job")),
+    }
+}

@@ -1,0 +1,221 @@
+//! Jobs in PostgreSQL. Every function takes a tenant-bound transaction, so
+//! row-level security confines it to the caller's tenant.
+
+use chrono::{DateTime, Utc};
+use ferro_db::{DbError, TenantTx};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{JobKind, JobStatus, TaskEnvelope};
+
+/// A job as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    #[schema(example = "snmp.get")]
+    pub kind: String,
+    pub device_id: Option<Uuid>,
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// `queued`, `running`, `retrying`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// 0 to 100.
+    pub progress: i16,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub error: Option<String>,
+    pub schedule_id: Option<Uuid>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, kind, device_id, params, status, progress, attempts, max_attempts, error, \
+    schedule_id, scheduled_for, cancel_requested_at, created_at, started_at, finished_at";
+
+/// One result row a job attempt recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct JobResult {
+    pub id: Uuid,
+    pub attempt: i32,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A job to enqueue. `params` must already be validated for `kind`.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub device_id: Option<Uuid>,
+    pub params: Value,
+    pub idempotency_key: Option<String>,
+    pub schedule_id: Option<Uuid>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enqueued {
+    Created(Job),
+    /// The tenant already used this idempotency key for this same job.
+    Existing(Job),
+    /// The tenant already used this idempotency key for a different job.
+    KeyReused(Job),
+}
+
+/// Writes the job (status `queued`) and its outbox record in the caller's
+/// transaction: both commit or neither does. Publishing happens after commit
+/// (the outbox relay), so a broker outage delays jobs but loses none.
+pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError> {
+    let sql = format!(
+        "INSERT INTO jobs (tenant_id, kind, device_id, params, max_attempts, idempotency_key, \
+         schedule_id, scheduled_for, created_by) \
+         VALUES (app_current_tenant(), $1, $2, $3, $4, $5, $6, $7, app_current_user()) \
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+         RETURNING {COLUMNS}"
+    );
+    let inserted: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(new.kind.as_str())
+        .bind(new.device_id)
+        .bind(&new.params)
+        .bind(new.kind.max_attempts())
+        .bind(&new.idempotency_key)
+        .bind(new.schedule_id)
+        .bind(new.scheduled_for)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(job) = inserted else {
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1");
+        let existing: Job = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&new.idempotency_key)
+            .fetch_one(&mut **tx)
+            .await?;
+        let same = existing.kind == new.kind.as_str()
+            && existing.device_id == new.device_id
+            && existing.params == new.params;
+        return Ok(if same {
+            Enqueued::Existing(existing)
+        } else {
+            Enqueued::KeyReused(existing)
+        });
+    };
+    let envelope = TaskEnvelope::new(job.id, new.kind.as_str(), tx.tenant_id(), tx.user_id());
+    sqlx::query(
+        "INSERT INTO job_outbox (tenant_id, job_id, payload) VALUES (app_current_tenant(), $1, $2)",
+    )
+    .bind(job.id)
+    .bind(envelope.to_json())
+    .execute(&mut **tx)
+    .await?;
+    Ok(Enqueued::Created(job))
+}
+
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Job>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<String>,
+    pub device_id: Option<Uuid>,
+    pub schedule_id: Option<Uuid>,
+}
+
+/// A page of the tenant's jobs, newest first, and the total.
+pub async fn list(
+    tx: &mut TenantTx,
+    filter: &JobFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Job>, i64), DbError> {
+    let filter_sql = "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2) \
+                      AND ($3::uuid IS NULL OR device_id = $3) AND ($4::uuid IS NULL OR schedule_id = $4)";
+    let status = filter.status.map(JobStatus::as_str);
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM jobs {filter_sql}"
+    )))
+    .bind(status)
+    .bind(&filter.kind)
+    .bind(filter.device_id)
+    .bind(filter.schedule_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let jobs: Vec<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM jobs {filter_sql} ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+    )))
+    .bind(status)
+    .bind(&filter.kind)
+    .bind(filter.device_id)
+    .bind(filter.schedule_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok((jobs, total))
+}
+
+/// A page of a job's results, oldest first, and the total.
+pub async fn results(
+    tx: &mut TenantTx,
+    job_id: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<JobResult>, i64), DbError> {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM job_results WHERE job_id = $1")
+        .bind(job_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let rows = sqlx::query_as(
+        "SELECT id, attempt, data, created_at FROM job_results WHERE job_id = $1 \
+         ORDER BY created_at, id LIMIT $2 OFFSET $3",
+    )
+    .bind(job_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok((rows, total))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// Queued or retrying: cancelled now; it will never start.
+    Cancelled(Job),
+    /// Running: asked to stop; it ends `cancelled` when the worker notices.
+    Requested(Job),
+    /// Already succeeded, failed or cancelled.
+    AlreadyFinished(Job),
+    NotFound,
+}
+
+pub async fn cancel(tx: &mut TenantTx, id: Uuid) -> Result<CancelOutcome, DbError> {
+    let sql = format!(
+        "UPDATE jobs SET \
+           status = CASE WHEN status IN ('queued', 'retrying') THEN 'cancelled' ELSE status END, \
+           finished_at = CASE WHEN status IN ('queued', 'retrying') THEN now() ELSE finished_at END, \
+           error = CASE WHEN status IN ('queued', 'retrying') THEN 'cancelled before it ran' ELSE error END, \
+           cancel_requested_at = coalesce(cancel_requested_at, now()) \
+         WHERE id = $1 AND status IN ('queued', 'running', 'retrying') RETURNING {COLUMNS}"
+    );
+    let updated: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match updated {
+        Some(job) if job.status == JobStatus::Cancelled.as_str() => CancelOutcome::Cancelled(job),
+        Some(job) => CancelOutcome::Requested(job),
+        None => match get(tx, id).await? {
+            Some(job) => CancelOutcome::AlreadyFinished(job),
+            None => CancelOutcome::NotFound,
+        },
+    })
+}
