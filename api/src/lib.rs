@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
             get(routes::docs::redoc_script),
         )
         .fallback(observe::not_found)
+        .method_not_allowed_fallback(observe::method_not_allowed)
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn_with_state(state.clone(), observe::observe))

@@ -289,6 +289,15 @@ pub async fn not_found() -> Response {
     problem_response(StatusCode::NOT_FOUND, "route_not_found", "no such route")
 }
 
+/// The answer for a known path with a method it does not support.
+pub async fn method_not_allowed() -> Response {
+    problem_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not support that method",
+    )
+}
+
 /// Pool gauges, refreshed when `/metrics` is scraped.
 pub fn record_pool_gauges(state: &AppState) {
     let stats = state.db.pool_stats();

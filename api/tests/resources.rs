@@ -252,8 +252,9 @@ async fn roles_are_managed_and_builtins_are_protected() {
     assert_eq!(dup.status, StatusCode::CONFLICT);
 
     let perms = app.get("/api/v1/permissions", &admin).await;
+    assert_eq!(perms.body["total"], ferro_auth::Permission::ALL.len());
     assert_eq!(
-        perms.body.as_array().unwrap().len(),
+        perms.body["items"].as_array().unwrap().len(),
         ferro_auth::Permission::ALL.len()
     );
 }

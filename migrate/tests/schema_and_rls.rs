@@ -650,3 +650,81 @@ async fn reset_drops_data_and_reapplies() {
         .unwrap_err();
     assert!(matches!(err, migrate::MigrateError::ResetInProduction));
 }
+
+#[tokio::test]
+async fn temporary_tables_cannot_shadow_tables_in_definer_functions() {
+    let db = TestDb::new().await;
+    let mut conn = db.app_conn().await;
+    let err = sqlx::query("CREATE TEMP TABLE login_logs (x int)")
+        .execute(&mut conn)
+        .await;
+    assert!(
+        err.is_err(),
+        "the application role can create temporary tables"
+    );
+    let owner = db.owner().await;
+    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT proname::text, proconfig FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert!(!rows.is_empty());
+    for (name, config) in rows {
+        assert_eq!(
+            config,
+            ["search_path=pg_catalog, public, pg_temp"],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_function_is_executable_by_public() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    let public: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p, \
+           aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a \
+         WHERE p.pronamespace = 'public'::regnamespace AND a.grantee = 0",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert!(public.is_empty(), "executable by PUBLIC: {public:?}");
+}
+
+#[tokio::test]
+async fn a_tenant_admin_cannot_update_the_platform_administrators_row() {
+    let db = TestDb::new().await;
+    let app = db.app().await;
+    let admin = app
+        .lookup_login_user(ADMIN_USERNAME)
+        .await
+        .unwrap()
+        .unwrap();
+    // Another user of the same (home) tenant.
+    let mut tx = app
+        .begin(TenantCtx::new(db.default_tenant(), Some(admin.id)))
+        .await
+        .unwrap();
+    let other: Uuid = sqlx::query_scalar(
+        "INSERT INTO users (home_tenant_id, username, password_hash) VALUES (app_current_tenant(), 'other', $1) RETURNING id",
+    )
+    .bind(password::hash("pw").unwrap())
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = app
+        .begin(TenantCtx::new(db.default_tenant(), Some(other)))
+        .await
+        .unwrap();
+    let changed = sqlx::query("UPDATE users SET email = 'x@example.com' WHERE id = $1")
+        .bind(admin.id)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(changed, 0);
+}

@@ -165,18 +165,27 @@ pub async fn authenticate(
         .await?
         .filter(|(s, _)| s.user_id == claims.sub)
         .ok_or(ApiError::Unauthorized("the session has ended"))?;
-    if epoch != session.authz_epoch {
-        session.permissions = resolve_permissions(
-            &state.db,
-            session.user_id,
-            session.tenant_id,
-            session.is_platform_admin,
-        )
-        .await?;
-        state
-            .sessions
-            .update_permissions(session.id, &session.permissions, epoch)
-            .await?;
+    if session.needs_check(epoch, ACCESS_RECHECK) {
+        match resolve_access(&state.db, session.user_id, session.tenant_id).await? {
+            Some(access) => {
+                session.is_platform_admin = access.is_platform_admin;
+                session.permissions = access.permissions;
+                state
+                    .sessions
+                    .update_permissions(
+                        session.id,
+                        access.is_platform_admin,
+                        &session.permissions,
+                        epoch,
+                    )
+                    .await?;
+            }
+            None => {
+                // Deactivated user, tenant or membership: the session is over.
+                state.sessions.revoke(session.id).await?;
+                return Err(ApiError::Unauthorized("the session has ended"));
+            }
+        }
     }
     let principal = Principal {
         user_id: session.user_id,
@@ -199,32 +208,52 @@ pub async fn authenticate(
     Ok(response)
 }
 
-/// The permission codes `user` holds in `tenant`: through the roles of an
-/// active membership, or all of them for a platform administrator.
-pub async fn resolve_permissions(
+/// How often a session's cached access is resolved again even when no change
+/// was signalled (a safety net for a lost epoch bump or a demoted platform
+/// administrator).
+pub const ACCESS_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a user may do in a tenant.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub is_platform_admin: bool,
+    pub permissions: Vec<String>,
+}
+
+/// Resolves `user`'s access to `tenant` from the database: `None` if the
+/// tenant is inactive, or the user is neither an active member nor an active
+/// platform administrator. Members get the permissions of their roles;
+/// platform administrators get every permission.
+pub async fn resolve_access(
     db: &Db,
     user_id: Uuid,
     tenant_id: Uuid,
-    is_platform_admin: bool,
-) -> Result<Vec<String>, ApiError> {
-    if is_platform_admin {
-        return Ok(Permission::ALL
-            .iter()
-            .map(|p| p.code().to_owned())
-            .collect());
-    }
+) -> Result<Option<Access>, ApiError> {
     let mut tx = db.begin(TenantCtx::new(tenant_id, Some(user_id))).await?;
-    let codes: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT rp.permission FROM memberships m \
-         JOIN membership_roles mr ON mr.tenant_id = m.tenant_id AND mr.user_id = m.user_id \
-         JOIN role_permissions rp ON rp.role_id = mr.role_id \
-         WHERE m.user_id = $1 AND m.is_active ORDER BY 1",
-    )
-    .bind(user_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(codes)
+    let (tenant_active, platform_admin, member, codes): (Option<bool>, bool, bool, Vec<String>) =
+        sqlx::query_as(
+            "SELECT (SELECT is_active FROM tenants WHERE id = app_current_tenant()),                auth_is_platform_admin($1),                EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id                        WHERE m.user_id = $1 AND m.is_active AND u.is_active),                ARRAY(SELECT DISTINCT rp.permission FROM membership_roles mr                      JOIN role_permissions rp ON rp.role_id = mr.role_id                      WHERE mr.user_id = $1 ORDER BY 1)",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.end_read_only();
+    if tenant_active != Some(true) {
+        return Ok(None);
+    }
+    if platform_admin {
+        return Ok(Some(Access {
+            is_platform_admin: true,
+            permissions: Permission::ALL
+                .iter()
+                .map(|p| p.code().to_owned())
+                .collect(),
+        }));
+    }
+    Ok(member.then_some(Access {
+        is_platform_admin: false,
+        permissions: codes,
+    }))
 }
 
 /// Runs a password hash or verification on the blocking pool, keeping the

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Authenticated, blocking, check_new_password, resolve_permissions};
+use super::{Authenticated, blocking, check_new_password, resolve_access};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, Validator};
 use crate::observe::client_ip;
@@ -176,7 +176,7 @@ async fn login(
         reason,
     };
 
-    if let Some(wait) = state.throttle.check(username, &ip_text).await? {
+    if let Some(wait) = state.throttle.attempt(username, &ip_text).await? {
         state
             .db
             .record_login(&record(
@@ -206,7 +206,6 @@ async fn login(
         _ => None,
     };
     if let Some(reason) = failure {
-        state.throttle.record_failure(username, &ip_text).await?;
         let (tid, uid) = user
             .as_ref()
             .map(|u| (Some(u.home_tenant_id), Some(u.id)))
@@ -245,8 +244,18 @@ async fn login(
         ));
     };
 
-    let permissions =
-        resolve_permissions(&state.db, user.id, tenant.tenant_id, user.is_platform_admin).await?;
+    let Some(access) = resolve_access(&state.db, user.id, tenant.tenant_id).await? else {
+        let no_access = record(
+            Some(tenant.tenant_id),
+            Some(user.id),
+            LoginOutcome::Failure,
+            Some("no access to tenant"),
+        );
+        state.db.record_login(&no_access).await?;
+        return Err(ApiError::Forbidden(
+            "you have no access to that tenant".to_owned(),
+        ));
+    };
     let epoch = state.sessions.authz_epoch(tenant.tenant_id).await?;
     let ip_for_session = ip.map(|i| i.to_string());
     let (session, refresh_token) = state
@@ -254,8 +263,8 @@ async fn login(
         .create(NewSession {
             user_id: user.id,
             tenant_id: tenant.tenant_id,
-            is_platform_admin: user.is_platform_admin,
-            permissions: &permissions,
+            is_platform_admin: access.is_platform_admin,
+            permissions: &access.permissions,
             authz_epoch: epoch,
             ip: ip_for_session.as_deref(),
             user_agent,
@@ -418,12 +427,19 @@ async fn switch_tenant(
             "you have no access to that tenant".to_owned(),
         ));
     }
-    let permissions =
-        resolve_permissions(&state.db, p.user_id, body.tenant_id, p.is_platform_admin).await?;
+    let access = resolve_access(&state.db, p.user_id, body.tenant_id)
+        .await?
+        .ok_or_else(|| ApiError::Forbidden("you have no access to that tenant".to_owned()))?;
     let epoch = state.sessions.authz_epoch(body.tenant_id).await?;
     let refresh_token = state
         .sessions
-        .switch_tenant(p.session_id, body.tenant_id, &permissions, epoch)
+        .switch_tenant(
+            p.session_id,
+            body.tenant_id,
+            access.is_platform_admin,
+            &access.permissions,
+            epoch,
+        )
         .await?
         .ok_or(ApiError::Unauthorized("the session has ended"))?;
     Ok(axum::Json(pair(
@@ -497,11 +513,21 @@ async fn change_password(
     );
     v.finish()?;
 
+    // Verify and hash without holding a database connection (argon2 is
+    // slow), and count the attempt like a login: a stolen access token must
+    // not be a way to guess the current password.
     let mut tx = state.db.begin(p.ctx()).await?;
     let username: String = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
         .bind(p.user_id)
         .fetch_one(&mut *tx)
         .await?;
+    tx.end_read_only();
+    let throttle_key = format!("password:{}", p.user_id);
+    if let Some(wait) = state.throttle.attempt(&username, &throttle_key).await? {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
     let stored = state
         .db
         .lookup_login_user(&username)
@@ -515,10 +541,15 @@ async fn change_password(
             "is not your current password",
         ));
     }
+    state
+        .throttle
+        .record_success(&username, &throttle_key)
+        .await?;
     let new = body.new_password.clone();
     let hash = blocking(move || password::hash(&new))
         .await?
         .map_err(ApiError::internal)?;
+    let mut tx = state.db.begin(p.ctx()).await?;
     sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1")
         .bind(p.user_id)
         .bind(hash)

@@ -281,19 +281,28 @@ async fn delete_role(
 }
 
 /// The permission catalog.
-#[utoipa::path(get, path = "/permissions", tag = "roles", security(("bearer" = [])),
-    responses((status = 200, description = "Every permission", body = Vec<PermissionInfo>),
+#[utoipa::path(get, path = "/permissions", tag = "roles", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, description = "A page of the catalog", body = Paginated<PermissionInfo>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_permissions(
     State(state): State<AppState>,
     guard: Guard<RolesRead>,
-) -> Result<axum::Json<Vec<PermissionInfo>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Paginated<PermissionInfo>>, ApiError> {
+    let paging = page.paging()?;
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let items: Vec<PermissionInfo> =
-        sqlx::query_as("SELECT code, description, platform_only FROM permissions ORDER BY code")
-            .fetch_all(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    Ok(axum::Json(items))
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM permissions")
+        .fetch_one(&mut *tx)
+        .await?;
+    let items: Vec<PermissionInfo> = sqlx::query_as(
+        "SELECT code, description, platform_only FROM permissions ORDER BY code LIMIT $1 OFFSET $2",
+    )
+    .bind(paging.size)
+    .bind(paging.offset())
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.end_read_only();
+    Ok(axum::Json(Paginated::new(items, total, paging)))
 }

@@ -174,5 +174,10 @@ async fn update_tenant(
         .fetch_optional(&mut *tx)
         .await?;
     tx.commit().await?;
+    if body.is_active.is_some() {
+        // Every session in the tenant resolves its access again on its next
+        // request; in a deactivated tenant that ends it.
+        state.sessions.bump_authz_epoch(id).await?;
+    }
     tenant.map(axum::Json).ok_or(ApiError::NotFound("tenant"))
 }

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Guard, UsersManage, UsersRead, blocking, check_new_password};
+use crate::auth::{Guard, Principal, UsersManage, UsersRead, blocking, check_new_password};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, like_pattern};
 use crate::state::AppState;
@@ -126,6 +126,53 @@ async fn role_ids(tx: &mut TenantTx, names: &[String]) -> Result<Vec<Uuid>, ApiE
     Ok(found.into_iter().map(|(id, _)| id).collect())
 }
 
+/// A platform administrator's account is changed only by a platform
+/// administrator (tenant roles are not enough: the account spans tenants).
+async fn protect_platform_admin(
+    tx: &mut TenantTx,
+    caller: &Principal,
+    target: Uuid,
+) -> Result<(), ApiError> {
+    let is_admin: bool = sqlx::query_scalar("SELECT is_platform_admin FROM users WHERE id = $1")
+        .bind(target)
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or(false);
+    if is_admin && !caller.is_platform_admin && caller.user_id != target {
+        return Err(ApiError::Forbidden(
+            "only a platform administrator may change a platform administrator".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Assigning roles must not grant more than the caller holds.
+async fn check_grantable(
+    tx: &mut TenantTx,
+    caller: &Principal,
+    roles: &[Uuid],
+) -> Result<(), ApiError> {
+    let granted: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT permission FROM role_permissions WHERE role_id = ANY($1) ORDER BY 1",
+    )
+    .bind(roles)
+    .fetch_all(&mut **tx)
+    .await?;
+    let missing: Vec<&str> = granted
+        .iter()
+        .filter(|code| !ferro_auth::Permission::from_code(code).is_some_and(|p| caller.has(p)))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "you cannot grant permissions you do not hold: {}",
+            missing.join(", ")
+        )))
+    }
+}
+
 async fn replace_roles(tx: &mut TenantTx, user: Uuid, roles: &[Uuid]) -> Result<(), ApiError> {
     sqlx::query("DELETE FROM membership_roles WHERE user_id = $1")
         .bind(user)
@@ -210,6 +257,7 @@ async fn create_user(
         .map_err(ApiError::internal)?;
     let mut tx = state.db.begin(guard.ctx()).await?;
     let roles = role_ids(&mut tx, &body.roles).await?;
+    check_grantable(&mut tx, &guard, &roles).await?;
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO users (home_tenant_id, username, email, password_hash) \
          VALUES (app_current_tenant(), $1, $2, $3) RETURNING id",
@@ -286,6 +334,7 @@ async fn update_user(
 
     let mut tx = state.db.begin(guard.ctx()).await?;
     let current = fetch_user(&mut tx, id).await?;
+    protect_platform_admin(&mut tx, &guard, id).await?;
     let home = current.home_tenant_id == guard.tenant_id;
     if (body.email.is_some() || hash.is_some()) && !home {
         return Err(ApiError::Forbidden(
@@ -325,8 +374,16 @@ async fn update_user(
     }
     let user = fetch_user(&mut tx, id).await?;
     tx.commit().await?;
-    if body.is_active == Some(false) || hash.is_some() {
+    // A new password, or an account deactivated by its home tenant, ends
+    // every session; a membership deactivated elsewhere ends only the
+    // sessions in this tenant.
+    if hash.is_some() || (body.is_active == Some(false) && home) {
         state.sessions.revoke_all_for_user(id).await?;
+    } else if body.is_active == Some(false) {
+        state
+            .sessions
+            .revoke_for_user_in_tenant(id, guard.tenant_id)
+            .await?;
     }
     if body.is_active.is_some() {
         state.sessions.bump_authz_epoch(guard.tenant_id).await?;
@@ -351,6 +408,11 @@ async fn remove_user(
         return Err(ApiError::field("id", "you cannot remove yourself"));
     }
     let mut tx = state.db.begin(guard.ctx()).await?;
+    protect_platform_admin(&mut tx, &guard, id).await?;
+    let home: Option<Uuid> = sqlx::query_scalar("SELECT home_tenant_id FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let removed = sqlx::query("DELETE FROM memberships WHERE user_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -364,7 +426,15 @@ async fn remove_user(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    state.sessions.revoke_all_for_user(id).await?;
+    if home == Some(guard.tenant_id) {
+        // Removed from its home tenant, the account is deactivated everywhere.
+        state.sessions.revoke_all_for_user(id).await?;
+    } else {
+        state
+            .sessions
+            .revoke_for_user_in_tenant(id, guard.tenant_id)
+            .await?;
+    }
     state.sessions.bump_authz_epoch(guard.tenant_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -385,7 +455,9 @@ async fn set_user_roles(
 ) -> Result<axum::Json<User>, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
     fetch_user(&mut tx, id).await?;
+    protect_platform_admin(&mut tx, &guard, id).await?;
     let roles = role_ids(&mut tx, &body.roles).await?;
+    check_grantable(&mut tx, &guard, &roles).await?;
     replace_roles(&mut tx, id, &roles).await?;
     let user = fetch_user(&mut tx, id).await?;
     tx.commit().await?;

@@ -50,6 +50,13 @@ impl TestApp {
 
     /// Spawns with extra environment settings.
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        // TEST_LOG=1 shows the api's logs (errors carry their whole cause chain).
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_test_writer()
+                .with_env_filter("info")
+                .try_init();
+        }
         let db = TestDb::new().await;
         let prefix = format!("test:{}:", Uuid::new_v4().simple());
         let mut env = db

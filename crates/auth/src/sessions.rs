@@ -42,6 +42,18 @@ pub struct Session {
     pub permissions: Vec<String>,
     /// The tenant's authorization epoch when `permissions` were resolved.
     pub authz_epoch: i64,
+    /// When `permissions` were last resolved from the database (unix seconds).
+    pub checked_at: i64,
+}
+
+impl Session {
+    /// Whether the cached permissions must be resolved again: the tenant's
+    /// epoch moved, or they are older than `max_age` (a safety net should an
+    /// epoch bump have been lost).
+    pub fn needs_check(&self, current_epoch: i64, max_age: Duration) -> bool {
+        current_epoch != self.authz_epoch
+            || Utc::now().timestamp() - self.checked_at >= max_age.as_secs() as i64
+    }
 }
 
 /// A session as listed to its user.
@@ -81,17 +93,32 @@ pub enum Rotation {
     Unknown,
 }
 
+/// Rotation: the current token is swapped for the next one (the current one
+/// becomes `prev`). Presenting `prev` again is a replay: the session is
+/// deleted. Any other secret is simply unknown, so knowing a session id is not
+/// enough to end someone's session.
 const ROTATE: &str = r#"
 local cur = redis.call('HGET', KEYS[1], 'refresh')
 if not cur then return {0, ''} end
 if cur == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'refreshed', ARGV[3])
+  redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'prev', ARGV[1], 'refreshed', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   return {1, ''}
 end
-local uid = redis.call('HGET', KEYS[1], 'user') or ''
-redis.call('DEL', KEYS[1])
-return {-1, uid}
+if redis.call('HGET', KEYS[1], 'prev') == ARGV[1] then
+  local uid = redis.call('HGET', KEYS[1], 'user') or ''
+  redis.call('DEL', KEYS[1])
+  return {-1, uid}
+end
+return {0, ''}
+"#;
+
+const SWITCH: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'refresh')
+redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'admin', ARGV[2], 'perms', ARGV[3], 'epoch', ARGV[4],
+  'checked', ARGV[5], 'refresh', ARGV[6], 'prev', cur, 'refreshed', ARGV[7])
+return 1
 "#;
 
 /// HSET only on a session that still exists (never resurrect a revoked one).
@@ -101,7 +128,7 @@ for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 "#;
 
-const SESSION_FIELDS: [&str; 5] = ["user", "tenant", "admin", "perms", "epoch"];
+const SESSION_FIELDS: [&str; 6] = ["user", "tenant", "admin", "perms", "epoch", "checked"];
 
 fn parse_refresh(token: &str) -> Option<(Uuid, &str)> {
     let (sid, secret) = token.split_once('.')?;
@@ -152,6 +179,7 @@ impl SessionStore {
             ),
             ("perms", new.permissions.join(",")),
             ("epoch", new.authz_epoch.to_string()),
+            ("checked", Utc::now().timestamp().to_string()),
             ("refresh", sha256_hex(&secret)),
             ("created", now.clone()),
             ("refreshed", now),
@@ -182,6 +210,7 @@ impl SessionStore {
             is_platform_admin: new.is_platform_admin,
             permissions: new.permissions.to_vec(),
             authz_epoch: new.authz_epoch,
+            checked_at: Utc::now().timestamp(),
         };
         Ok((session, format!("{sid}.{secret}")))
     }
@@ -248,41 +277,51 @@ impl SessionStore {
 
     /// Moves a session to another tenant with its permissions there, and
     /// rotates its refresh token (returned).
+    /// The current refresh token becomes the session's `prev`, so a client
+    /// that keeps using it afterwards (someone else switched with a stolen
+    /// access token) trips replay detection and ends the session.
     pub async fn switch_tenant(
         &self,
         sid: Uuid,
         tenant_id: Uuid,
+        is_platform_admin: bool,
         permissions: &[String],
         authz_epoch: i64,
     ) -> Result<Option<String>, StoreError> {
         let next = random_hex(32);
-        let updated = self
-            .update_if_exists(
-                sid,
-                &[
-                    ("tenant", tenant_id.to_string()),
-                    ("perms", permissions.join(",")),
-                    ("epoch", authz_epoch.to_string()),
-                    ("refresh", sha256_hex(&next)),
-                    ("refreshed", Utc::now().to_rfc3339()),
-                ],
-            )
+        let mut conn = ferro_redis::connection(&self.pool).await?;
+        let updated: i64 = redis::Script::new(SWITCH)
+            .key(self.session_key(sid))
+            .arg(tenant_id.to_string())
+            .arg(if is_platform_admin { "1" } else { "0" })
+            .arg(permissions.join(","))
+            .arg(authz_epoch)
+            .arg(Utc::now().timestamp())
+            .arg(sha256_hex(&next))
+            .arg(Utc::now().to_rfc3339())
+            .invoke_async(&mut conn)
             .await?;
-        Ok(updated.then(|| format!("{sid}.{next}")))
+        Ok((updated == 1).then(|| format!("{sid}.{next}")))
     }
 
-    /// Stores freshly resolved permissions (after an epoch change).
+    /// Stores freshly resolved permissions and platform flag.
     pub async fn update_permissions(
         &self,
         sid: Uuid,
+        is_platform_admin: bool,
         permissions: &[String],
         authz_epoch: i64,
     ) -> Result<(), StoreError> {
         self.update_if_exists(
             sid,
             &[
+                (
+                    "admin",
+                    if is_platform_admin { "1" } else { "0" }.to_owned(),
+                ),
                 ("perms", permissions.join(",")),
                 ("epoch", authz_epoch.to_string()),
+                ("checked", Utc::now().timestamp().to_string()),
             ],
         )
         .await
@@ -330,6 +369,22 @@ impl SessionStore {
         pipe.del(&ukey).ignore();
         pipe.query_async::<()>(&mut conn).await?;
         Ok(sids.len())
+    }
+
+    /// Ends the user's sessions that are in `tenant_id` (removal from one
+    /// tenant must not log the user out of the others).
+    pub async fn revoke_for_user_in_tenant(
+        &self,
+        user_id: Uuid,
+        tenant_id: Uuid,
+    ) -> Result<usize, StoreError> {
+        let mut revoked = 0;
+        for session in self.list_for_user(user_id).await? {
+            if session.tenant_id == tenant_id && self.revoke(session.id).await? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
     }
 
     /// A user's live sessions; forgets the ids of expired ones.
@@ -431,7 +486,7 @@ fn session_from_fields(
     sid: Uuid,
     fields: &[Option<String>],
 ) -> Result<Option<Session>, StoreError> {
-    let [user, tenant, admin, perms, epoch] = fields else {
+    let [user, tenant, admin, perms, epoch, checked] = fields else {
         return Err(StoreError::Corrupt("field count"));
     };
     let (Some(user), Some(tenant)) = (user, tenant) else {
@@ -450,6 +505,7 @@ fn session_from_fields(
             .map(str::to_owned)
             .collect(),
         authz_epoch: epoch.as_deref().and_then(|e| e.parse().ok()).unwrap_or(0),
+        checked_at: checked.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0),
     }))
 }
 

@@ -1,12 +1,12 @@
-//! Login throttling in Redis: failed attempts are counted per user name and
-//! per client address in fixed windows; at the limit, further attempts are
-//! refused (429 with `Retry-After`) until the window ends. A success clears
-//! the user-name counter.
+//! Login throttling in Redis: attempts are counted per user name and per
+//! client address in fixed windows, atomically and before the password is
+//! checked; past the limit, attempts are refused (429 with `Retry-After`)
+//! until the window ends. A success clears the user-name counter and takes
+//! its own attempt off the address counter, so only failures accumulate.
 
 use std::time::Duration;
 
 use ferro_redis::RedisPool as Pool;
-use redis::AsyncCommands;
 
 use crate::StoreError;
 
@@ -16,6 +16,14 @@ pub struct ThrottleLimits {
     pub per_ip: u32,
     pub window: Duration,
 }
+
+const ATTEMPT: &str = r#"
+local u = redis.call('INCR', KEYS[1])
+if u == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local i = redis.call('INCR', KEYS[2])
+if i == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+return {u, i, redis.call('TTL', KEYS[1]), redis.call('TTL', KEYS[2])}
+"#;
 
 #[derive(Clone)]
 pub struct LoginThrottle {
@@ -40,57 +48,40 @@ impl LoginThrottle {
         )
     }
 
-    /// `Some(retry_after)` when either counter is at its limit.
-    pub async fn check(&self, username: &str, ip: &str) -> Result<Option<Duration>, StoreError> {
+    /// Counts this attempt against the user name and the address, atomically
+    /// and before the password is checked (so parallel guesses cannot all
+    /// slip under the limit). `Some(retry_after)` when either is over its limit.
+    pub async fn attempt(&self, username: &str, ip: &str) -> Result<Option<Duration>, StoreError> {
         let (ukey, ikey) = self.keys(username, ip);
         let mut conn = ferro_redis::connection(&self.pool).await?;
-        let (u, i, uttl, ittl): (Option<u32>, Option<u32>, i64, i64) = redis::pipe()
-            .get(&ukey)
-            .get(&ikey)
-            .ttl(&ukey)
-            .ttl(&ikey)
-            .query_async(&mut conn)
+        let (u, i, uttl, ittl): (u32, u32, i64, i64) = redis::Script::new(ATTEMPT)
+            .key(&ukey)
+            .key(&ikey)
+            .arg(self.limits.window.as_secs())
+            .invoke_async(&mut conn)
             .await?;
-        let mut wait = None;
-        if u.unwrap_or(0) >= self.limits.per_user {
+        let mut wait: Option<i64> = None;
+        if u > self.limits.per_user {
             wait = Some(uttl.max(1));
         }
-        if i.unwrap_or(0) >= self.limits.per_ip {
+        if i > self.limits.per_ip {
             wait = Some(wait.unwrap_or(0).max(ittl.max(1)));
         }
         Ok(wait.map(|s| Duration::from_secs(s as u64)))
     }
 
-    /// Counts a failed attempt against both the user name and the address.
-    pub async fn record_failure(&self, username: &str, ip: &str) -> Result<(), StoreError> {
+    /// A successful login: its attempt no longer counts against the user
+    /// name or the address.
+    pub async fn record_success(&self, username: &str, ip: &str) -> Result<(), StoreError> {
         let (ukey, ikey) = self.keys(username, ip);
-        let window = self.limits.window.as_secs() as i64;
         let mut conn = ferro_redis::connection(&self.pool).await?;
         redis::pipe()
-            .atomic()
-            .incr(&ukey, 1)
+            .del(ukey)
             .ignore()
-            .cmd("EXPIRE")
-            .arg(&ukey)
-            .arg(window)
-            .arg("NX")
-            .ignore()
-            .incr(&ikey, 1)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&ikey)
-            .arg(window)
-            .arg("NX")
+            .decr(ikey, 1)
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
-        Ok(())
-    }
-
-    pub async fn record_success(&self, username: &str, ip: &str) -> Result<(), StoreError> {
-        let (ukey, _) = self.keys(username, ip);
-        let mut conn = ferro_redis::connection(&self.pool).await?;
-        let _: () = conn.del(ukey).await?;
         Ok(())
     }
 }
