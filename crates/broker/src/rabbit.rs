@@ -1,0 +1,424 @@
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::Confirmation;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+use crate::{BrokerError, Envelope};
+use ferro_tasks::TaskEnvelope;
+
+/// The delays (seconds) of the retry queues; a retry waits in the shortest
+/// one that is at least as long as the delay asked for.
+pub const RETRY_DELAYS: [u64; 5] = [1, 5, 30, 120, 600];
+
+const ROUTING_KEY: &str = "jobs";
+
+#[derive(Clone)]
+struct Names {
+    exchange: String,
+    queue: String,
+    dead_exchange: String,
+    dead_queue: String,
+}
+
+impl Names {
+    fn new(prefix: &str) -> Self {
+        Self {
+            exchange: format!("{prefix}.jobs"),
+            queue: format!("{prefix}.jobs"),
+            dead_exchange: format!("{prefix}.jobs.dead"),
+            dead_queue: format!("{prefix}.jobs.dead"),
+        }
+    }
+
+    fn retry_queue(&self, secs: u64) -> String {
+        format!("{}.retry.{secs}s", self.queue)
+    }
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(url, props)
+        .await
+        .map_err(|e| BrokerError::Unavailable(e.to_string()))
+}
+
+/// Declares every exchange and queue; idempotent.
+async fn declare(channel: &Channel, names: &Names) -> Result<(), BrokerError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            names.exchange.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            names.dead_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            names.queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            table(&[("x-dead-letter-exchange", text(&names.dead_exchange))]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            names.queue.as_str().into(),
+            names.exchange.as_str().into(),
+            ROUTING_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            names.dead_queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            names.dead_queue.as_str().into(),
+            names.dead_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    for secs in RETRY_DELAYS {
+        channel
+            .queue_declare(
+                names.retry_queue(secs).as_str().into(),
+                QueueDeclareOptions::durable(),
+                table(&[
+                    ("x-message-ttl", AMQPValue::LongUInt((secs * 1000) as u32)),
+                    ("x-dead-letter-exchange", text(&names.exchange)),
+                    ("x-dead-letter-routing-key", text(ROUTING_KEY)),
+                ]),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+fn properties(envelope: &TaskEnvelope) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(envelope.job_id.to_string().into())
+}
+
+/// Publishes envelopes with confirms, reconnecting as needed.
+pub struct RabbitBroker {
+    url: String,
+    names: Names,
+    channel: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl RabbitBroker {
+    /// Connects and declares the topology for `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, BrokerError> {
+        let broker = Self {
+            url: url.to_owned(),
+            names: Names::new(prefix),
+            channel: Mutex::new(None),
+        };
+        broker.channel().await?;
+        Ok(broker)
+    }
+
+    async fn open(&self) -> Result<(Connection, Channel), BrokerError> {
+        let conn = connect(&self.url, "ferrostack-publisher").await?;
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        declare(&channel, &self.names).await?;
+        Ok((conn, channel))
+    }
+
+    async fn channel(&self) -> Result<Channel, BrokerError> {
+        let mut slot = self.channel.lock().await;
+        if let Some((conn, channel)) = slot.as_ref() {
+            if conn.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+            tracing::warn!("broker connection lost; reconnecting");
+        }
+        let (conn, channel) = self.open().await?;
+        *slot = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn forget(&self) {
+        *self.channel.lock().await = None;
+    }
+
+    async fn publish_to(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &TaskEnvelope,
+    ) -> Result<(), BrokerError> {
+        let payload = envelope.to_bytes();
+        let channel = self.channel().await?;
+        let sent = async {
+            let confirm = channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    properties(envelope),
+                )
+                .await?
+                .await?;
+            Ok::<_, lapin::Error>(confirm)
+        }
+        .await;
+        match sent {
+            Ok(Confirmation::Ack(_)) => Ok(()),
+            Ok(Confirmation::Nack(_)) => Err(BrokerError::Nacked),
+            Ok(Confirmation::NotRequested) => Ok(()),
+            Err(err) => {
+                self.forget().await;
+                Err(BrokerError::Unavailable(err.to_string()))
+            }
+        }
+    }
+
+    /// Publishes for immediate delivery; returns once the broker confirmed.
+    pub async fn publish(&self, envelope: &TaskEnvelope) -> Result<(), BrokerError> {
+        self.publish_to(&self.names.exchange, ROUTING_KEY, envelope)
+            .await
+    }
+
+    /// Publishes to come back after about `delay` (rounded up to a retry queue).
+    pub async fn publish_delayed(
+        &self,
+        envelope: &TaskEnvelope,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        let secs = RETRY_DELAYS
+            .into_iter()
+            .find(|s| *s >= delay.as_secs())
+            .unwrap_or(RETRY_DELAYS[RETRY_DELAYS.len() - 1]);
+        // The default exchange routes by queue name.
+        self.publish_to("", &self.names.retry_queue(secs), envelope)
+            .await
+    }
+
+    /// A consumer with `prefetch` unacknowledged deliveries at most.
+    pub fn consumer(&self, prefetch: u16, tag: &str) -> RabbitConsumer {
+        RabbitConsumer {
+            url: self.url.clone(),
+            names: self.names.clone(),
+            prefetch,
+            tag: tag.to_owned(),
+            state: None,
+        }
+    }
+
+    /// How many messages wait in the main and the dead-letter queue.
+    pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
+        let channel = self.channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let main = channel
+            .queue_declare(
+                self.names.queue.as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await?;
+        let dead = channel
+            .queue_declare(
+                self.names.dead_queue.as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((main.message_count(), dead.message_count()))
+    }
+
+    /// Takes one message off the dead-letter queue (operators, tests).
+    pub async fn take_dead_letter(&self) -> Result<Option<Envelope>, BrokerError> {
+        let channel = self.channel().await?;
+        let got = channel
+            .basic_get(
+                self.names.dead_queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await?;
+        Ok(got.map(|m| TaskEnvelope::from_bytes(&m.delivery.data)))
+    }
+
+    /// Deletes every exchange and queue of this prefix (tests, `reset`).
+    pub async fn delete_topology(&self) -> Result<(), BrokerError> {
+        let channel = self.channel().await?;
+        let mut queues = vec![self.names.queue.clone(), self.names.dead_queue.clone()];
+        queues.extend(RETRY_DELAYS.iter().map(|s| self.names.retry_queue(*s)));
+        for q in queues {
+            channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for e in [&self.names.exchange, &self.names.dead_exchange] {
+            channel
+                .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One delivery: the envelope (or why it could not be read) and its receipt.
+pub struct Delivery {
+    pub envelope: Envelope,
+    /// The broker delivered it before (a worker died or gave it back).
+    pub redelivered: bool,
+    inner: lapin::message::Delivery,
+}
+
+impl Delivery {
+    /// Done with it: the broker forgets it.
+    pub async fn ack(&self) -> Result<(), BrokerError> {
+        self.inner.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Gives it back for another consumer (e.g. on shutdown).
+    pub async fn requeue(&self) -> Result<(), BrokerError> {
+        self.inner
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Sends it to the dead-letter queue.
+    pub async fn dead_letter(&self) -> Result<(), BrokerError> {
+        self.inner
+            .reject(BasicRejectOptions { requeue: false })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Deliveries from the main queue; reconnects with backoff by itself.
+pub struct RabbitConsumer {
+    url: String,
+    names: Names,
+    prefetch: u16,
+    tag: String,
+    state: Option<(Connection, lapin::Consumer)>,
+}
+
+impl RabbitConsumer {
+    async fn open(&self) -> Result<(Connection, lapin::Consumer), BrokerError> {
+        let conn = connect(&self.url, "ferrostack-consumer").await?;
+        let channel = conn.create_channel().await?;
+        declare(&channel, &self.names).await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                self.names.queue.as_str().into(),
+                self.tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((conn, consumer))
+    }
+
+    /// The next delivery. Waits (reconnecting with backoff from 100 ms to 5 s,
+    /// logging each failure) while the broker is away.
+    pub async fn next(&mut self) -> Delivery {
+        let mut delay = Duration::from_millis(100);
+        let mut lost = false;
+        loop {
+            if self.state.is_none() {
+                match self.open().await {
+                    Ok(state) => {
+                        if lost {
+                            tracing::info!(queue = %self.names.queue, "consumer reconnected to the broker");
+                        }
+                        self.state = Some(state);
+                        delay = Duration::from_millis(100);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "broker unavailable");
+                        lost = true;
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let (_, consumer) = self.state.as_mut().expect("just opened");
+            match consumer.next().await {
+                Some(Ok(inner)) => {
+                    return Delivery {
+                        envelope: TaskEnvelope::from_bytes(&inner.data),
+                        redelivered: inner.redelivered,
+                        inner,
+                    };
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "consumer lost the broker; reconnecting");
+                    self.state = None;
+                    lost = true;
+                }
+                None => {
+                    tracing::warn!("consumer cancelled by the broker; reconnecting");
+                    self.state = None;
+                    lost = true;
+                }
+            }
+        }
+    }
+
+    /// Stops consuming; unacknowledged deliveries go back to the queue.
+    pub async fn close(&mut self) {
+        if let Some((conn, _)) = self.state.take() {
+            let _ = conn.close(200, "worker stopping".into()).await;
+        }
+    }
+}
