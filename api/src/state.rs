@@ -20,6 +20,9 @@ pub struct Inner {
     pub throttle: LoginThrottle,
     pub jwt: JwtKeys,
     pub metrics: Metrics,
+    /// Publishes jobs right after they commit; `None` for a broker whose
+    /// backend is not written yet (their outbox records wait).
+    pub broker: Option<Arc<ferro_broker::RabbitBroker>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -46,6 +49,18 @@ impl AppState {
                 window: config.http.login_throttle_window,
             },
         );
+        let broker = match config.broker.kind {
+            ferro_config::BrokerKind::RabbitMq => Some(Arc::new(ferro_broker::RabbitBroker::new(
+                config.broker.url.expose(),
+                &config.broker.prefix,
+            ))),
+            ferro_config::BrokerKind::RedisStreams => {
+                tracing::warn!(
+                    "the Redis Streams broker is not implemented yet: jobs are queued but not published"
+                );
+                None
+            }
+        };
         let jwt = JwtKeys::new(
             config.http.jwt_secret_bytes(),
             config.http.jwt_expires_in.as_secs() as i64,
@@ -58,6 +73,7 @@ impl AppState {
             throttle,
             jwt,
             metrics,
+            broker,
         }))
     }
 }

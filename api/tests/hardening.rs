@@ -297,3 +297,106 @@ async fn unsupported_methods_get_a_405_problem() {
     assert_eq!(reply.code(), "method_not_allowed");
     assert_eq!(reply.headers["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn users_manage_cannot_take_over_a_more_powerful_user() {
+    let app = TestApp::spawn().await;
+    let platform = app.admin_token().await;
+    app.post(
+        "/api/v1/roles",
+        &platform,
+        json!({"name": "helpdesk", "permissions": ["users:read", "users:manage"]}),
+    )
+    .await;
+    let (admin_id, _) = app.create_user(&platform, "tina", &["admin"]).await;
+    let (viewer_id, _) = app.create_user(&platform, "vic", &["viewer"]).await;
+    let (_, helper) = app.create_user(&platform, "helen", &["helpdesk"]).await;
+    let reset = app
+        .patch(
+            &format!("/api/v1/users/{admin_id}"),
+            &helper,
+            json!({"password": "now-mine-123"}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.delete(&format!("/api/v1/users/{admin_id}"), &helper)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // A viewer holds devices:read etc., which the helpdesk does not: also refused.
+    let reset = app
+        .patch(
+            &format!("/api/v1/users/{viewer_id}"),
+            &helper,
+            json!({"email": "v@example.com"}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::FORBIDDEN);
+    app.token("tina", "password-123").await;
+}
+
+#[tokio::test]
+async fn roles_manage_cannot_add_permissions_it_lacks() {
+    let app = TestApp::spawn().await;
+    let platform = app.admin_token().await;
+    let role = app
+        .post(
+            "/api/v1/roles",
+            &platform,
+            json!({"name": "role-admin", "permissions": ["roles:read", "roles:manage"]}),
+        )
+        .await;
+    let role_id = role.body["id"].as_str().unwrap().to_owned();
+    let (_, ra) = app.create_user(&platform, "rob", &["role-admin"]).await;
+    let widen = app
+        .patch(
+            &format!("/api/v1/roles/{role_id}"),
+            &ra,
+            json!({"permissions": ["roles:read", "roles:manage", "users:manage"]}),
+        )
+        .await;
+    assert_eq!(widen.status, StatusCode::FORBIDDEN);
+    let create = app
+        .post(
+            "/api/v1/roles",
+            &ra,
+            json!({"name": "sneaky", "permissions": ["audit:read"]}),
+        )
+        .await;
+    assert_eq!(create.status, StatusCode::FORBIDDEN);
+    let ok = app
+        .post(
+            "/api/v1/roles",
+            &ra,
+            json!({"name": "reader", "permissions": ["roles:read"]}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn sessions_born_before_a_password_change_are_void() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (uid, token) = app.create_user(&admin, "pat", &["viewer"]).await;
+    // As if a login had raced a password reset: the change is newer than the session.
+    let owner = app.db.owner().await;
+    sqlx::query(
+        "UPDATE users SET password_changed_at = now() + interval '5 seconds' WHERE id = $1",
+    )
+    .bind(uid)
+    .execute(&owner)
+    .await
+    .unwrap();
+    app.state
+        .sessions
+        .bump_authz_epoch(app.db.default_tenant())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/api/v1/devices", &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

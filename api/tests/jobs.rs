@@ -327,3 +327,108 @@ async fn cancel_stops_queued_jobs_at_once_and_asks_running_ones() {
         "asking twice is fine"
     );
 }
+
+#[tokio::test]
+async fn submitted_jobs_reach_the_broker_at_once() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let job = post_job(&app, &token, json!({"kind": "noop"}), None)
+        .await
+        .body;
+    let broker = ferro_broker::RabbitBroker::new(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        &support::broker_prefix(&app.prefix),
+    );
+    let mut consumer = broker.consumer(1, "test");
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(5), consumer.next())
+        .await
+        .unwrap();
+    assert_eq!(
+        delivery.envelope.as_ref().unwrap().job_id.to_string(),
+        job["id"].as_str().unwrap()
+    );
+    delivery.ack().await.unwrap();
+    consumer.close().await;
+    let owner = app.db.owner().await;
+    let published: bool = sqlx::query_scalar("SELECT published_at IS NOT NULL FROM job_outbox")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert!(
+        published,
+        "the fast path marks the record so the relay skips it"
+    );
+}
+
+#[tokio::test]
+async fn with_the_broker_down_jobs_are_still_accepted_and_wait_in_the_outbox() {
+    let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
+    let token = app.admin_token().await;
+    let reply = post_job(&app, &token, json!({"kind": "noop"}), None).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let owner = app.db.owner().await;
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM job_outbox WHERE published_at IS NULL")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert_eq!(pending, 1, "left for the relay");
+}
+
+#[tokio::test]
+async fn cancelled_jobs_are_never_published() {
+    let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
+    let token = app.admin_token().await;
+    let job = post_job(&app, &token, json!({"kind": "noop"}), None)
+        .await
+        .body;
+    let id = job["id"].as_str().unwrap();
+    let cancel = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/jobs/{id}/cancel"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(cancel.body["status"], "cancelled");
+    let owner = app.db.owner().await;
+    let (published, error): (bool, Option<String>) =
+        sqlx::query_as("SELECT published_at IS NOT NULL, last_error FROM job_outbox")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert!(published);
+    assert_eq!(error.as_deref(), Some("cancelled"));
+}
+
+#[tokio::test]
+async fn platform_maintenance_jobs_need_a_platform_administrator() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (_, tenant_admin) = app.create_user(&admin, "tad", &["admin"]).await;
+    let refused = post_job(
+        &app,
+        &tenant_admin,
+        json!({"kind": "sessions.cleanup", "params": {"retention_days": 30}}),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let too_short = post_job(
+        &app,
+        &admin,
+        json!({"kind": "sessions.cleanup", "params": {"retention_days": 1}}),
+        None,
+    )
+    .await;
+    assert_eq!(too_short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = post_job(
+        &app,
+        &admin,
+        json!({"kind": "sessions.cleanup", "params": {"retention_days": 30}}),
+        None,
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED);
+}

@@ -1,8 +1,10 @@
-//! `worker`: for now it validates its configuration, connects to PostgreSQL as
-//! the restricted application role and waits for SIGTERM/SIGINT.
-//! The task loop arrives with the jobs pipeline (issue 4).
+//! `worker`. So far it runs the outbox relay: it publishes every job whose
+//! outbox record the api could not publish itself. Consuming and running the
+//! jobs comes with the rest of issue 4.
 
-use ferro_config::{AppEnv, BrokerConfig, DatabaseConfig, Env, LogConfig, RedisConfig};
+use std::time::Duration;
+
+use ferro_config::{AppEnv, BrokerConfig, BrokerKind, DatabaseConfig, Env, LogConfig, RedisConfig};
 use ferro_telemetry::exit_on_config_error;
 
 #[tokio::main]
@@ -15,6 +17,12 @@ async fn main() {
         DatabaseConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
     let redis = RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
     let broker = BrokerConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
+    if broker.kind == BrokerKind::RedisStreams {
+        eprintln!(
+            "worker: BROKER_URL names Redis Streams, whose backend is not implemented yet; use an amqp:// URL"
+        );
+        std::process::exit(2);
+    }
 
     let db = match ferro_db::Db::connect(&database, app_env, "worker").await {
         Ok(db) => db,
@@ -24,8 +32,15 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!(redis = %redis.url, broker = %broker.url, "worker started");
-    ferro_telemetry::shutdown_signal().await;
+    let publisher = ferro_broker::RabbitBroker::new(broker.url.expose(), &broker.prefix);
+    tracing::info!(redis = %redis.url, broker = %broker.url, "worker started (outbox relay)");
+    ferro_broker::relay::run(
+        db.clone(),
+        &publisher,
+        Duration::from_millis(200),
+        ferro_telemetry::shutdown_signal(),
+    )
+    .await;
     db.close().await;
     tracing::info!("worker stopped");
 }

@@ -167,7 +167,7 @@ pub async fn authenticate(
         .ok_or(ApiError::Unauthorized("the session has ended"))?;
     if session.needs_check(epoch, ACCESS_RECHECK) {
         match resolve_access(&state.db, session.user_id, session.tenant_id).await? {
-            Some(access) => {
+            Some(access) if access.password_changed_at <= session.born => {
                 session.is_platform_admin = access.is_platform_admin;
                 session.permissions = access.permissions;
                 state
@@ -180,8 +180,9 @@ pub async fn authenticate(
                     )
                     .await?;
             }
-            None => {
-                // Deactivated user, tenant or membership: the session is over.
+            _ => {
+                // Deactivated user, tenant or membership, or a password
+                // changed since the session began: the session is over.
                 state.sessions.revoke(session.id).await?;
                 return Err(ApiError::Unauthorized("the session has ended"));
             }
@@ -218,6 +219,9 @@ pub const ACCESS_RECHECK: std::time::Duration = std::time::Duration::from_secs(6
 pub struct Access {
     pub is_platform_admin: bool,
     pub permissions: Vec<String>,
+    /// When the user's password last changed (unix milliseconds); sessions
+    /// born before it are void.
+    pub password_changed_at: i64,
 }
 
 /// Resolves `user`'s access to `tenant` from the database: `None` if the
@@ -229,31 +233,60 @@ pub async fn resolve_access(
     user_id: Uuid,
     tenant_id: Uuid,
 ) -> Result<Option<Access>, ApiError> {
+    type Row = (Option<bool>, bool, bool, Vec<String>, i64);
     let mut tx = db.begin(TenantCtx::new(tenant_id, Some(user_id))).await?;
-    let (tenant_active, platform_admin, member, codes): (Option<bool>, bool, bool, Vec<String>) =
-        sqlx::query_as(
-            "SELECT (SELECT is_active FROM tenants WHERE id = app_current_tenant()),                auth_is_platform_admin($1),                EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id                        WHERE m.user_id = $1 AND m.is_active AND u.is_active),                ARRAY(SELECT DISTINCT rp.permission FROM membership_roles mr                      JOIN role_permissions rp ON rp.role_id = mr.role_id                      WHERE mr.user_id = $1 ORDER BY 1)",
-        )
-        .bind(user_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (tenant_active, platform_admin, member, codes, password_changed_at): Row = sqlx::query_as(
+        "SELECT (SELECT is_active FROM tenants WHERE id = app_current_tenant()), \
+           auth_is_platform_admin($1), \
+           EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id \
+                   WHERE m.user_id = $1 AND m.is_active AND u.is_active), \
+           ARRAY(SELECT DISTINCT rp.permission FROM membership_roles mr \
+                 JOIN role_permissions rp ON rp.role_id = mr.role_id \
+                 WHERE mr.user_id = $1 ORDER BY 1), \
+           coalesce((SELECT floor(extract(epoch FROM password_changed_at) * 1000)::bigint \
+                     FROM users WHERE id = $1), 0)",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?;
     tx.end_read_only();
     if tenant_active != Some(true) {
         return Ok(None);
     }
     if platform_admin {
+        let all = Permission::ALL
+            .iter()
+            .map(|p| p.code().to_owned())
+            .collect();
         return Ok(Some(Access {
             is_platform_admin: true,
-            permissions: Permission::ALL
-                .iter()
-                .map(|p| p.code().to_owned())
-                .collect(),
+            permissions: all,
+            password_changed_at,
         }));
     }
     Ok(member.then_some(Access {
         is_platform_admin: false,
         permissions: codes,
+        password_changed_at,
     }))
+}
+
+/// Refuses (403) unless `caller` holds every permission in `codes`: nobody
+/// hands out, or takes power over, more than they have.
+pub fn require_holds(caller: &Principal, codes: &[String], message: &str) -> Result<(), ApiError> {
+    let missing: Vec<&str> = codes
+        .iter()
+        .filter(|code| !Permission::from_code(code).is_some_and(|p| caller.has(p)))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{message}: {}",
+            missing.join(", ")
+        )))
+    }
 }
 
 /// Runs a password hash or verification on the blocking pool, keeping the

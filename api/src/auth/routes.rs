@@ -322,16 +322,25 @@ async fn refresh(
             session,
             refresh_token,
         } => {
-            // The user must still be active and still belong to the tenant.
-            let allowed = state
-                .db
-                .user_tenants(session.user_id)
-                .await?
-                .iter()
-                .any(|t| t.tenant_id == session.tenant_id);
-            if !allowed {
-                state.sessions.revoke(session.id).await?;
-                return Err(ApiError::Unauthorized("the session has ended"));
+            // Access is resolved afresh: user and tenant still active, still a
+            // member, and no password change since the session began.
+            let epoch = state.sessions.authz_epoch(session.tenant_id).await?;
+            match resolve_access(&state.db, session.user_id, session.tenant_id).await? {
+                Some(access) if access.password_changed_at <= session.born => {
+                    state
+                        .sessions
+                        .update_permissions(
+                            session.id,
+                            access.is_platform_admin,
+                            &access.permissions,
+                            epoch,
+                        )
+                        .await?;
+                }
+                _ => {
+                    state.sessions.revoke(session.id).await?;
+                    return Err(ApiError::Unauthorized("the session has ended"));
+                }
             }
             Ok(axum::Json(pair(
                 &state,

@@ -101,6 +101,11 @@ async fn create_job(
             &format!("unknown job kind; one of {}", known.join(", ")),
         )
     })?;
+    if kind.platform_only() && !guard.is_platform_admin {
+        return Err(ApiError::Forbidden(format!(
+            "{kind} jobs are for platform administrators"
+        )));
+    }
     let params = kind.validate(&body.params).map_err(|errors| {
         ApiError::Validation(
             errors
@@ -150,8 +155,9 @@ async fn create_job(
     .await?;
     tx.commit().await?;
     Ok(match outcome {
-        Enqueued::Created(job) => {
+        Enqueued::Created { job, envelope } => {
             tracing::info!(job_id = %job.id, kind = %kind, "job queued");
+            publish_now(&state, &guard, envelope).await;
             (StatusCode::ACCEPTED, axum::Json(job)).into_response()
         }
         Enqueued::Existing(job) => {
@@ -168,6 +174,43 @@ async fn create_job(
             });
         }
     })
+}
+
+/// The fast path: publish right after commit and mark the outbox record, so
+/// the job starts without waiting for the relay. Any failure here only
+/// leaves the record for the relay (in the worker) to publish.
+async fn publish_now(
+    state: &AppState,
+    guard: &Guard<JobsRun>,
+    envelope: ferro_tasks::TaskEnvelope,
+) {
+    let Some(broker) = &state.broker else {
+        return;
+    };
+    let published =
+        tokio::time::timeout(std::time::Duration::from_secs(2), broker.publish(&envelope)).await;
+    match published {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(job_id = %envelope.job_id, error = %err, "publish failed; the outbox relay will retry");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(job_id = %envelope.job_id, "publish timed out; the outbox relay will retry");
+            return;
+        }
+    }
+    let marked = async {
+        let mut tx = state.db.begin(guard.ctx()).await?;
+        jobs::mark_published(&mut tx, envelope.job_id).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(err) = marked {
+        // Published but not marked: the relay publishes it again and the
+        // worker's guarded claim skips the duplicate.
+        tracing::warn!(job_id = %envelope.job_id, error = %err, "could not mark the outbox record published");
+    }
 }
 
 /// Lists the tenant's jobs, newest first.

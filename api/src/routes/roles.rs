@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Guard, RolesManage, RolesRead};
+use crate::auth::{Guard, RolesManage, RolesRead, require_holds};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
 use crate::state::AppState;
@@ -166,6 +166,11 @@ async fn create_role(
     );
     check_permissions(&mut v, &body.permissions);
     v.finish()?;
+    require_holds(
+        &guard,
+        &body.permissions,
+        "you cannot put permissions you do not hold into a role",
+    )?;
     let mut tx = state.db.begin(guard.ctx()).await?;
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO roles (tenant_id, name, description) VALUES (app_current_tenant(), $1, $2) RETURNING id",
@@ -234,6 +239,19 @@ async fn update_role(
             field: None,
         });
     }
+    // Changing a role takes power over everyone holding it, and may add to it.
+    require_holds(
+        &guard,
+        &role.permissions,
+        "you cannot change a role with permissions you do not hold",
+    )?;
+    if let Some(p) = &body.permissions {
+        require_holds(
+            &guard,
+            p,
+            "you cannot put permissions you do not hold into a role",
+        )?;
+    }
     if let Some(d) = &body.description {
         sqlx::query("UPDATE roles SET description = $2 WHERE id = $1")
             .bind(id)
@@ -271,6 +289,11 @@ async fn delete_role(
             field: None,
         });
     }
+    require_holds(
+        &guard,
+        &role.permissions,
+        "you cannot delete a role with permissions you do not hold",
+    )?;
     sqlx::query("DELETE FROM roles WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -11,7 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Guard, Principal, UsersManage, UsersRead, blocking, check_new_password};
+use crate::auth::{
+    Guard, Principal, UsersManage, UsersRead, blocking, check_new_password, require_holds,
+};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, like_pattern};
 use crate::state::AppState;
@@ -126,24 +128,38 @@ async fn role_ids(tx: &mut TenantTx, names: &[String]) -> Result<Vec<Uuid>, ApiE
     Ok(found.into_iter().map(|(id, _)| id).collect())
 }
 
-/// A platform administrator's account is changed only by a platform
-/// administrator (tenant roles are not enough: the account spans tenants).
-async fn protect_platform_admin(
+/// Whether `caller` may act on `target`'s account (password, email,
+/// activation, roles, removal): itself always; a platform administrator
+/// always; anyone else only if the target is not a platform administrator
+/// and holds no permission in this tenant that the caller lacks. Otherwise a
+/// user with `users:manage` alone could reset an admin's password and become
+/// that admin.
+async fn protect_target(
     tx: &mut TenantTx,
     caller: &Principal,
     target: Uuid,
 ) -> Result<(), ApiError> {
-    let is_admin: bool = sqlx::query_scalar("SELECT is_platform_admin FROM users WHERE id = $1")
-        .bind(target)
-        .fetch_optional(&mut **tx)
-        .await?
-        .unwrap_or(false);
-    if is_admin && !caller.is_platform_admin && caller.user_id != target {
+    if caller.user_id == target || caller.is_platform_admin {
+        return Ok(());
+    }
+    let (is_admin, held): (bool, Vec<String>) = sqlx::query_as(
+        "SELECT coalesce((SELECT is_platform_admin FROM users WHERE id = $1), false), \
+           ARRAY(SELECT DISTINCT rp.permission FROM membership_roles mr \
+                 JOIN role_permissions rp ON rp.role_id = mr.role_id WHERE mr.user_id = $1)",
+    )
+    .bind(target)
+    .fetch_one(&mut **tx)
+    .await?;
+    if is_admin {
         return Err(ApiError::Forbidden(
             "only a platform administrator may change a platform administrator".to_owned(),
         ));
     }
-    Ok(())
+    require_holds(
+        caller,
+        &held,
+        "you cannot change a user who holds permissions you do not",
+    )
 }
 
 /// Assigning roles must not grant more than the caller holds.
@@ -158,19 +174,11 @@ async fn check_grantable(
     .bind(roles)
     .fetch_all(&mut **tx)
     .await?;
-    let missing: Vec<&str> = granted
-        .iter()
-        .filter(|code| !ferro_auth::Permission::from_code(code).is_some_and(|p| caller.has(p)))
-        .map(String::as_str)
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "you cannot grant permissions you do not hold: {}",
-            missing.join(", ")
-        )))
-    }
+    require_holds(
+        caller,
+        &granted,
+        "you cannot grant permissions you do not hold",
+    )
 }
 
 async fn replace_roles(tx: &mut TenantTx, user: Uuid, roles: &[Uuid]) -> Result<(), ApiError> {
@@ -334,7 +342,7 @@ async fn update_user(
 
     let mut tx = state.db.begin(guard.ctx()).await?;
     let current = fetch_user(&mut tx, id).await?;
-    protect_platform_admin(&mut tx, &guard, id).await?;
+    protect_target(&mut tx, &guard, id).await?;
     let home = current.home_tenant_id == guard.tenant_id;
     if (body.email.is_some() || hash.is_some()) && !home {
         return Err(ApiError::Forbidden(
@@ -408,7 +416,7 @@ async fn remove_user(
         return Err(ApiError::field("id", "you cannot remove yourself"));
     }
     let mut tx = state.db.begin(guard.ctx()).await?;
-    protect_platform_admin(&mut tx, &guard, id).await?;
+    protect_target(&mut tx, &guard, id).await?;
     let home: Option<Uuid> = sqlx::query_scalar("SELECT home_tenant_id FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -455,7 +463,7 @@ async fn set_user_roles(
 ) -> Result<axum::Json<User>, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
     fetch_user(&mut tx, id).await?;
-    protect_platform_admin(&mut tx, &guard, id).await?;
+    protect_target(&mut tx, &guard, id).await?;
     let roles = role_ids(&mut tx, &body.roles).await?;
     check_grantable(&mut tx, &guard, &roles).await?;
     replace_roles(&mut tx, id, &roles).await?;

@@ -62,6 +62,7 @@ impl TestApp {
         let mut env = db
             .env()
             .with("REDIS_KEY_PREFIX", prefix.clone())
+            .with("BROKER_PREFIX", broker_prefix(&prefix))
             .with("JWT_SECRET", "test-secret-test-secret-test-secret!")
             .with("LOGIN_MAX_FAILURES_PER_USER", "3")
             .with("LOG_FORMAT", "pretty");
@@ -226,11 +227,32 @@ impl TestApp {
     }
 }
 
+/// The broker name prefix of a test: its own queues on the shared RabbitMQ.
+pub fn broker_prefix(prefix: &str) -> String {
+    prefix.trim_end_matches(':').replace(':', "-")
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // Remove this test's queues and exchanges.
+        let broker = broker_prefix(&self.prefix);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let handle = ferro_broker::RabbitBroker::new(
+                    "amqp://guest:guest@127.0.0.1:5672/%2f",
+                    &broker,
+                );
+                let _ = handle.delete_topology().await;
+            });
+        })
+        .join();
         // Remove this test's Redis keys.
         let prefix = self.prefix.clone();
         let _ = std::thread::spawn(move || {

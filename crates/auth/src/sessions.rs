@@ -44,6 +44,9 @@ pub struct Session {
     pub authz_epoch: i64,
     /// When `permissions` were last resolved from the database (unix seconds).
     pub checked_at: i64,
+    /// When the session was created (unix milliseconds): a session older
+    /// than the user's last password change is void.
+    pub born: i64,
 }
 
 impl Session {
@@ -128,7 +131,9 @@ for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 "#;
 
-const SESSION_FIELDS: [&str; 6] = ["user", "tenant", "admin", "perms", "epoch", "checked"];
+const SESSION_FIELDS: [&str; 7] = [
+    "user", "tenant", "admin", "perms", "epoch", "checked", "born",
+];
 
 fn parse_refresh(token: &str) -> Option<(Uuid, &str)> {
     let (sid, secret) = token.split_once('.')?;
@@ -180,6 +185,7 @@ impl SessionStore {
             ("perms", new.permissions.join(",")),
             ("epoch", new.authz_epoch.to_string()),
             ("checked", Utc::now().timestamp().to_string()),
+            ("born", Utc::now().timestamp_millis().to_string()),
             ("refresh", sha256_hex(&secret)),
             ("created", now.clone()),
             ("refreshed", now),
@@ -211,6 +217,7 @@ impl SessionStore {
             permissions: new.permissions.to_vec(),
             authz_epoch: new.authz_epoch,
             checked_at: Utc::now().timestamp(),
+            born: Utc::now().timestamp_millis(),
         };
         Ok((session, format!("{sid}.{secret}")))
     }
@@ -360,13 +367,18 @@ impl SessionStore {
         let mut conn = ferro_redis::connection(&self.pool).await?;
         let ukey = self.user_key(user_id);
         let sids: Vec<String> = conn.smembers(&ukey).await?;
+        if sids.is_empty() {
+            return Ok(0);
+        }
         let mut pipe = redis::pipe();
         for sid in &sids {
-            if let Ok(sid) = Uuid::parse_str(sid) {
-                pipe.del(self.session_key(sid)).ignore();
+            if let Ok(id) = Uuid::parse_str(sid) {
+                pipe.del(self.session_key(id)).ignore();
             }
+            // Only the ids read above: a session created meanwhile stays
+            // listed, so a later revocation still finds it.
+            pipe.srem(&ukey, sid).ignore();
         }
-        pipe.del(&ukey).ignore();
         pipe.query_async::<()>(&mut conn).await?;
         Ok(sids.len())
     }
@@ -486,7 +498,7 @@ fn session_from_fields(
     sid: Uuid,
     fields: &[Option<String>],
 ) -> Result<Option<Session>, StoreError> {
-    let [user, tenant, admin, perms, epoch, checked] = fields else {
+    let [user, tenant, admin, perms, epoch, checked, born] = fields else {
         return Err(StoreError::Corrupt("field count"));
     };
     let (Some(user), Some(tenant)) = (user, tenant) else {
@@ -506,6 +518,7 @@ fn session_from_fields(
             .collect(),
         authz_epoch: epoch.as_deref().and_then(|e| e.parse().ok()).unwrap_or(0),
         checked_at: checked.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0),
+        born: born.as_deref().and_then(|b| b.parse().ok()).unwrap_or(0),
     }))
 }
 

@@ -25,6 +25,12 @@ if i == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 return {u, i, redis.call('TTL', KEYS[1]), redis.call('TTL', KEYS[2])}
 "#;
 
+const SUCCESS: &str = r#"
+redis.call('DEL', KEYS[1])
+local i = tonumber(redis.call('GET', KEYS[2]) or '0')
+if i > 0 then redis.call('DECR', KEYS[2]) end
+"#;
+
 #[derive(Clone)]
 pub struct LoginThrottle {
     pool: Pool,
@@ -75,12 +81,10 @@ impl LoginThrottle {
     pub async fn record_success(&self, username: &str, ip: &str) -> Result<(), StoreError> {
         let (ukey, ikey) = self.keys(username, ip);
         let mut conn = ferro_redis::connection(&self.pool).await?;
-        redis::pipe()
-            .del(ukey)
-            .ignore()
-            .decr(ikey, 1)
-            .ignore()
-            .query_async::<()>(&mut conn)
+        redis::Script::new(SUCCESS)
+            .key(&ukey)
+            .key(&ikey)
+            .invoke_async::<()>(&mut conn)
             .await?;
         Ok(())
     }

@@ -19,9 +19,12 @@
 //! Both publisher and consumer reconnect with backoff after the broker goes
 //! away, and log when they do.
 //!
+//! The outbox relay ([`relay`]) publishes what transactions enqueued.
+//!
 //! The Redis Streams backend is not written yet (issue 4).
 
 mod rabbit;
+pub mod relay;
 
 pub use rabbit::{Delivery, RETRY_DELAYS, RabbitBroker, RabbitConsumer};
 

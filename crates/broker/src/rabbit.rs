@@ -147,13 +147,19 @@ pub struct RabbitBroker {
 }
 
 impl RabbitBroker {
-    /// Connects and declares the topology for `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, BrokerError> {
-        let broker = Self {
+    /// A broker handle that connects on first use (and again after losing
+    /// the broker), so a service can start while RabbitMQ is still down.
+    pub fn new(url: &str, prefix: &str) -> Self {
+        Self {
             url: url.to_owned(),
             names: Names::new(prefix),
             channel: Mutex::new(None),
-        };
+        }
+    }
+
+    /// Connects and declares the topology for `prefix` now.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, BrokerError> {
+        let broker = Self::new(url, prefix);
         broker.channel().await?;
         Ok(broker)
     }

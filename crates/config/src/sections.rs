@@ -229,6 +229,9 @@ pub enum BrokerKind {
 pub struct BrokerConfig {
     pub url: SecretUrl,
     pub kind: BrokerKind,
+    /// `BROKER_PREFIX`, default `ferro`: the first part of every exchange,
+    /// queue or stream name, so several stacks (or tests) can share a broker.
+    pub prefix: String,
 }
 
 impl BrokerConfig {
@@ -248,7 +251,18 @@ impl BrokerConfig {
         } else {
             BrokerKind::RedisStreams
         };
-        Ok(Self { url, kind })
+        let prefix = env.raw("BROKER_PREFIX").unwrap_or("ferro").to_owned();
+        let prefix_ok = (1..=64).contains(&prefix.len())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !prefix_ok {
+            return Err(ConfigError::Invalid {
+                variable: "BROKER_PREFIX",
+                expected: "1-64 letters, digits, '-', '_' or '.'",
+            });
+        }
+        Ok(Self { url, kind, prefix })
     }
 }
 

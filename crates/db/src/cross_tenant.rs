@@ -93,3 +93,46 @@ impl Db {
         Ok(())
     }
 }
+
+/// An outbox row claimed for publishing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub payload: serde_json::Value,
+}
+
+impl Db {
+    /// Relay: claims up to `limit` due, unpublished outbox rows of every
+    /// tenant; they become due again after `lease` unless marked published.
+    pub async fn outbox_claim(
+        &self,
+        limit: i32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxRow>, DbError> {
+        sqlx::query_as::<_, OutboxRow>("SELECT * FROM outbox_claim($1, $2)")
+            .bind(limit)
+            .bind(lease.as_secs().clamp(1, 3600) as i32)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+
+    /// Relay: these rows reached the broker.
+    pub async fn outbox_mark_published(&self, ids: &[i64]) -> Result<i32, DbError> {
+        sqlx::query_scalar("SELECT outbox_mark_published($1)")
+            .bind(ids)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+
+    /// Relay: why this row could not be published (it stays pending).
+    pub async fn outbox_mark_failed(&self, id: i64, error: &str) -> Result<(), DbError> {
+        sqlx::query("SELECT outbox_mark_failed($1, $2)")
+            .bind(id)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -59,7 +59,8 @@ pub struct NewJob {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Enqueued {
-    Created(Job),
+    /// A new job; `envelope` is what its outbox record will publish.
+    Created { job: Job, envelope: TaskEnvelope },
     /// The tenant already used this idempotency key for this same job.
     Existing(Job),
     /// The tenant already used this idempotency key for a different job.
@@ -110,7 +111,19 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
     .bind(envelope.to_json())
     .execute(&mut **tx)
     .await?;
-    Ok(Enqueued::Created(job))
+    Ok(Enqueued::Created { job, envelope })
+}
+
+/// Marks the job's outbox record published (the api's fast path, after it
+/// published the envelope itself); the relay skips it from then on.
+pub async fn mark_published(tx: &mut TenantTx, job_id: Uuid) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE job_outbox SET published_at = now() WHERE job_id = $1 AND published_at IS NULL",
+    )
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Job>, DbError> {
@@ -202,7 +215,8 @@ pub async fn cancel(tx: &mut TenantTx, id: Uuid) -> Result<CancelOutcome, DbErro
         "UPDATE jobs SET \
            status = CASE WHEN status IN ('queued', 'retrying') THEN 'cancelled' ELSE status END, \
            finished_at = CASE WHEN status IN ('queued', 'retrying') THEN now() ELSE finished_at END, \
-           error = CASE WHEN status IN ('queued', 'retrying') THEN 'cancelled before it ran' ELSE error END, \
+           error = CASE WHEN status = 'queued' THEN 'cancelled before it ran' \
+                        WHEN status = 'retrying' THEN coalesce(error, '') || ' (then cancelled)' ELSE error END, \
            cancel_requested_at = coalesce(cancel_requested_at, now()) \
          WHERE id = $1 AND status IN ('queued', 'running', 'retrying') RETURNING {COLUMNS}"
     );
@@ -210,6 +224,19 @@ pub async fn cancel(tx: &mut TenantTx, id: Uuid) -> Result<CancelOutcome, DbErro
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
+    if updated
+        .as_ref()
+        .is_some_and(|j| j.status == JobStatus::Cancelled.as_str())
+    {
+        // Nothing left to deliver: keep the relay from publishing it.
+        sqlx::query(
+            "UPDATE job_outbox SET published_at = now(), last_error = 'cancelled' \
+             WHERE job_id = $1 AND published_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(match updated {
         Some(job) if job.status == JobStatus::Cancelled.as_str() => CancelOutcome::Cancelled(job),
         Some(job) => CancelOutcome::Requested(job),

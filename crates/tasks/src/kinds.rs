@@ -64,6 +64,13 @@ impl JobKind {
         }
     }
 
+    /// Kinds whose effect reaches beyond the submitting tenant (sessions are
+    /// global; retention deletes logs) may be submitted only by platform
+    /// administrators (and run by the scheduler).
+    pub fn platform_only(self) -> bool {
+        matches!(self, JobKind::SessionsCleanup)
+    }
+
     /// How many times a job of this kind is tried before it fails.
     pub fn max_attempts(self) -> i32 {
         match self {
@@ -290,10 +297,13 @@ pub struct SessionsCleanupParams {
 
 impl Params for SessionsCleanupParams {
     fn check(&self, errors: &mut Vec<ParamError>) {
-        if self.retention_days.is_some_and(|d| d == 0 || d > 3650) {
+        if self
+            .retention_days
+            .is_some_and(|d| !(7..=3650).contains(&d))
+        {
             errors.push(ParamError::new(
                 "params.retention_days",
-                "between 1 and 3650",
+                "between 7 and 3650",
             ));
         }
     }

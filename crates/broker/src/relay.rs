@@ -1,0 +1,94 @@
+//! The outbox relay. A job and its outbox record commit together; the api
+//! publishes the envelope right after commit and marks the record, and this
+//! relay publishes every record still pending (the api could not reach the
+//! broker, or died between commit and publish). A broker outage therefore
+//! delays jobs but never loses one. A record may occasionally be published
+//! twice (published, then the mark lost); the worker's guarded claim makes
+//! that harmless.
+
+use std::time::Duration;
+
+use ferro_db::Db;
+use ferro_tasks::TaskEnvelope;
+
+use crate::{BrokerError, RabbitBroker};
+
+/// How long a claimed record is reserved for this relay before another
+/// relay may take it (should this one die mid-batch).
+pub const LEASE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Db(#[from] ferro_db::DbError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Publishes up to `batch` due records; returns how many were published.
+/// Records that fail (and those not tried after a failure) stay pending and
+/// come due again a second later.
+pub async fn relay_once(db: &Db, broker: &RabbitBroker, batch: i32) -> Result<usize, RelayError> {
+    let rows = db.outbox_claim(batch, LEASE).await?;
+    let mut published = Vec::with_capacity(rows.len());
+    let mut rows = rows.into_iter();
+    while let Some(row) = rows.next() {
+        let envelope = match TaskEnvelope::from_bytes(row.payload.to_string().as_bytes()) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::error!(outbox_id = row.id, error = %err, "outbox record is not a task envelope");
+                db.outbox_mark_failed(row.id, &err.to_string()).await?;
+                continue;
+            }
+        };
+        match broker.publish(&envelope).await {
+            Ok(()) => published.push(row.id),
+            Err(err) => {
+                tracing::warn!(outbox_id = row.id, job_id = %envelope.job_id, error = %err, "could not publish; will retry");
+                db.outbox_mark_failed(row.id, &err.to_string()).await?;
+                // The broker is likely away: give the rest back for the next
+                // round instead of trying each now (or holding their lease).
+                for untried in rows.by_ref() {
+                    db.outbox_mark_failed(untried.id, "not tried: the broker was unavailable")
+                        .await?;
+                }
+                break;
+            }
+        }
+    }
+    if !published.is_empty() {
+        db.outbox_mark_published(&published).await?;
+    }
+    Ok(published.len())
+}
+
+/// Runs the relay until `shutdown` resolves: a batch as soon as the last one
+/// was full, otherwise every `interval`.
+pub async fn run(
+    db: Db,
+    broker: &RabbitBroker,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    const BATCH: i32 = 100;
+    tokio::pin!(shutdown);
+    loop {
+        let wait = match relay_once(&db, broker, BATCH).await {
+            Ok(n) if n as i32 == BATCH => Duration::ZERO,
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(published = n, "outbox relay published pending jobs");
+                }
+                interval
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "outbox relay round failed");
+                interval.max(Duration::from_secs(1))
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
