@@ -1,27 +1,37 @@
-//! `worker`. So far it runs the outbox relay: it publishes every job whose
-//! outbox record the api could not publish itself. Consuming and running the
-//! jobs comes with the rest of issue 4.
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use ferro_config::{AppEnv, BrokerConfig, BrokerKind, DatabaseConfig, Env, LogConfig, RedisConfig};
+use ferro_config::{AppEnv, BrokerConfig, BrokerKind, DatabaseConfig, Env, LogConfig};
 use ferro_telemetry::exit_on_config_error;
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
-    let env = Env::load();
+    let mut env = Env::load();
+    // `--concurrency N` overrides WORKER_CONCURRENCY.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--concurrency") {
+        match args.get(pos + 1) {
+            Some(n) => env = env.with("WORKER_CONCURRENCY", n.clone()),
+            None => exit_on_config_error("worker", "--concurrency needs a number"),
+        }
+    }
     let log = LogConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
     ferro_telemetry::init("worker", &log);
     let app_env = AppEnv::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
     let database =
         DatabaseConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
-    let redis = RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
     let broker = BrokerConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
+    let settings = worker::WorkerSettings::from_env(&env)
+        .unwrap_or_else(|e| exit_on_config_error("worker", e));
     if broker.kind == BrokerKind::RedisStreams {
-        eprintln!(
-            "worker: BROKER_URL names Redis Streams, whose backend is not implemented yet; use an amqp:// URL"
+        exit_on_config_error(
+            "worker",
+            "BROKER_URL names Redis Streams, whose backend is not implemented yet; use an amqp:// URL",
         );
-        std::process::exit(2);
     }
 
     let db = match ferro_db::Db::connect(&database, app_env, "worker").await {
@@ -32,15 +42,34 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let publisher = ferro_broker::RabbitBroker::new(broker.url.expose(), &broker.prefix);
-    tracing::info!(redis = %redis.url, broker = %broker.url, "worker started (outbox relay)");
-    ferro_broker::relay::run(
-        db.clone(),
-        &publisher,
-        Duration::from_millis(200),
-        ferro_telemetry::shutdown_signal(),
-    )
-    .await;
+    let broker = Arc::new(ferro_broker::RabbitBroker::new(
+        broker.url.expose(),
+        &broker.prefix,
+    ));
+    let shutdown = CancellationToken::new();
+    let relay = {
+        let (db, broker, stop) = (db.clone(), broker.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            ferro_broker::relay::run(
+                db,
+                &broker,
+                Duration::from_millis(200),
+                stop.cancelled_owned(),
+            )
+            .await
+        })
+    };
+    let signal = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            ferro_telemetry::shutdown_signal().await;
+            stop.cancel();
+        })
+    };
+    worker::run(db.clone(), broker, settings, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = relay.await;
+    signal.abort();
     db.close().await;
     tracing::info!("worker stopped");
 }

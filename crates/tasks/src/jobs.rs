@@ -246,3 +246,183 @@ pub async fn cancel(tx: &mut TenantTx, id: Uuid) -> Result<CancelOutcome, DbErro
         },
     })
 }
+
+/// A job claimed by a worker for one attempt.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Claimed {
+    pub kind: String,
+    pub device_id: Option<Uuid>,
+    pub params: Value,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+/// Why a delivery did not lead to a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotClaimed {
+    /// No such job (deleted with its tenant).
+    Missing,
+    /// Already succeeded, failed or cancelled: a duplicate delivery.
+    Finished,
+    /// Another worker holds a live lease on it until then.
+    Leased(DateTime<Utc>),
+    /// Cancelled before it started (now marked so).
+    Cancelled,
+}
+
+/// Claims the job for one attempt with a guarded UPDATE: only a queued or
+/// retrying job, or a running one whose lease expired (its worker died), and
+/// never one whose cancellation was requested.
+pub async fn claim(
+    tx: &mut TenantTx,
+    id: Uuid,
+    worker_id: &str,
+    lease: std::time::Duration,
+) -> Result<Result<Claimed, NotClaimed>, DbError> {
+    let claimed: Option<Claimed> = sqlx::query_as(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
+           started_at = coalesce(started_at, now()), worker_id = $2, \
+           lease_expires_at = now() + make_interval(secs => $3) \
+         WHERE id = $1 AND cancel_requested_at IS NULL \
+           AND (status IN ('queued', 'retrying') OR (status = 'running' AND lease_expires_at < now())) \
+         RETURNING kind, device_id, params, attempts, max_attempts",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(c) = claimed {
+        return Ok(Ok(c));
+    }
+    // (status, lease_expires_at, cancel_requested_at)
+    type State = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let state: Option<State> = sqlx::query_as(
+        "SELECT status, lease_expires_at, cancel_requested_at FROM jobs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(Err(match state {
+        None => NotClaimed::Missing,
+        Some((status, _, _)) if status.parse::<JobStatus>().is_ok_and(JobStatus::is_final) => {
+            NotClaimed::Finished
+        }
+        Some((_, _, Some(_))) => {
+            // Cancellation was requested and nobody holds it: it ends here.
+            finish(tx, id, JobStatus::Cancelled, Some("cancelled")).await?;
+            NotClaimed::Cancelled
+        }
+        Some((_, lease, None)) => {
+            // Running under a live lease (or claimed by another worker a
+            // moment ago): look again once the lease can have expired.
+            NotClaimed::Leased(lease.unwrap_or_else(Utc::now))
+        }
+    }))
+}
+
+/// Extends the lease of a running job; false if the job is no longer ours.
+pub async fn renew_lease(
+    tx: &mut TenantTx,
+    id: Uuid,
+    worker_id: &str,
+    lease: std::time::Duration,
+) -> Result<bool, DbError> {
+    let renewed = sqlx::query(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) \
+         WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(lease.as_secs_f64())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(renewed == 1)
+}
+
+/// Whether cancellation of the job was requested.
+pub async fn cancel_requested(tx: &mut TenantTx, id: Uuid) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar::<_, bool>(
+        "SELECT cancel_requested_at IS NOT NULL FROM jobs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .unwrap_or(true))
+}
+
+pub async fn set_progress(tx: &mut TenantTx, id: Uuid, progress: u8) -> Result<(), DbError> {
+    sqlx::query("UPDATE jobs SET progress = $2 WHERE id = $1 AND status = 'running'")
+        .bind(id)
+        .bind(i16::from(progress.min(100)))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn add_result(
+    tx: &mut TenantTx,
+    id: Uuid,
+    attempt: i32,
+    data: &Value,
+) -> Result<(), DbError> {
+    sqlx::query("INSERT INTO job_results (tenant_id, job_id, attempt, data) VALUES (app_current_tenant(), $1, $2, $3)")
+        .bind(id)
+        .bind(attempt)
+        .bind(data)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Ends the job: succeeded (progress 100), failed or cancelled.
+pub async fn finish(
+    tx: &mut TenantTx,
+    id: Uuid,
+    status: JobStatus,
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    debug_assert!(status.is_final());
+    sqlx::query(
+        "UPDATE jobs SET status = $2, error = $3, finished_at = now(), lease_expires_at = NULL, \
+           progress = CASE WHEN $2 = 'succeeded' THEN 100 ELSE progress END \
+         WHERE id = $1 AND status IN ('queued', 'running', 'retrying')",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(error.map(|e| e.chars().take(2000).collect::<String>()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Schedules another attempt after `delay`: the job becomes `retrying` and
+/// the next attempt's envelope goes into the outbox, due after the delay, in
+/// the same transaction. The relay publishes it when it is due.
+pub async fn retry_later(
+    tx: &mut TenantTx,
+    envelope: &TaskEnvelope,
+    error: &str,
+    delay: std::time::Duration,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE jobs SET status = 'retrying', error = $2, lease_expires_at = NULL \
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind(envelope.job_id)
+    .bind(error.chars().take(2000).collect::<String>())
+    .execute(&mut **tx)
+    .await?;
+    let next = envelope.next_attempt();
+    sqlx::query(
+        "INSERT INTO job_outbox (tenant_id, job_id, payload, available_at) \
+         VALUES (app_current_tenant(), $1, $2, now() + make_interval(secs => $3))",
+    )
+    .bind(envelope.job_id)
+    .bind(next.to_json())
+    .bind(delay.as_secs_f64())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! What each job kind does. A handler gets the job's context and returns its
+//! result rows, or says whether its failure is worth retrying.
+
+use std::time::Duration;
+
+use ferro_db::{Db, TenantCtx};
+use ferro_tasks::JobKind;
+use ferro_tasks::kinds::{DevicesExportParams, NoopParams};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How a job attempt ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt (network, timeouts, a busy peer).
+    #[error("{0}")]
+    Transient(String),
+    /// Another attempt would fail the same way.
+    #[error("{0}")]
+    Permanent(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What a handler may use.
+pub struct JobContext {
+    pub db: Db,
+    pub job_id: Uuid,
+    pub ctx: TenantCtx,
+    pub attempt: i32,
+    pub device_id: Option<Uuid>,
+    pub cancel: CancellationToken,
+}
+
+impl JobContext {
+    /// Records progress (0-100); failures to record are only logged.
+    pub async fn progress(&self, percent: u8) {
+        let result = async {
+            let mut tx = self.db.begin(self.ctx).await?;
+            ferro_tasks::jobs::set_progress(&mut tx, self.job_id, percent).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not record progress");
+        }
+    }
+}
+
+fn params<P: serde::de::DeserializeOwned>(value: &Value) -> Result<P, JobError> {
+    // The api validated them; a failure here means the row was changed since.
+    serde_json::from_value(value.clone())
+        .map_err(|e| JobError::Permanent(format!("bad parameters: {e}")))
+}
+
+/// Runs one attempt of `kind`.
+pub async fn run(
+    kind: JobKind,
+    params_json: &Value,
+    job: &JobContext,
+) -> Result<Vec<Value>, JobError> {
+    match kind {
+        JobKind::Noop => noop(params(params_json)?, job).await,
+        JobKind::DevicesExport => devices_export(params(params_json)?, job).await,
+        JobKind::SnmpGet | JobKind::SnmpWalk | JobKind::EmailSend | JobKind::SessionsCleanup => {
+            Err(JobError::Permanent(format!(
+                "this worker cannot run {kind} jobs yet"
+            )))
+        }
+    }
+}
+
+async fn noop(p: NoopParams, job: &JobContext) -> Result<Vec<Value>, JobError> {
+    if p.fail_attempts.is_some_and(|n| job.attempt <= n as i32) {
+        return Err(JobError::Transient(format!(
+            "noop: failing attempt {} as asked",
+            job.attempt
+        )));
+    }
+    let total = Duration::from_millis(p.sleep_ms.unwrap_or(0));
+    let steps = if total.is_zero() { 0 } else { 10 };
+    for step in 1..=steps {
+        tokio::select! {
+            _ = job.cancel.cancelled() => return Err(JobError::Cancelled),
+            _ = tokio::time::sleep(total / steps) => {}
+        }
+        if step < steps {
+            job.progress((step * 10) as u8).await;
+        }
+    }
+    Ok(vec![json!({"slept_ms": total.as_millis() as u64})])
+}
+
+/// CSV of the tenant's devices (SNMP settings are never exported).
+async fn devices_export(p: DevicesExportParams, job: &JobContext) -> Result<Vec<Value>, JobError> {
+    let mut tx = job
+        .db
+        .begin(job.ctx)
+        .await
+        .map_err(|e| JobError::Transient(e.to_string()))?;
+    let rows: Vec<(Uuid, String, String, String, i32, Vec<String>, String)> = sqlx::query_as(
+        "SELECT id, name, protocol, host, port, tags, status FROM devices \
+         WHERE ($1::text IS NULL OR tags @> ARRAY[$1::text]) ORDER BY name, id",
+    )
+    .bind(&p.tag)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| JobError::Transient(e.to_string()))?;
+    tx.end_read_only();
+    let mut csv = String::from("id,name,protocol,host,port,tags,status\n");
+    for (id, name, protocol, host, port, tags, status) in &rows {
+        let fields = [
+            id.to_string(),
+            name.clone(),
+            protocol.clone(),
+            host.clone(),
+            port.to_string(),
+            tags.join(";"),
+            status.clone(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        csv.push_str(&line.join(","));
+        csv.push('\n');
+    }
+    Ok(vec![
+        json!({"format": "csv", "rows": rows.len(), "csv": csv}),
+    ])
+}
+
+/// Quotes a CSV field when needed, and defuses spreadsheet formulas.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+    }
+}

@@ -1,0 +1,339 @@
+//! The worker: consumes task envelopes from the broker and runs the jobs,
+//! and runs the outbox relay.
+//!
+//! For each delivery: claim the job with a guarded UPDATE inside the job's
+//! tenant (a duplicate or a job another worker holds is not run twice), run
+//! its handler under a time limit while renewing the lease and watching for
+//! cancellation, record the outcome, and only then ack. Failures with
+//! attempts left go back through the outbox with exponential backoff; the
+//! rest fail and are dead-lettered. On shutdown the worker stops taking
+//! deliveries, gives running jobs a grace period, and hands the rest back.
+
+pub mod handlers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferro_broker::{Delivery, RabbitBroker};
+use ferro_config::{ConfigError, Env};
+use ferro_db::{Db, DbError, TenantCtx};
+use ferro_tasks::jobs::{self, NotClaimed};
+use ferro_tasks::{JobKind, JobStatus, TaskEnvelope};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use handlers::{JobContext, JobError};
+
+/// The worker's own settings.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// `WORKER_CONCURRENCY` (or `--concurrency`), default 8: jobs run at once,
+    /// and the broker prefetch.
+    pub concurrency: usize,
+    /// `WORKER_LEASE_SECONDS`, default 30: how long a claim holds without renewal.
+    pub lease: Duration,
+    /// `WORKER_SHUTDOWN_GRACE_SECONDS`, default 30: how long running jobs may
+    /// finish after SIGTERM before they are handed back.
+    pub grace: Duration,
+    /// Identifies this worker in `jobs.worker_id` (host and pid).
+    pub worker_id: String,
+}
+
+impl WorkerSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let concurrency = env.parse_or(
+            "WORKER_CONCURRENCY",
+            8usize,
+            "a number of jobs from 1 to 1000",
+        )?;
+        if !(1..=1000).contains(&concurrency) {
+            return Err(ConfigError::Invalid {
+                variable: "WORKER_CONCURRENCY",
+                expected: "a number of jobs from 1 to 1000",
+            });
+        }
+        let lease = env.parse_or("WORKER_LEASE_SECONDS", 30u64, "seconds, at least 2")?;
+        if lease < 2 {
+            return Err(ConfigError::Invalid {
+                variable: "WORKER_LEASE_SECONDS",
+                expected: "seconds, at least 2",
+            });
+        }
+        let grace = env.parse_or(
+            "WORKER_SHUTDOWN_GRACE_SECONDS",
+            30u64,
+            "a whole number of seconds",
+        )?;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "worker".into());
+        Ok(Self {
+            concurrency,
+            lease: Duration::from_secs(lease),
+            grace: Duration::from_secs(grace),
+            worker_id: format!("{host}:{}", std::process::id()),
+        })
+    }
+}
+
+/// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... at most 10 minutes.
+pub fn backoff(attempt: i32) -> Duration {
+    Duration::from_secs(1u64 << (attempt.clamp(1, 10) - 1)).min(Duration::from_secs(600))
+}
+
+/// Consumes and runs jobs until `shutdown` is cancelled.
+pub async fn run(
+    db: Db,
+    broker: Arc<RabbitBroker>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) {
+    let mut consumer = broker.consumer(
+        settings.concurrency.min(u16::MAX as usize) as u16,
+        &settings.worker_id,
+    );
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let mut running = JoinSet::new();
+    tracing::info!(worker_id = %settings.worker_id, concurrency = settings.concurrency, "worker consuming");
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            delivery = consumer.next() => delivery,
+        };
+        let (db, broker, settings) = (db.clone(), broker.clone(), settings.clone());
+        running.spawn(async move {
+            process(&db, &broker, &settings, delivery).await;
+            drop(permit);
+        });
+        // Reap finished tasks so the set does not grow.
+        while running.try_join_next().is_some() {}
+    }
+    tracing::info!(
+        running = running.len(),
+        grace_secs = settings.grace.as_secs(),
+        "worker stopping: no new jobs"
+    );
+    let drained = tokio::time::timeout(settings.grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = running.len(),
+            "grace period over: handing the remaining jobs back"
+        );
+        running.abort_all();
+    }
+    // Closing the connection returns every unacknowledged delivery to the queue.
+    consumer.close().await;
+}
+
+async fn process(db: &Db, broker: &RabbitBroker, settings: &WorkerSettings, delivery: Delivery) {
+    let envelope = match &delivery.envelope {
+        Ok(envelope) => envelope.clone(),
+        Err(err) => {
+            tracing::error!(error = %err, "undeliverable message: dead-lettering it");
+            let _ = delivery.dead_letter().await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("job", job_id = %envelope.job_id, kind = %envelope.kind, tenant_id = %envelope.tenant_id, attempt = envelope.attempt);
+    let outcome =
+        tracing::Instrument::instrument(handle(db, broker, settings, &envelope), span).await;
+    let settled = match outcome {
+        Ok(Settle::Ack) => delivery.ack().await,
+        Ok(Settle::DeadLetter) => delivery.dead_letter().await,
+        Err(err) => {
+            // The outcome could not be recorded (database away): give the
+            // delivery back so that it is tried again.
+            tracing::warn!(job_id = %envelope.job_id, error = %err, "could not record the outcome; requeueing");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            delivery.requeue().await
+        }
+    };
+    if let Err(err) = settled {
+        tracing::warn!(job_id = %envelope.job_id, error = %err, "could not settle the delivery; the broker will redeliver it");
+    }
+}
+
+enum Settle {
+    Ack,
+    DeadLetter,
+}
+
+/// Why an outcome could not be recorded; the delivery is given back.
+#[derive(Debug, thiserror::Error)]
+enum Unrecorded {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Broker(#[from] ferro_broker::BrokerError),
+}
+
+async fn handle(
+    db: &Db,
+    broker: &RabbitBroker,
+    settings: &WorkerSettings,
+    envelope: &TaskEnvelope,
+) -> Result<Settle, Unrecorded> {
+    let ctx = TenantCtx::new(envelope.tenant_id, envelope.user_id);
+    let mut tx = db.begin(ctx).await?;
+    let claimed = jobs::claim(
+        &mut tx,
+        envelope.job_id,
+        &settings.worker_id,
+        settings.lease,
+    )
+    .await?;
+    tx.commit().await?;
+    let claimed = match claimed {
+        Ok(c) => c,
+        Err(NotClaimed::Leased(until)) => {
+            // Another worker holds it, or held it and died: look again once
+            // its lease can have run out.
+            let wait =
+                (until - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1);
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "job is leased by another worker; looking again later"
+            );
+            broker.publish_delayed(envelope, wait).await?;
+            return Ok(Settle::Ack);
+        }
+        Err(reason) => {
+            tracing::info!(?reason, "not running the job");
+            return Ok(Settle::Ack);
+        }
+    };
+    let Some(kind) = JobKind::parse(&claimed.kind) else {
+        let mut tx = db.begin(ctx).await?;
+        jobs::finish(
+            &mut tx,
+            envelope.job_id,
+            JobStatus::Failed,
+            Some("unknown job kind"),
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(Settle::DeadLetter);
+    };
+    tracing::info!("job started");
+
+    let cancel = CancellationToken::new();
+    let job = JobContext {
+        db: db.clone(),
+        job_id: envelope.job_id,
+        ctx,
+        attempt: claimed.attempts,
+        device_id: claimed.device_id,
+        cancel: cancel.clone(),
+    };
+    let watcher = tokio::spawn(watch(
+        db.clone(),
+        ctx,
+        envelope.job_id,
+        settings.worker_id.clone(),
+        settings.lease,
+        cancel.clone(),
+    ));
+    let result = match tokio::time::timeout(
+        kind.time_limit(),
+        handlers::run(kind, &claimed.params, &job),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(JobError::Transient(format!(
+            "timed out after {} s",
+            kind.time_limit().as_secs()
+        ))),
+    };
+    watcher.abort();
+
+    let mut tx = db.begin(ctx).await?;
+    let settle = match result {
+        Ok(rows) => {
+            for row in &rows {
+                jobs::add_result(&mut tx, envelope.job_id, claimed.attempts, row).await?;
+            }
+            jobs::finish(&mut tx, envelope.job_id, JobStatus::Succeeded, None).await?;
+            tracing::info!(results = rows.len(), "job succeeded");
+            Settle::Ack
+        }
+        Err(JobError::Cancelled) => {
+            jobs::finish(
+                &mut tx,
+                envelope.job_id,
+                JobStatus::Cancelled,
+                Some("cancelled while running"),
+            )
+            .await?;
+            tracing::info!("job cancelled");
+            Settle::Ack
+        }
+        Err(JobError::Transient(error)) if claimed.attempts < claimed.max_attempts => {
+            let delay = backoff(claimed.attempts);
+            let next = TaskEnvelope {
+                attempt: claimed.attempts as u32,
+                ..envelope.clone()
+            };
+            jobs::retry_later(&mut tx, &next, &error, delay).await?;
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+            Settle::Ack
+        }
+        Err(JobError::Transient(error) | JobError::Permanent(error)) => {
+            jobs::finish(&mut tx, envelope.job_id, JobStatus::Failed, Some(&error)).await?;
+            tracing::warn!(%error, "job failed for good; dead-lettering it");
+            Settle::DeadLetter
+        }
+    };
+    tx.commit().await?;
+    Ok(settle)
+}
+
+/// While the job runs: renew its lease and watch for a cancel request.
+async fn watch(
+    db: Db,
+    ctx: TenantCtx,
+    job_id: uuid::Uuid,
+    worker_id: String,
+    lease: Duration,
+    cancel: CancellationToken,
+) {
+    let tick = Duration::from_millis(500);
+    let mut since_renewal = Duration::ZERO;
+    loop {
+        tokio::time::sleep(tick).await;
+        since_renewal += tick;
+        let renew = since_renewal >= lease / 3;
+        let checked = async {
+            let mut tx = db.begin(ctx).await?;
+            let cancelled = jobs::cancel_requested(&mut tx, job_id).await?;
+            let ours = if renew {
+                jobs::renew_lease(&mut tx, job_id, &worker_id, lease).await?
+            } else {
+                true
+            };
+            tx.commit().await?;
+            Ok::<_, DbError>((cancelled, ours))
+        }
+        .await;
+        match checked {
+            Ok((cancelled, ours)) => {
+                if renew {
+                    since_renewal = Duration::ZERO;
+                }
+                if cancelled || !ours {
+                    cancel.cancel();
+                    return;
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not check on the running job"),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The worker against the real PostgreSQL and RabbitMQ: each test has its
+//! own database and broker prefix, and runs the real worker loop (in-process,
+//! or the real binary for the SIGKILL test).
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferro_broker::RabbitBroker;
+use ferro_db::TenantCtx;
+use ferro_tasks::JobKind;
+use ferro_tasks::jobs::{self, Enqueued, Job, NewJob};
+use ferro_testkit::TestDb;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+struct Rig {
+    db: TestDb,
+    prefix: String,
+    broker: Arc<RabbitBroker>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Rig {
+    async fn start() -> Self {
+        ferro_telemetry::install_crypto_provider();
+        let db = TestDb::new().await;
+        let prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let broker = Arc::new(RabbitBroker::connect(URL, &prefix).await.unwrap());
+        let mut rig = Rig {
+            db,
+            prefix,
+            broker,
+            stop: CancellationToken::new(),
+            tasks: Vec::new(),
+        };
+        rig.spawn_worker("w1").await;
+        rig
+    }
+
+    fn settings(id: &str) -> worker::WorkerSettings {
+        worker::WorkerSettings {
+            concurrency: 4,
+            lease: Duration::from_secs(5),
+            grace: Duration::from_secs(10),
+            worker_id: id.to_owned(),
+        }
+    }
+
+    async fn spawn_worker(&mut self, id: &str) {
+        let app = self.db.app().await;
+        let (broker, stop) = (self.broker.clone(), self.stop.clone());
+        let relay_db = app.clone();
+        let relay_broker = broker.clone();
+        let relay_stop = stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            ferro_broker::relay::run(
+                relay_db,
+                &relay_broker,
+                Duration::from_millis(100),
+                relay_stop.cancelled_owned(),
+            )
+            .await
+        }));
+        let settings = Self::settings(id);
+        self.tasks.push(tokio::spawn(async move {
+            worker::run(app, broker, settings, stop).await
+        }));
+    }
+
+    /// Enqueues like the api does: job + outbox in one transaction, then publish.
+    async fn submit(&self, kind: JobKind, device_id: Option<Uuid>, params: Value) -> Uuid {
+        let app = self.db.app().await;
+        let mut tx = app
+            .begin(TenantCtx::new(self.db.default_tenant(), None))
+            .await
+            .unwrap();
+        let Enqueued::Created { job, envelope } = jobs::enqueue(
+            &mut tx,
+            NewJob {
+                kind,
+                device_id,
+                params,
+                idempotency_key: None,
+                schedule_id: None,
+                scheduled_for: None,
+            },
+        )
+        .await
+        .unwrap() else {
+            panic!("not created")
+        };
+        jobs::mark_published(&mut tx, job.id).await.unwrap();
+        tx.commit().await.unwrap();
+        self.broker.publish(&envelope).await.unwrap();
+        job.id
+    }
+
+    async fn job(&self, id: Uuid) -> Job {
+        let app = self.db.app().await;
+        let mut tx = app
+            .begin(TenantCtx::new(self.db.default_tenant(), None))
+            .await
+            .unwrap();
+        jobs::get(&mut tx, id).await.unwrap().unwrap()
+    }
+
+    async fn wait_for(&self, id: Uuid, statuses: &[&str], secs: u64) -> Job {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let job = self.job(id).await;
+            if statuses.contains(&job.status.as_str()) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job stayed {} (wanted {statuses:?}): {job:?}",
+                job.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn results(&self, id: Uuid) -> Vec<Value> {
+        let app = self.db.app().await;
+        let mut tx = app
+            .begin(TenantCtx::new(self.db.default_tenant(), None))
+            .await
+            .unwrap();
+        jobs::results(&mut tx, id, 100, 0)
+            .await
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|r| r.data)
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.broker.delete_topology().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_noop_job_runs_to_success_with_progress_and_a_result() {
+    let rig = Rig::start().await;
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"sleep_ms": 200}))
+        .await;
+    let job = rig.wait_for(id, &["succeeded"], 10).await;
+    assert_eq!(
+        (job.progress, job.attempts, job.error.as_deref()),
+        (100, 1, None)
+    );
+    assert!(job.started_at.is_some() && job.finished_at.is_some());
+    assert_eq!(rig.results(id).await, vec![json!({"slept_ms": 200})]);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_backoff() {
+    let rig = Rig::start().await;
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"fail_attempts": 1}))
+        .await;
+    let job = rig.wait_for(id, &["succeeded"], 15).await;
+    assert_eq!(job.attempts, 2);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn exhausted_retries_fail_the_job_and_dead_letter_it() {
+    let rig = Rig::start().await;
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"fail_attempts": 10}))
+        .await;
+    let job = rig.wait_for(id, &["failed"], 30).await;
+    assert_eq!(job.attempts, job.max_attempts);
+    assert!(job.error.as_deref().unwrap().contains("failing attempt 3"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(dead) = rig.broker.take_dead_letter().await.unwrap() {
+            assert_eq!(dead.unwrap().job_id, id);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_runs_the_handler_once() {
+    let rig = Rig::start().await;
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"sleep_ms": 300}))
+        .await;
+    // The same envelope again, as a relay that lost its mark would send it.
+    let duplicate = ferro_tasks::TaskEnvelope::new(id, "noop", rig.db.default_tenant(), None);
+    rig.broker.publish(&duplicate).await.unwrap();
+    rig.wait_for(id, &["succeeded"], 10).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let job = rig.job(id).await;
+    assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 1));
+    assert_eq!(rig.results(id).await.len(), 1);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_job_stops_when_cancelled() {
+    let rig = Rig::start().await;
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"sleep_ms": 20000}))
+        .await;
+    rig.wait_for(id, &["running"], 10).await;
+    let app = rig.db.app().await;
+    let mut tx = app
+        .begin(TenantCtx::new(rig.db.default_tenant(), None))
+        .await
+        .unwrap();
+    jobs::cancel(&mut tx, id).await.unwrap();
+    tx.commit().await.unwrap();
+    let started = Instant::now();
+    let job = rig.wait_for(id, &["cancelled"], 5).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(job.error.as_deref(), Some("cancelled while running"));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn devices_export_produces_csv_without_secrets() {
+    let rig = Rig::start().await;
+    let app = rig.db.app().await;
+    let mut tx = app
+        .begin(TenantCtx::new(rig.db.default_tenant(), None))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO devices (tenant_id, name, protocol, host, port, tags, snmp_version, snmp_community) VALUES \
+         (app_current_tenant(), 'core, main', 'snmp', '10.0.0.1', 161, '{core}', 'v2c', 'sekret'), \
+         (app_current_tenant(), 'web', 'http', 'example.com', 80, '{}', NULL, NULL)",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let id = rig.submit(JobKind::DevicesExport, None, json!({})).await;
+    rig.wait_for(id, &["succeeded"], 10).await;
+    let result = &rig.results(id).await[0];
+    assert_eq!(result["rows"], 2);
+    let csv = result["csv"].as_str().unwrap();
+    assert!(csv.starts_with("id,name,protocol,host,port,tags,status\n"));
+    assert!(csv.contains("\"core, main\",snmp,10.0.0.1,161,core,unknown"));
+    assert!(!csv.contains("sekret"));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn kinds_this_worker_cannot_run_fail_visibly() {
+    let rig = Rig::start().await;
+    let id = rig
+        .submit(
+            JobKind::EmailSend,
+            None,
+            json!({"to": "a@example.com", "subject": "s", "body": "b"}),
+        )
+        .await;
+    let job = rig.wait_for(id, &["failed"], 10).await;
+    assert!(job.error.unwrap().contains("cannot run email.send"));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_jobs_finish() {
+    let rig = Rig::start().await;
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"sleep_ms": 1500}))
+        .await;
+    rig.wait_for(id, &["running"], 10).await;
+    rig.stop.cancel();
+    let job = rig.wait_for(id, &["succeeded"], 10).await;
+    assert_eq!(job.attempts, 1);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_is_killed_still_succeeds_once() {
+    let rig = Rig::start().await;
+    // Stop the in-process worker: the job must go to the real binary.
+    rig.stop.cancel();
+    let mut rig = rig;
+    for t in rig.tasks.drain(..) {
+        let _ = t.await;
+    }
+    let spawn_binary = || {
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .envs(rig.db.env_pairs())
+            .env("BROKER_PREFIX", &rig.prefix)
+            .env("WORKER_LEASE_SECONDS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn_binary();
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"sleep_ms": 4000}))
+        .await;
+    rig.wait_for(id, &["running"], 15).await;
+    Command::new("kill")
+        .args(["-KILL", &first.id().to_string()])
+        .status()
+        .unwrap();
+    first.wait().unwrap();
+
+    let mut second = spawn_binary();
+    let job = rig.wait_for(id, &["succeeded"], 30).await;
+    assert_eq!(job.attempts, 2, "run again once, after the lease expired");
+    assert_eq!(rig.results(id).await.len(), 1);
+    Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(second.wait().unwrap().success(), "SIGTERM exits 0");
+    rig.stop = CancellationToken::new();
+    rig.stop().await;
+}
