@@ -92,6 +92,17 @@ async fn noop(p: NoopParams, job: &JobContext) -> Result<Vec<Value>, JobError> {
     Ok(vec![json!({"slept_ms": total.as_millis() as u64})])
 }
 
+#[derive(sqlx::FromRow)]
+struct ExportRow {
+    id: Uuid,
+    name: String,
+    protocol: String,
+    host: String,
+    port: i32,
+    tags: Vec<String>,
+    status: String,
+}
+
 /// CSV of the tenant's devices (SNMP settings are never exported).
 async fn devices_export(p: DevicesExportParams, job: &JobContext) -> Result<Vec<Value>, JobError> {
     let mut tx = job
@@ -99,7 +110,7 @@ async fn devices_export(p: DevicesExportParams, job: &JobContext) -> Result<Vec<
         .begin(job.ctx)
         .await
         .map_err(|e| JobError::Transient(e.to_string()))?;
-    let rows: Vec<(Uuid, String, String, String, i32, Vec<String>, String)> = sqlx::query_as(
+    let rows: Vec<ExportRow> = sqlx::query_as(
         "SELECT id, name, protocol, host, port, tags, status FROM devices \
          WHERE ($1::text IS NULL OR tags @> ARRAY[$1::text]) ORDER BY name, id",
     )
