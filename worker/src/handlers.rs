@@ -120,15 +120,15 @@ async fn devices_export(p: DevicesExportParams, job: &JobContext) -> Result<Vec<
     .map_err(|e| JobError::Transient(e.to_string()))?;
     tx.end_read_only();
     let mut csv = String::from("id,name,protocol,host,port,tags,status\n");
-    for (id, name, protocol, host, port, tags, status) in &rows {
+    for r in &rows {
         let fields = [
-            id.to_string(),
-            name.clone(),
-            protocol.clone(),
-            host.clone(),
-            port.to_string(),
-            tags.join(";"),
-            status.clone(),
+            r.id.to_string(),
+            r.name.clone(),
+            r.protocol.clone(),
+            r.host.clone(),
+            r.port.to_string(),
+            r.tags.join(";"),
+            r.status.clone(),
         ];
         let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         csv.push_str(&line.join(","));
