@@ -31,6 +31,7 @@ pub struct JobContext {
     pub attempt: i32,
     pub device_id: Option<Uuid>,
     pub cancel: CancellationToken,
+    pub events: Option<crate::Events>,
 }
 
 impl JobContext {
@@ -42,8 +43,13 @@ impl JobContext {
             tx.commit().await
         }
         .await;
-        if let Err(err) = result {
-            tracing::warn!(error = %err, "could not record progress");
+        match result {
+            Ok(()) => {
+                if let Some(events) = &self.events {
+                    events.emit(&self.db, self.ctx, self.job_id).await;
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not record progress"),
         }
     }
 }

@@ -77,6 +77,41 @@ impl WorkerSettings {
     }
 }
 
+/// Where job events go: the tenant's Redis pub/sub channel.
+#[derive(Clone)]
+pub struct Events {
+    pub redis: ferro_redis::RedisPool,
+    pub prefix: String,
+}
+
+impl Events {
+    /// Publishes the job's current state; best effort (events are a view, the
+    /// database is the record).
+    pub async fn emit(&self, db: &Db, ctx: TenantCtx, job_id: uuid::Uuid) {
+        let result = async {
+            let mut tx = db.begin(ctx).await.map_err(|e| e.to_string())?;
+            let job = jobs::get(&mut tx, job_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            tx.end_read_only();
+            let Some(job) = job else { return Ok(()) };
+            let event = ferro_tasks::events::JobEvent::of(&job);
+            let payload = serde_json::to_string(&event).map_err(|e| e.to_string())?;
+            ferro_redis::publish(
+                &self.redis,
+                &ferro_tasks::events::channel(&self.prefix, ctx.tenant_id),
+                &payload,
+            )
+            .await?;
+            Ok::<_, String>(())
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(%job_id, error = %err, "could not publish a job event");
+        }
+    }
+}
+
 /// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... at most 10 minutes.
 pub fn backoff(attempt: i32) -> Duration {
     Duration::from_secs(1u64 << (attempt.clamp(1, 10) - 1)).min(Duration::from_secs(600))
@@ -86,6 +121,7 @@ pub fn backoff(attempt: i32) -> Duration {
 pub async fn run(
     db: Db,
     broker: Arc<RabbitBroker>,
+    events: Option<Events>,
     settings: WorkerSettings,
     shutdown: CancellationToken,
 ) {
@@ -105,9 +141,10 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             delivery = consumer.next() => delivery,
         };
-        let (db, broker, settings) = (db.clone(), broker.clone(), settings.clone());
+        let (db, broker, settings, events) =
+            (db.clone(), broker.clone(), settings.clone(), events.clone());
         running.spawn(async move {
-            process(&db, &broker, &settings, delivery).await;
+            process(&db, &broker, events.as_ref(), &settings, delivery).await;
             drop(permit);
         });
         // Reap finished tasks so the set does not grow.
@@ -133,7 +170,13 @@ pub async fn run(
     consumer.close().await;
 }
 
-async fn process(db: &Db, broker: &RabbitBroker, settings: &WorkerSettings, delivery: Delivery) {
+async fn process(
+    db: &Db,
+    broker: &RabbitBroker,
+    events: Option<&Events>,
+    settings: &WorkerSettings,
+    delivery: Delivery,
+) {
     let envelope = match &delivery.envelope {
         Ok(envelope) => envelope.clone(),
         Err(err) => {
@@ -144,7 +187,8 @@ async fn process(db: &Db, broker: &RabbitBroker, settings: &WorkerSettings, deli
     };
     let span = tracing::info_span!("job", job_id = %envelope.job_id, kind = %envelope.kind, tenant_id = %envelope.tenant_id, attempt = envelope.attempt);
     let outcome =
-        tracing::Instrument::instrument(handle(db, broker, settings, &envelope), span).await;
+        tracing::Instrument::instrument(handle(db, broker, events, settings, &envelope), span)
+            .await;
     let settled = match outcome {
         Ok(Settle::Ack) => delivery.ack().await,
         Ok(Settle::DeadLetter) => delivery.dead_letter().await,
@@ -178,6 +222,7 @@ enum Unrecorded {
 async fn handle(
     db: &Db,
     broker: &RabbitBroker,
+    events: Option<&Events>,
     settings: &WorkerSettings,
     envelope: &TaskEnvelope,
 ) -> Result<Settle, Unrecorded> {
@@ -207,6 +252,11 @@ async fn handle(
         }
         Err(reason) => {
             tracing::info!(?reason, "not running the job");
+            if reason == NotClaimed::Cancelled
+                && let Some(events) = events
+            {
+                events.emit(db, ctx, envelope.job_id).await;
+            }
             return Ok(Settle::Ack);
         }
     };
@@ -223,6 +273,9 @@ async fn handle(
         return Ok(Settle::DeadLetter);
     };
     tracing::info!("job started");
+    if let Some(events) = events {
+        events.emit(db, ctx, envelope.job_id).await;
+    }
 
     let cancel = CancellationToken::new();
     let job = JobContext {
@@ -232,6 +285,7 @@ async fn handle(
         attempt: claimed.attempts,
         device_id: claimed.device_id,
         cancel: cancel.clone(),
+        events: events.cloned(),
     };
     let watcher = tokio::spawn(watch(
         db.clone(),
@@ -293,6 +347,9 @@ async fn handle(
         }
     };
     tx.commit().await?;
+    if let Some(events) = events {
+        events.emit(db, ctx, envelope.job_id).await;
+    }
     Ok(settle)
 }
 

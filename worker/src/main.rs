@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferro_config::{AppEnv, BrokerConfig, BrokerKind, DatabaseConfig, Env, LogConfig};
+use ferro_config::{AppEnv, BrokerConfig, BrokerKind, DatabaseConfig, Env, LogConfig, RedisConfig};
 use ferro_telemetry::exit_on_config_error;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,7 @@ async fn main() {
     let broker = BrokerConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
     let settings = worker::WorkerSettings::from_env(&env)
         .unwrap_or_else(|e| exit_on_config_error("worker", e));
+    let redis = RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
     if broker.kind == BrokerKind::RedisStreams {
         exit_on_config_error(
             "worker",
@@ -66,7 +67,14 @@ async fn main() {
             stop.cancel();
         })
     };
-    worker::run(db.clone(), broker, settings, shutdown.clone()).await;
+    let events = match ferro_redis::create_pool(redis.url.expose(), 4, Duration::from_secs(2)) {
+        Ok(pool) => Some(worker::Events {
+            redis: pool,
+            prefix: redis.key_prefix.clone(),
+        }),
+        Err(err) => exit_on_config_error("worker", format!("REDIS_URL: {err}")),
+    };
+    worker::run(db.clone(), broker, events, settings, shutdown.clone()).await;
     shutdown.cancel();
     let _ = relay.await;
     signal.abort();

@@ -68,7 +68,7 @@ impl Rig {
         }));
         let settings = Self::settings(id);
         self.tasks.push(tokio::spawn(async move {
-            worker::run(app, broker, settings, stop).await
+            worker::run(app, broker, None, settings, stop).await
         }));
     }
 

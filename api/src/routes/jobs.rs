@@ -1,12 +1,18 @@
 //! `/api/v1/jobs`: submit, list, inspect and cancel jobs. Kinds, parameters
 //! and devices are checked here, so the worker never gets a job it cannot run.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use ferro_tasks::events::{self, JobEvent};
 use ferro_tasks::jobs::{self, CancelOutcome, Enqueued, Job, JobFilter, JobResult, NewJob};
 use ferro_tasks::kinds::DeviceNeed;
 use ferro_tasks::{JobKind, JobStatus};
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -25,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job))
         .routes(routes!(job_results))
         .routes(routes!(cancel_job))
+        .routes(routes!(job_events))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -319,11 +326,107 @@ async fn cancel_job(
     let outcome = jobs::cancel(&mut tx, id).await?;
     tx.commit().await?;
     match outcome {
-        CancelOutcome::Cancelled(job) | CancelOutcome::Requested(job) => Ok(axum::Json(job)),
+        CancelOutcome::Cancelled(job) => {
+            // The worker never sees this job: its event comes from here.
+            let channel = events::channel(&state.config.redis.key_prefix, guard.tenant_id);
+            let payload = serde_json::to_string(&JobEvent::of(&job)).unwrap_or_default();
+            if let Err(err) = ferro_redis::publish(&state.redis, &channel, &payload).await {
+                tracing::warn!(job_id = %job.id, error = %err, "could not publish the cancel event");
+            }
+            Ok(axum::Json(job))
+        }
+        CancelOutcome::Requested(job) => Ok(axum::Json(job)),
         CancelOutcome::AlreadyFinished(job) => Err(ApiError::Conflict {
             detail: format!("the job already finished ({})", job.status),
             field: None,
         }),
         CancelOutcome::NotFound => Err(ApiError::NotFound("job")),
     }
+}
+
+struct EventStream {
+    first: Option<JobEvent>,
+    messages: std::pin::Pin<Box<dyn Stream<Item = JobEvent> + Send>>,
+    seq: u64,
+    done: bool,
+    _sink: redis::aio::PubSubSink,
+}
+
+/// The job's events as Server-Sent Events: first its current state, then
+/// every status (`event: status`) and progress (`event: progress`) change,
+/// each with an increasing `id` and the job as JSON data; the stream ends
+/// when the job ends. Comments keep the connection alive every 15 s.
+#[utoipa::path(get, path = "/jobs/events/{id}", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, description = "text/event-stream of JobEvent", body = JobEvent, content_type = "text/event-stream"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in this tenant, or streams disabled (ENABLE_SSE=false)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The event bus (Redis) is unavailable", body = Problem, content_type = "application/problem+json")))]
+async fn job_events(
+    State(state): State<AppState>,
+    guard: Guard<JobsRead>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    if !state.config.http.enable_sse {
+        return Err(ApiError::NotFound("event stream"));
+    }
+    // Subscribe before reading the current state, so no change falls between.
+    let client = redis::Client::open(state.config.redis.url.expose())
+        .map_err(|_| ApiError::Unavailable("event bus"))?;
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        .await
+        .map_err(|_| ApiError::Unavailable("event bus"))?
+        .map_err(|_| ApiError::Unavailable("event bus"))?;
+    pubsub
+        .subscribe(events::channel(
+            &state.config.redis.key_prefix,
+            guard.tenant_id,
+        ))
+        .await
+        .map_err(|_| ApiError::Unavailable("event bus"))?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let job = jobs::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("job"))?;
+    tx.end_read_only();
+
+    // The sink must live as long as the stream: dropping it ends the
+    // subscription's connection and with it the messages.
+    let (sink, messages) = pubsub.split();
+    let messages = messages.filter_map(move |msg| async move {
+        let payload: String = msg.get_payload().ok()?;
+        let event: JobEvent = serde_json::from_str(&payload).ok()?;
+        (event.job_id == id).then_some(event)
+    });
+    let state = EventStream {
+        first: Some(JobEvent::of(&job)),
+        messages: Box::pin(messages),
+        seq: 0,
+        done: false,
+        _sink: sink,
+    };
+    // Ends right after the job's final event (a finished job: its state only).
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let event = match st.first.take() {
+            Some(event) => event,
+            None => st.messages.next().await?,
+        };
+        st.seq += 1;
+        st.done = event.is_final();
+        let sse = Event::default()
+            .id(st.seq.to_string())
+            .event(event.kind())
+            .json_data(&event)
+            .unwrap_or_else(|_| Event::default().comment("unserialisable event"));
+        Some((Ok(sse), st))
+    });
+    Ok(Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("keep-alive"),
+    ))
 }

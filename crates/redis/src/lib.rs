@@ -77,3 +77,38 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
+
+/// Publishes `payload` on a pub/sub channel; returns how many subscribers got it.
+pub async fn publish(pool: &RedisPool, channel: &str, payload: &str) -> Result<i64, String> {
+    let mut conn = connection(pool).await.map_err(|e| e.to_string())?;
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod pubsub_tests {
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_subscriber_receives_what_is_published() {
+        use futures_util::StreamExt;
+        let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        let channel = format!("ferro-redis-test:{}", std::process::id());
+        pubsub.subscribe(&channel).await.unwrap();
+        let (_sink, mut stream) = pubsub.split();
+        let pool =
+            super::create_pool("redis://127.0.0.1:6379/0", 1, Duration::from_secs(2)).unwrap();
+        let receivers = super::publish(&pool, &channel, "hello").await.unwrap();
+        assert_eq!(receivers, 1);
+        let msg = tokio::time::timeout(Duration::from_secs(2), stream.next())
+            .await
+            .expect("a message")
+            .unwrap();
+        assert_eq!(msg.get_payload::<String>().unwrap(), "hello");
+    }
+}

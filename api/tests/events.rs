@@ -1,0 +1,196 @@
+//! Job events end to end: the api, a worker (in-process), RabbitMQ, Redis
+//! pub/sub, and a client reading Server-Sent Events.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::TestApp;
+use tokio_util::sync::CancellationToken;
+
+async fn start_worker(app: &TestApp) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let broker = Arc::new(ferro_broker::RabbitBroker::new(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        &support::broker_prefix(&app.prefix),
+    ));
+    let events = worker::Events {
+        redis: ferro_redis::create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2))
+            .unwrap(),
+        prefix: app.prefix.clone(),
+    };
+    let settings = worker::WorkerSettings {
+        concurrency: 2,
+        lease: Duration::from_secs(10),
+        grace: Duration::from_secs(5),
+        worker_id: "events-test".into(),
+    };
+    let db = app.db.app().await;
+    let token = stop.clone();
+    tokio::spawn(async move { worker::run(db, broker, Some(events), settings, token).await });
+    stop
+}
+
+/// Reads the whole event stream (it ends when the job ends): (event, id, data) triples.
+async fn read_events(
+    app: &TestApp,
+    token: &str,
+    job: &str,
+) -> (reqwest::header::HeaderMap, Vec<(String, String, Value)>) {
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/jobs/events/{job}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let headers = res.headers().clone();
+    let mut body = String::new();
+    let mut stream = res.bytes_stream();
+    let read = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(chunk) = stream.next().await {
+            body.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the stream did not end; got:\n{body}");
+    let mut events = Vec::new();
+    for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_owned();
+            }
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().to_owned();
+            }
+            if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim());
+            }
+        }
+        if !data.is_empty() {
+            events.push((event, id, serde_json::from_str(&data).unwrap()));
+        }
+    }
+    (headers, events)
+}
+
+#[tokio::test]
+async fn a_client_watches_a_job_from_queued_to_succeeded() {
+    let app = TestApp::spawn().await;
+    let stop = start_worker(&app).await;
+    let token = app.admin_token().await;
+    let job = app
+        .post(
+            "/api/v1/jobs",
+            &token,
+            json!({"kind": "noop", "params": {"sleep_ms": 600}}),
+        )
+        .await
+        .body;
+    let id = job["id"].as_str().unwrap();
+    let (headers, events) = read_events(&app, &token, id).await;
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|(_, _, d)| d["status"].as_str().unwrap())
+        .collect();
+    assert!(["queued", "running"].contains(&statuses[0]), "{statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), "succeeded", "{statuses:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(e, _, d)| e == "progress" && d["progress"].as_i64().unwrap() > 0),
+        "{events:?}"
+    );
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|(_, id, _)| id.parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    assert!(events.iter().all(|(_, _, d)| d["job_id"] == id));
+    // A finished job's stream is its final state and nothing more.
+    let (_, again) = read_events(&app, &token, id).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].2["status"], "succeeded");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_cancelled_queued_job_ends_its_stream() {
+    let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
+    let token = app.admin_token().await;
+    let job = app
+        .post("/api/v1/jobs", &token, json!({"kind": "noop"}))
+        .await
+        .body;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let reader = {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/api/v1/jobs/events/{id}")),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            let res = client.get(url).bearer_auth(token).send().await.unwrap();
+            tokio::time::timeout(Duration::from_secs(10), res.text())
+                .await
+                .expect("stream ended")
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.request(
+        Method::POST,
+        &format!("/api/v1/jobs/{id}/cancel"),
+        Some(&token),
+        None,
+    )
+    .await;
+    let body = reader.await.unwrap();
+    assert!(body.contains("\"status\":\"queued\""), "{body}");
+    assert!(body.contains("\"status\":\"cancelled\""), "{body}");
+}
+
+#[tokio::test]
+async fn streams_are_tenant_scoped_and_can_be_disabled() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let job = app
+        .post("/api/v1/jobs", &token, json!({"kind": "noop"}))
+        .await
+        .body;
+    let id = job["id"].as_str().unwrap();
+    let (_, acme) = app.tenant_with_admin("acme").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/jobs/events/{id}"), &acme)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let off = TestApp::spawn_with(&[("ENABLE_SSE", "false")]).await;
+    let token = off.admin_token().await;
+    let job = off
+        .post("/api/v1/jobs", &token, json!({"kind": "noop"}))
+        .await
+        .body;
+    let reply = off
+        .get(
+            &format!("/api/v1/jobs/events/{}", job["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+}
