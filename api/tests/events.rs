@@ -194,3 +194,40 @@ async fn streams_are_tenant_scoped_and_can_be_disabled() {
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.headers["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn an_snmp_get_against_a_real_agent_is_watched_to_success_over_sse() {
+    let agent = ferro_testkit::SnmpAgent::start();
+    let app = TestApp::spawn().await;
+    let stop = start_worker(&app).await;
+    let token = app.admin_token().await;
+    let device = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "lab-agent", "protocol": "snmp", "host": "127.0.0.1", "port": agent.port,
+                   "snmp": {"version": "v2c", "community": ferro_testkit::SnmpAgent::COMMUNITY}}),
+        )
+        .await
+        .body;
+    let job = app
+        .post("/api/v1/jobs", &token, json!({"kind": "snmp.get", "device_id": device["id"], "params": {"oids": ["1.3.6.1.2.1.1.1.0"]}}))
+        .await;
+    assert_eq!(job.status, StatusCode::ACCEPTED, "{}", job.body);
+    let id = job.body["id"].as_str().unwrap();
+    let (_, events) = read_events(&app, &token, id).await;
+    assert_eq!(
+        events.last().unwrap().2["status"],
+        "succeeded",
+        "{events:?}"
+    );
+    let results = app
+        .get(&format!("/api/v1/jobs/{id}/results"), &token)
+        .await
+        .body;
+    assert_eq!(
+        results["items"][0]["data"]["values"][0]["value"],
+        "Ferrostack test agent"
+    );
+    stop.cancel();
+}

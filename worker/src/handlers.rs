@@ -69,11 +69,12 @@ pub async fn run(
     match kind {
         JobKind::Noop => noop(params(params_json)?, job).await,
         JobKind::DevicesExport => devices_export(params(params_json)?, job).await,
-        JobKind::SnmpGet | JobKind::SnmpWalk | JobKind::EmailSend | JobKind::SessionsCleanup => {
-            Err(JobError::Permanent(format!(
-                "this worker cannot run {kind} jobs yet"
-            )))
-        }
+        // Boxed: SNMP sessions make large futures.
+        JobKind::SnmpGet => Box::pin(crate::snmp::get(params(params_json)?, job)).await,
+        JobKind::SnmpWalk => Box::pin(crate::snmp::walk(params(params_json)?, job)).await,
+        JobKind::EmailSend | JobKind::SessionsCleanup => Err(JobError::Permanent(format!(
+            "this worker cannot run {kind} jobs yet"
+        ))),
     }
 }
 

@@ -10,6 +10,7 @@
 //! deliveries, gives running jobs a grace period, and hands the rest back.
 
 pub mod handlers;
+mod snmp;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -334,3 +334,92 @@ async fn a_job_whose_worker_is_killed_still_succeeds_once() {
     rig.stop = CancellationToken::new();
     rig.stop().await;
 }
+
+use ferro_testkit::SnmpAgent;
+
+async fn snmp_device(rig: &Rig, port: u16, community: &str) -> Uuid {
+    let app = rig.db.app().await;
+    let mut tx = app
+        .begin(TenantCtx::new(rig.db.default_tenant(), None))
+        .await
+        .unwrap();
+    let id = sqlx::query_scalar(
+        "INSERT INTO devices (tenant_id, name, protocol, host, port, snmp_version, snmp_community) \
+         VALUES (app_current_tenant(), $1, 'snmp', '127.0.0.1', $2, 'v2c', $3) RETURNING id",
+    )
+    .bind(format!("agent-{port}-{community}"))
+    .bind(i32::from(port))
+    .bind(community)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn snmp_get_reads_sys_descr_from_a_real_agent() {
+    let agent = SnmpAgent::start();
+    let rig = Rig::start().await;
+    let device = snmp_device(&rig, agent.port, SnmpAgent::COMMUNITY).await;
+    let id = rig
+        .submit(
+            JobKind::SnmpGet,
+            Some(device),
+            json!({"oids": ["1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.3.0"]}),
+        )
+        .await;
+    rig.wait_for(id, &["succeeded"], 15).await;
+    let values = rig.results(id).await[0]["values"].clone();
+    assert_eq!(
+        values[0],
+        json!({"oid": "1.3.6.1.2.1.1.1.0", "type": "string", "value": "Ferrostack test agent"})
+    );
+    assert_eq!(values[1]["type"], "timeticks");
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn snmp_walk_reads_the_system_subtree() {
+    let agent = SnmpAgent::start();
+    let rig = Rig::start().await;
+    let device = snmp_device(&rig, agent.port, SnmpAgent::COMMUNITY).await;
+    let id = rig
+        .submit(
+            JobKind::SnmpWalk,
+            Some(device),
+            json!({"oid": "1.3.6.1.2.1.1"}),
+        )
+        .await;
+    rig.wait_for(id, &["succeeded"], 15).await;
+    let result = &rig.results(id).await[0];
+    assert!(result["rows"].as_u64().unwrap() >= 5, "{result}");
+    let values = result["values"].as_array().unwrap();
+    assert!(
+        values
+            .iter()
+            .all(|v| v["oid"].as_str().unwrap().starts_with("1.3.6.1.2.1.1."))
+    );
+    assert!(values.iter().any(|v| v["value"] == "test-lab"));
+    assert_eq!(result["truncated"], false);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_that_does_not_answer_fails_the_job_after_its_retries() {
+    let agent = SnmpAgent::start();
+    let rig = Rig::start().await;
+    // A v2c agent does not answer a wrong community: every attempt times out.
+    let device = snmp_device(&rig, agent.port, "wrong-community").await;
+    let id = rig
+        .submit(
+            JobKind::SnmpGet,
+            Some(device),
+            json!({"oids": ["1.3.6.1.2.1.1.1.0"]}),
+        )
+        .await;
+    let job = rig.wait_for(id, &["failed"], 40).await;
+    assert_eq!(job.attempts, job.max_attempts);
+    assert!(job.error.unwrap().contains("no SNMP answer"));
+    rig.stop().await;
+}

@@ -168,3 +168,82 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// A real net-snmp agent on a free loopback UDP port, stopped on drop.
+pub struct SnmpAgent {
+    pub port: u16,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl SnmpAgent {
+    pub const COMMUNITY: &'static str = "ferro-test";
+
+    /// Starts `snmpd` (Debian package snmpd) with its own config and waits
+    /// until it answers (probed with `snmpget`, Debian package snmp).
+    pub fn start() -> Self {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("ferro-snmpd-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("snmpd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "rocommunity {} 127.0.0.1\nsysDescr Ferrostack test agent\nsysLocation test-lab\n",
+                Self::COMMUNITY
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("snmpd")
+            .args(["-f", "-Lf"])
+            .arg(dir.join("log"))
+            .args(["-C", "-c"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.join("pid"))
+            .arg(format!("udp:127.0.0.1:{port}"))
+            .env("SNMP_PERSISTENT_DIR", &dir)
+            .env("MIBS", "")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("snmpd (Debian package snmpd) is installed");
+        let agent = SnmpAgent { port, child, dir };
+        // Ready when the agent answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let probe = std::process::Command::new("snmpget")
+                .args([
+                    "-v2c",
+                    "-c",
+                    Self::COMMUNITY,
+                    "-t",
+                    "0.3",
+                    "-r",
+                    "0",
+                    &format!("127.0.0.1:{port}"),
+                    "1.3.6.1.2.1.1.1.0",
+                ])
+                .output()
+                .expect("snmpget (Debian package snmp) is installed");
+            if probe.status.success() {
+                return agent;
+            }
+            assert!(std::time::Instant::now() < deadline, "snmpd did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for SnmpAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,220 @@
+//! `snmp.get` and `snmp.walk` over SNMP v1/v2c against the job's device.
+//! snmp2's async session has no timeout of its own: every request is bounded
+//! here. Timeouts and I/O errors are transient (retried); SNMP error
+//! statuses and bad device settings are not.
+
+use std::time::Duration;
+
+use ferro_tasks::kinds::{SnmpGetParams, SnmpWalkParams};
+use serde_json::{Value, json};
+use snmp2::{AsyncSession, Oid};
+
+use crate::handlers::{JobContext, JobError};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Target {
+    host: String,
+    port: i32,
+    version: String,
+    community: String,
+}
+
+async fn target(job: &JobContext) -> Result<Target, JobError> {
+    let device_id = job
+        .device_id
+        .ok_or_else(|| JobError::Permanent("the job has no device".into()))?;
+    let mut tx = job
+        .db
+        .begin(job.ctx)
+        .await
+        .map_err(|e| JobError::Transient(e.to_string()))?;
+    let row: Option<(String, i32, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT host, port, snmp_version, snmp_community FROM devices WHERE id = $1 AND protocol = 'snmp'",
+    )
+    .bind(device_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| JobError::Transient(e.to_string()))?;
+    tx.end_read_only();
+    match row {
+        Some((host, port, Some(version), Some(community))) => Ok(Target {
+            host,
+            port,
+            version,
+            community,
+        }),
+        Some(_) => Err(JobError::Permanent(
+            "the device has no SNMP settings".into(),
+        )),
+        None => Err(JobError::Permanent("the device no longer exists".into())),
+    }
+}
+
+/// The session is boxed: it holds a 64 KB send buffer inline, too large to
+/// move around the stack of a deep future.
+async fn session(t: &Target) -> Result<Box<AsyncSession>, JobError> {
+    let host = t.host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        tokio::net::lookup_host((host, t.port as u16)),
+    )
+    .await
+    .map_err(|_| JobError::Transient(format!("resolving {host} timed out")))?
+    .map_err(|e| JobError::Transient(format!("cannot resolve {host}: {e}")))?
+    .next()
+    .ok_or_else(|| JobError::Permanent(format!("{host} has no address")))?;
+    let opened = match t.version.as_str() {
+        "v1" => Box::pin(AsyncSession::new_v1(addr, t.community.as_bytes(), 0))
+            .await
+            .map(Box::new),
+        _ => Box::pin(AsyncSession::new_v2c(addr, t.community.as_bytes(), 0))
+            .await
+            .map(Box::new),
+    };
+    opened.map_err(|e| JobError::Transient(format!("cannot open an SNMP session: {e}")))
+}
+
+fn parse_oid(text: &str) -> Result<Oid<'static>, JobError> {
+    let parts: Result<Vec<u64>, _> = text
+        .trim_start_matches('.')
+        .split('.')
+        .map(str::parse)
+        .collect();
+    parts
+        .ok()
+        .and_then(|p| Oid::from(&p).ok())
+        .ok_or_else(|| JobError::Permanent(format!("bad OID {text}")))
+}
+
+fn oid_text(oid: &Oid<'_>) -> String {
+    oid.to_id_string()
+}
+
+/// An SNMP value as JSON: `{type, value}`.
+fn value_json(value: &snmp2::Value<'_>) -> (&'static str, Value) {
+    use snmp2::Value as V;
+    match value {
+        V::Boolean(b) => ("boolean", json!(b)),
+        V::Null => ("null", Value::Null),
+        V::Integer(i) => ("integer", json!(i)),
+        V::OctetString(bytes) => ("string", json!(String::from_utf8_lossy(bytes))),
+        V::ObjectIdentifier(oid) => ("oid", json!(oid_text(oid))),
+        V::IpAddress(ip) => (
+            "ip_address",
+            json!(format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])),
+        ),
+        V::Counter32(n) => ("counter32", json!(n)),
+        V::Unsigned32(n) => ("unsigned32", json!(n)),
+        V::Timeticks(n) => ("timeticks", json!(n)),
+        V::Counter64(n) => ("counter64", json!(n)),
+        V::Opaque(bytes) => ("opaque", json!(bytes.len())),
+        V::NoSuchObject => ("no_such_object", Value::Null),
+        V::NoSuchInstance => ("no_such_instance", Value::Null),
+        V::EndOfMibView => ("end_of_mib_view", Value::Null),
+        _ => ("other", Value::Null),
+    }
+}
+
+fn check_status(status: u32) -> Result<(), JobError> {
+    // 1 tooBig, 2 noSuchName, 3 badValue, 4 readOnly, 5 genErr, ...
+    match status {
+        0 => Ok(()),
+        2 => Err(JobError::Permanent("SNMP error: noSuchName".into())),
+        s => Err(JobError::Permanent(format!("SNMP error status {s}"))),
+    }
+}
+
+pub async fn get(p: SnmpGetParams, job: &JobContext) -> Result<Vec<Value>, JobError> {
+    let t = target(job).await?;
+    let mut sess = session(&t).await?;
+    let oids: Vec<Oid<'static>> = p
+        .oids
+        .iter()
+        .map(|o| parse_oid(o))
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<&Oid<'_>> = oids.iter().collect();
+    let reply = tokio::select! {
+        _ = job.cancel.cancelled() => return Err(JobError::Cancelled),
+        r = tokio::time::timeout(REQUEST_TIMEOUT, sess.get_many(&refs)) => r,
+    };
+    let pdu = reply
+        .map_err(|_| {
+            JobError::Transient(format!(
+                "no SNMP answer from {}:{} within {} s",
+                t.host,
+                t.port,
+                REQUEST_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| JobError::Transient(format!("SNMP request failed: {e}")))?;
+    check_status(pdu.error_status)?;
+    let values: Vec<Value> = pdu
+        .varbinds
+        .map(|(oid, value)| {
+            let (kind, v) = value_json(&value);
+            json!({"oid": oid_text(&oid), "type": kind, "value": v})
+        })
+        .collect();
+    Ok(vec![json!({"values": values})])
+}
+
+pub async fn walk(p: SnmpWalkParams, job: &JobContext) -> Result<Vec<Value>, JobError> {
+    let t = target(job).await?;
+    let mut sess = session(&t).await?;
+    let root = parse_oid(&p.oid)?;
+    let root_parts: Vec<u64> = root.iter().map(|i| i.collect()).unwrap_or_default();
+    let max = p.max_rows.unwrap_or(1000) as usize;
+    let mut current = root.clone();
+    let mut values = Vec::new();
+    let mut truncated = false;
+    loop {
+        if values.len() >= max {
+            truncated = true;
+            break;
+        }
+        let reply = tokio::select! {
+            _ = job.cancel.cancelled() => return Err(JobError::Cancelled),
+            r = tokio::time::timeout(REQUEST_TIMEOUT, sess.getnext(&current)) => r,
+        };
+        let pdu = reply
+            .map_err(|_| {
+                JobError::Transient(format!(
+                    "no SNMP answer from {}:{} within {} s",
+                    t.host,
+                    t.port,
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| JobError::Transient(format!("SNMP request failed: {e}")))?;
+        if pdu.error_status == 2 {
+            break; // v1's end of the MIB
+        }
+        check_status(pdu.error_status)?;
+        let mut varbinds = pdu.varbinds;
+        let Some((oid, value)) = varbinds.next() else {
+            break;
+        };
+        let parts: Vec<u64> = oid.iter().map(|i| i.collect()).unwrap_or_default();
+        if !parts.starts_with(&root_parts) || matches!(value, snmp2::Value::EndOfMibView) {
+            break;
+        }
+        let (kind, v) = value_json(&value);
+        values.push(json!({"oid": oid_text(&oid), "type": kind, "value": v}));
+        let next = Oid::from(&parts)
+            .map_err(|_| JobError::Permanent("the agent returned a bad OID".into()))?;
+        if next == current {
+            return Err(JobError::Permanent(
+                "the agent did not advance the walk".into(),
+            ));
+        }
+        current = next;
+        if values.len() % 100 == 0 {
+            job.progress(((values.len() * 90) / max).min(90) as u8)
+                .await;
+        }
+    }
+    Ok(vec![
+        json!({"root": p.oid, "rows": values.len(), "truncated": truncated, "values": values}),
+    ])
+}
