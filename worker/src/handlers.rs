@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ferro_db::{Db, TenantCtx};
 use ferro_tasks::JobKind;
-use ferro_tasks::kinds::{DevicesExportParams, NoopParams};
+use ferro_tasks::kinds::{DevicesExportParams, NoopParams, SessionsCleanupParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -32,6 +32,8 @@ pub struct JobContext {
     pub device_id: Option<Uuid>,
     pub cancel: CancellationToken,
     pub events: Option<crate::Events>,
+    /// The session store, for `sessions.cleanup`.
+    pub sessions: Option<ferro_auth::sessions::SessionStore>,
 }
 
 impl JobContext {
@@ -72,7 +74,8 @@ pub async fn run(
         // Boxed: SNMP sessions make large futures.
         JobKind::SnmpGet => Box::pin(crate::snmp::get(params(params_json)?, job)).await,
         JobKind::SnmpWalk => Box::pin(crate::snmp::walk(params(params_json)?, job)).await,
-        JobKind::EmailSend | JobKind::SessionsCleanup => Err(JobError::Permanent(format!(
+        JobKind::SessionsCleanup => sessions_cleanup(params(params_json)?, job).await,
+        JobKind::EmailSend => Err(JobError::Permanent(format!(
             "this worker cannot run {kind} jobs yet"
         ))),
     }
@@ -108,6 +111,39 @@ struct ExportRow {
     port: i32,
     tags: Vec<String>,
     status: String,
+}
+
+/// Platform maintenance: forgets expired session ids in Redis and deletes log
+/// rows past retention (default 90 days) in every tenant. Only platform
+/// administrators (and the scheduler) can submit it.
+async fn sessions_cleanup(
+    p: SessionsCleanupParams,
+    job: &JobContext,
+) -> Result<Vec<Value>, JobError> {
+    let days = p.retention_days.unwrap_or(90) as i32;
+    let (audit, login) = job
+        .db
+        .purge_logs(days)
+        .await
+        .map_err(|e| JobError::Transient(e.to_string()))?;
+    job.progress(50).await;
+    let sessions = match &job.sessions {
+        Some(store) => store
+            .cleanup_expired()
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?,
+        None => 0,
+    };
+    tracing::info!(
+        audit_logs = audit,
+        login_logs = login,
+        sessions,
+        "cleanup done"
+    );
+    Ok(vec![
+        json!({"retention_days": days, "audit_logs_deleted": audit, "login_logs_deleted": login,
+                   "session_ids_forgotten": sessions}),
+    ])
 }
 
 /// CSV of the tenant's devices (SNMP settings are never exported).

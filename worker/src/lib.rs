@@ -287,6 +287,15 @@ async fn handle(
         device_id: claimed.device_id,
         cancel: cancel.clone(),
         events: events.cloned(),
+        sessions: events.map(|e| {
+            // Sessions live under the same Redis prefix as the events; the
+            // lifetime only matters to writers, which this store is not.
+            ferro_auth::sessions::SessionStore::new(
+                e.redis.clone(),
+                e.prefix.clone(),
+                Duration::from_secs(1),
+            )
+        }),
     };
     let watcher = tokio::spawn(watch(
         db.clone(),

@@ -423,3 +423,41 @@ async fn an_agent_that_does_not_answer_fails_the_job_after_its_retries() {
     assert!(job.error.unwrap().contains("no SNMP answer"));
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_cleanup_purges_old_logs_in_every_tenant() {
+    let rig = Rig::start().await;
+    let acme = rig.db.create_tenant("acme").await;
+    let owner = rig.db.owner().await;
+    for (tenant, age) in [(rig.db.default_tenant(), 100), (acme, 100), (acme, 10)] {
+        sqlx::query(
+            "INSERT INTO login_logs (tenant_id, username, outcome, created_at) \
+             VALUES ($1, 'x', 'failure', now() - make_interval(days => $2))",
+        )
+        .bind(tenant)
+        .bind(age)
+        .execute(&owner)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO login_logs (username, outcome, created_at) VALUES ('nobody', 'failure', now() - interval '400 days')")
+        .execute(&owner)
+        .await
+        .unwrap();
+    let id = rig
+        .submit(
+            JobKind::SessionsCleanup,
+            None,
+            json!({"retention_days": 30}),
+        )
+        .await;
+    rig.wait_for(id, &["succeeded"], 10).await;
+    let result = &rig.results(id).await[0];
+    assert_eq!(result["login_logs_deleted"], 3, "{result}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM login_logs")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "the 10-day-old row stays");
+    rig.stop().await;
+}

@@ -136,3 +136,16 @@ impl Db {
         Ok(())
     }
 }
+
+impl Db {
+    /// Maintenance (`sessions.cleanup`): deletes audit and login log rows
+    /// older than `retention_days` (at least 7) in every tenant; returns how
+    /// many of each.
+    pub async fn purge_logs(&self, retention_days: i32) -> Result<(i64, i64), DbError> {
+        sqlx::query_as("SELECT * FROM maintenance_purge_logs($1)")
+            .bind(retention_days)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+}
