@@ -66,9 +66,7 @@ impl WorkerSettings {
             30u64,
             "a whole number of seconds",
         )?;
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "worker".into());
+        let host = host_name();
         Ok(Self {
             concurrency,
             lease: Duration::from_secs(lease),
@@ -113,6 +111,114 @@ impl Events {
     }
 }
 
+/// Counters the heartbeat reports.
+#[derive(Default)]
+pub struct Stats {
+    pub active: std::sync::atomic::AtomicU64,
+    pub processed: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+/// How often the worker writes its heartbeat, and how long one lives.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const HEARTBEAT_TTL: Duration = Duration::from_secs(30);
+
+fn heartbeat_key(prefix: &str, worker_id: &str) -> String {
+    format!("{prefix}workers:{worker_id}")
+}
+
+/// Writes this worker's heartbeat (a Redis hash with a TTL) every
+/// [`HEARTBEAT_EVERY`] until `stop`; removes it on the way out.
+async fn heartbeat(
+    events: Events,
+    settings: WorkerSettings,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let key = heartbeat_key(&events.prefix, &settings.worker_id);
+    let started = chrono::Utc::now().to_rfc3339();
+    let host = settings
+        .worker_id
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_owned())
+        .unwrap_or_default();
+    loop {
+        let fields = [
+            ("worker_id", settings.worker_id.clone()),
+            ("host", host.clone()),
+            ("pid", std::process::id().to_string()),
+            ("concurrency", settings.concurrency.to_string()),
+            ("active", stats.active.load(Relaxed).to_string()),
+            ("processed", stats.processed.load(Relaxed).to_string()),
+            ("failed", stats.failed.load(Relaxed).to_string()),
+            ("started", started.clone()),
+            ("beat", chrono::Utc::now().timestamp().to_string()),
+        ];
+        let written = async {
+            let mut conn = ferro_redis::connection(&events.redis)
+                .await
+                .map_err(|e| e.to_string())?;
+            redis::pipe()
+                .hset_multiple(&key, &fields)
+                .ignore()
+                .expire(&key, HEARTBEAT_TTL.as_secs() as i64)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(err) = written {
+            tracing::warn!(error = %err, "could not write the heartbeat");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+        }
+    }
+    if let Ok(mut conn) = ferro_redis::connection(&events.redis).await {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+    }
+}
+
+/// `worker ping`: true if a worker on `host` wrote its heartbeat within `fresh`.
+pub async fn ping(
+    redis: &ferro_redis::RedisPool,
+    prefix: &str,
+    host: &str,
+    fresh: Duration,
+) -> Result<bool, String> {
+    let mut conn = ferro_redis::connection(redis)
+        .await
+        .map_err(|e| e.to_string())?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}workers:{host}:*"))
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now().timestamp();
+    for key in keys {
+        let beat: Option<i64> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("beat")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if beat.is_some_and(|b| now - b <= fresh.as_secs() as i64) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// This machine's host name, as the heartbeat records it.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into())
+}
+
 /// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... at most 10 minutes.
 pub fn backoff(attempt: i32) -> Duration {
     Duration::from_secs(1u64 << (attempt.clamp(1, 10) - 1)).min(Duration::from_secs(600))
@@ -132,6 +238,16 @@ pub async fn run(
     );
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     let mut running = JoinSet::new();
+    let stats = Arc::new(Stats::default());
+    let beat_stop = CancellationToken::new();
+    let beating = events.clone().map(|events| {
+        tokio::spawn(heartbeat(
+            events,
+            settings.clone(),
+            stats.clone(),
+            beat_stop.clone(),
+        ))
+    });
     tracing::info!(worker_id = %settings.worker_id, concurrency = settings.concurrency, "worker consuming");
     loop {
         let permit = tokio::select! {
@@ -142,10 +258,22 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             delivery = consumer.next() => delivery,
         };
-        let (db, broker, settings, events) =
-            (db.clone(), broker.clone(), settings.clone(), events.clone());
+        let (db, broker, settings, events, stats) = (
+            db.clone(),
+            broker.clone(),
+            settings.clone(),
+            events.clone(),
+            stats.clone(),
+        );
         running.spawn(async move {
-            process(&db, &broker, events.as_ref(), &settings, delivery).await;
+            use std::sync::atomic::Ordering::Relaxed;
+            stats.active.fetch_add(1, Relaxed);
+            let failed = process(&db, &broker, events.as_ref(), &settings, delivery).await;
+            stats.active.fetch_sub(1, Relaxed);
+            stats.processed.fetch_add(1, Relaxed);
+            if failed {
+                stats.failed.fetch_add(1, Relaxed);
+            }
             drop(permit);
         });
         // Reap finished tasks so the set does not grow.
@@ -169,6 +297,10 @@ pub async fn run(
     }
     // Closing the connection returns every unacknowledged delivery to the queue.
     consumer.close().await;
+    beat_stop.cancel();
+    if let Some(beating) = beating {
+        let _ = beating.await;
+    }
 }
 
 async fn process(
@@ -177,19 +309,20 @@ async fn process(
     events: Option<&Events>,
     settings: &WorkerSettings,
     delivery: Delivery,
-) {
+) -> bool {
     let envelope = match &delivery.envelope {
         Ok(envelope) => envelope.clone(),
         Err(err) => {
             tracing::error!(error = %err, "undeliverable message: dead-lettering it");
             let _ = delivery.dead_letter().await;
-            return;
+            return true;
         }
     };
     let span = tracing::info_span!("job", job_id = %envelope.job_id, kind = %envelope.kind, tenant_id = %envelope.tenant_id, attempt = envelope.attempt);
     let outcome =
         tracing::Instrument::instrument(handle(db, broker, events, settings, &envelope), span)
             .await;
+    let failed = matches!(outcome, Ok(Settle::DeadLetter));
     let settled = match outcome {
         Ok(Settle::Ack) => delivery.ack().await,
         Ok(Settle::DeadLetter) => delivery.dead_letter().await,
@@ -204,6 +337,7 @@ async fn process(
     if let Err(err) = settled {
         tracing::warn!(job_id = %envelope.job_id, error = %err, "could not settle the delivery; the broker will redeliver it");
     }
+    failed
 }
 
 enum Settle {

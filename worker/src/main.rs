@@ -19,6 +19,31 @@ async fn main() {
             None => exit_on_config_error("worker", "--concurrency needs a number"),
         }
     }
+    if args.get(1).map(String::as_str) == Some("ping") {
+        // For health checks: 0 if a worker on this host beat within 15 s.
+        let redis =
+            RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
+        let pool = ferro_redis::create_pool(redis.url.expose(), 1, Duration::from_secs(2))
+            .unwrap_or_else(|e| exit_on_config_error("worker", format!("REDIS_URL: {e}")));
+        match worker::ping(
+            &pool,
+            &redis.key_prefix,
+            &worker::host_name(),
+            Duration::from_secs(15),
+        )
+        .await
+        {
+            Ok(true) => std::process::exit(0),
+            Ok(false) => {
+                eprintln!("worker: no live worker on this host");
+                std::process::exit(1);
+            }
+            Err(err) => {
+                eprintln!("worker: cannot read heartbeats: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
     let log = LogConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
     ferro_telemetry::init("worker", &log);
     let app_env = AppEnv::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));

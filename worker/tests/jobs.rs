@@ -461,3 +461,74 @@ async fn sessions_cleanup_purges_old_logs_in_every_tenant() {
     assert_eq!(left, 1, "the 10-day-old row stays");
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
+    ferro_telemetry::install_crypto_provider();
+    let db = TestDb::new().await;
+    let redis_prefix = format!("test:{}:", Uuid::new_v4().simple());
+    let broker_prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let broker = Arc::new(RabbitBroker::new(URL, &broker_prefix));
+    let pool =
+        ferro_redis::create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2)).unwrap();
+    let events = worker::Events {
+        redis: pool.clone(),
+        prefix: redis_prefix.clone(),
+    };
+    let worker_id = format!("{}:{}", worker::host_name(), std::process::id());
+    let settings = worker::WorkerSettings {
+        concurrency: 3,
+        lease: Duration::from_secs(5),
+        grace: Duration::from_secs(2),
+        worker_id: worker_id.clone(),
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(worker::run(
+        db.app().await,
+        broker.clone(),
+        Some(events),
+        settings,
+        stop.clone(),
+    ));
+
+    let ping = |prefix: &str| {
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .arg("ping")
+            .env("REDIS_KEY_PREFIX", prefix)
+            .env("DATABASE_URL", "postgres://unused@127.0.0.1/unused")
+            .status()
+            .unwrap()
+    };
+    let key = format!("{redis_prefix}workers:{worker_id}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut conn = ferro_redis::connection(&pool).await.unwrap();
+    loop {
+        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !fields.is_empty() {
+            assert_eq!(fields["concurrency"], "3");
+            assert_eq!(fields["pid"], std::process::id().to_string());
+            for f in ["host", "active", "processed", "failed", "started", "beat"] {
+                assert!(fields.contains_key(f), "heartbeat lacks {f}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ping(&redis_prefix).success());
+    assert!(!ping("test:nobody-here:").success());
+
+    stop.cancel();
+    task.await.unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "the heartbeat is removed on shutdown");
+    broker.delete_topology().await.unwrap();
+}
