@@ -28,6 +28,7 @@ async fn start_worker(app: &TestApp) -> CancellationToken {
         lease: Duration::from_secs(10),
         grace: Duration::from_secs(5),
         worker_id: "events-test".into(),
+        smtp: None,
     };
     let db = app.db.app().await;
     let token = stop.clone();

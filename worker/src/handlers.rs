@@ -34,6 +34,8 @@ pub struct JobContext {
     pub events: Option<crate::Events>,
     /// The session store, for `sessions.cleanup`.
     pub sessions: Option<ferro_auth::sessions::SessionStore>,
+    /// Where `email.send` sends.
+    pub smtp: Option<ferro_config::SmtpConfig>,
 }
 
 impl JobContext {
@@ -75,9 +77,7 @@ pub async fn run(
         JobKind::SnmpGet => Box::pin(crate::snmp::get(params(params_json)?, job)).await,
         JobKind::SnmpWalk => Box::pin(crate::snmp::walk(params(params_json)?, job)).await,
         JobKind::SessionsCleanup => sessions_cleanup(params(params_json)?, job).await,
-        JobKind::EmailSend => Err(JobError::Permanent(format!(
-            "this worker cannot run {kind} jobs yet"
-        ))),
+        JobKind::EmailSend => crate::email::send(params(params_json)?, job).await,
     }
 }
 

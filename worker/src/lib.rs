@@ -9,6 +9,7 @@
 //! rest fail and are dead-lettered. On shutdown the worker stops taking
 //! deliveries, gives running jobs a grace period, and hands the rest back.
 
+mod email;
 pub mod handlers;
 mod snmp;
 
@@ -39,6 +40,8 @@ pub struct WorkerSettings {
     pub grace: Duration,
     /// Identifies this worker in `jobs.worker_id` (host and pid).
     pub worker_id: String,
+    /// `SMTP_URL` / `SMTP_FROM`, for `email.send`; `None` when unset.
+    pub smtp: Option<ferro_config::SmtpConfig>,
 }
 
 impl WorkerSettings {
@@ -72,6 +75,7 @@ impl WorkerSettings {
             lease: Duration::from_secs(lease),
             grace: Duration::from_secs(grace),
             worker_id: format!("{host}:{}", std::process::id()),
+            smtp: ferro_config::SmtpConfig::from_env(env)?,
         })
     }
 }
@@ -421,6 +425,7 @@ async fn handle(
         device_id: claimed.device_id,
         cancel: cancel.clone(),
         events: events.cloned(),
+        smtp: settings.smtp.clone(),
         sessions: events.map(|e| {
             // Sessions live under the same Redis prefix as the events; the
             // lifetime only matters to writers, which this store is not.

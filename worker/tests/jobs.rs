@@ -18,6 +18,7 @@ use uuid::Uuid;
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 struct Rig {
+    smtp: Option<ferro_config::SmtpConfig>,
     db: TestDb,
     prefix: String,
     broker: Arc<RabbitBroker>,
@@ -27,11 +28,16 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    async fn start_with(smtp: Option<ferro_config::SmtpConfig>) -> Self {
         ferro_telemetry::install_crypto_provider();
         let db = TestDb::new().await;
         let prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
         let broker = Arc::new(RabbitBroker::connect(URL, &prefix).await.unwrap());
         let mut rig = Rig {
+            smtp,
             db,
             prefix,
             broker,
@@ -42,12 +48,13 @@ impl Rig {
         rig
     }
 
-    fn settings(id: &str) -> worker::WorkerSettings {
+    fn settings(&self, id: &str) -> worker::WorkerSettings {
         worker::WorkerSettings {
             concurrency: 4,
             lease: Duration::from_secs(5),
             grace: Duration::from_secs(10),
             worker_id: id.to_owned(),
+            smtp: self.smtp.clone(),
         }
     }
 
@@ -66,7 +73,7 @@ impl Rig {
             )
             .await
         }));
-        let settings = Self::settings(id);
+        let settings = self.settings(id);
         self.tasks.push(tokio::spawn(async move {
             worker::run(app, broker, None, settings, stop).await
         }));
@@ -260,21 +267,6 @@ async fn devices_export_produces_csv_without_secrets() {
     assert!(csv.starts_with("id,name,protocol,host,port,tags,status\n"));
     assert!(csv.contains("\"core, main\",snmp,10.0.0.1,161,core,unknown"));
     assert!(!csv.contains("sekret"));
-    rig.stop().await;
-}
-
-#[tokio::test]
-async fn kinds_this_worker_cannot_run_fail_visibly() {
-    let rig = Rig::start().await;
-    let id = rig
-        .submit(
-            JobKind::EmailSend,
-            None,
-            json!({"to": "a@example.com", "subject": "s", "body": "b"}),
-        )
-        .await;
-    let job = rig.wait_for(id, &["failed"], 10).await;
-    assert!(job.error.unwrap().contains("cannot run email.send"));
     rig.stop().await;
 }
 
@@ -481,6 +473,7 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
         lease: Duration::from_secs(5),
         grace: Duration::from_secs(2),
         worker_id: worker_id.clone(),
+        smtp: None,
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker::run(
@@ -531,4 +524,53 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
         .unwrap();
     assert!(!exists, "the heartbeat is removed on shutdown");
     broker.delete_topology().await.unwrap();
+}
+
+#[tokio::test]
+async fn email_send_delivers_to_a_real_smtp_server() {
+    let sink = ferro_testkit::SmtpSink::start();
+    let smtp = ferro_config::SmtpConfig::from_env(&ferro_config::Env::from_pairs([
+        ("SMTP_URL", format!("smtp://127.0.0.1:{}", sink.port)),
+        ("SMTP_FROM", "Ferrostack <noreply@example.com>".to_owned()),
+    ]))
+    .unwrap();
+    let rig = Rig::start_with(smtp).await;
+    let id = rig
+        .submit(
+            JobKind::EmailSend,
+            None,
+            json!({"to": "ops@example.com", "subject": "Disk full", "body": "core-1 is at 99%"}),
+        )
+        .await;
+    rig.wait_for(id, &["succeeded"], 15).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert!(m.contains("Subject: Disk full"), "{m}");
+    assert!(m.contains("To: ops@example.com"), "{m}");
+    assert!(m.contains("From: Ferrostack <noreply@example.com>"), "{m}");
+    assert!(m.contains("core-1 is at 99%"), "{m}");
+    assert_eq!(rig.results(id).await[0]["smtp_code"], "250");
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn email_send_fails_after_retries_when_the_server_is_unreachable() {
+    let smtp = ferro_config::SmtpConfig::from_env(&ferro_config::Env::from_pairs([(
+        "SMTP_URL",
+        "smtp://127.0.0.1:1",
+    )]))
+    .unwrap();
+    let rig = Rig::start_with(smtp).await;
+    let id = rig
+        .submit(
+            JobKind::EmailSend,
+            None,
+            json!({"to": "ops@example.com", "subject": "s", "body": "b"}),
+        )
+        .await;
+    let job = rig.wait_for(id, &["failed"], 30).await;
+    assert_eq!(job.attempts, job.max_attempts);
+    assert!(job.error.unwrap().contains("sending failed"));
+    rig.stop().await;
 }

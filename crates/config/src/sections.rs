@@ -217,6 +217,39 @@ impl RedisConfig {
     }
 }
 
+/// `SMTP_URL` (e.g. `smtp://127.0.0.1:25`, `smtps://user:pass@host:465`,
+/// `smtp://host:587?tls=required`) and `SMTP_FROM` (default
+/// `Ferrostack <ferrostack@localhost>`), for `email.send` jobs.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub url: SecretUrl,
+    pub from: String,
+}
+
+impl SmtpConfig {
+    /// `None` when `SMTP_URL` is unset (email jobs then fail with a clear error).
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(raw) = env.raw("SMTP_URL") else {
+            return Ok(None);
+        };
+        let url = SecretUrl::parse(raw, &["smtp", "smtps"]).ok_or(ConfigError::Invalid {
+            variable: "SMTP_URL",
+            expected: "an smtp:// or smtps:// URL such as smtp://127.0.0.1:25",
+        })?;
+        let from = env
+            .raw("SMTP_FROM")
+            .unwrap_or("Ferrostack <ferrostack@localhost>")
+            .to_owned();
+        if !from.contains('@') {
+            return Err(ConfigError::Invalid {
+                variable: "SMTP_FROM",
+                expected: "a sender address such as Ferrostack <noreply@example.com>",
+            });
+        }
+        Ok(Some(Self { url, from }))
+    }
+}
+
 /// Which broker `BROKER_URL` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerKind {

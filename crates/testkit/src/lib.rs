@@ -247,3 +247,69 @@ impl Drop for SnmpAgent {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A real SMTP server (aiosmtpd, Debian package python3-aiosmtpd) on a free
+/// loopback port, storing what it receives in a Maildir; stopped on drop.
+pub struct SmtpSink {
+    pub port: u16,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl SmtpSink {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("ferro-smtp-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(dir.join("maildir"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd is installed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "aiosmtpd did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        SmtpSink { port, child, dir }
+    }
+
+    /// Every message received so far, as raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(self.dir.join("maildir").join(sub)) {
+                for entry in entries.flatten() {
+                    out.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
