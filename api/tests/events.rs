@@ -232,3 +232,67 @@ async fn an_snmp_get_against_a_real_agent_is_watched_to_success_over_sse() {
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn the_websocket_streams_the_tenants_events_until_logout() {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
+    let token = app.admin_token().await;
+    let mut request = format!("ws://{}/api/v1/jobs/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+
+    let job = app
+        .post("/api/v1/jobs", &token, json!({"kind": "noop"}))
+        .await
+        .body;
+    let id = job["id"].as_str().unwrap();
+    app.request(
+        Method::POST,
+        &format!("/api/v1/jobs/{id}/cancel"),
+        Some(&token),
+        None,
+    )
+    .await;
+    let event = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = msg {
+            break serde_json::from_str::<Value>(&text).unwrap();
+        }
+    };
+    assert_eq!(
+        (event["job_id"].as_str(), event["status"].as_str()),
+        (Some(id), Some("cancelled"))
+    );
+
+    // A logout closes the socket (the session is re-checked every 5 s).
+    app.request(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    let closed = tokio::time::timeout(Duration::from_secs(12), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Close(_) = msg {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket stayed open after logout");
+
+    // Without a token there is no upgrade.
+    let anonymous = format!("ws://{}/api/v1/jobs/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    assert!(tokio_tungstenite::connect_async(anonymous).await.is_err());
+}

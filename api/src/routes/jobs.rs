@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(job_results))
         .routes(routes!(cancel_job))
         .routes(routes!(job_events))
+        .routes(routes!(jobs_ws))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -429,4 +431,75 @@ async fn job_events(
             .interval(Duration::from_secs(15))
             .text("keep-alive"),
     ))
+}
+
+/// How often a WebSocket is pinged and its session checked (a logout or
+/// revocation closes it within this time).
+const WS_CHECK: Duration = Duration::from_secs(5);
+
+/// All of the tenant's job events over a WebSocket: one JSON `JobEvent` per
+/// text message, for as long as the client stays (and its session lives).
+/// Authenticate with the `Authorization: Bearer` header.
+#[utoipa::path(get, path = "/jobs/ws", tag = "jobs", security(("bearer" = [])),
+    responses((status = 101, description = "Switching to WebSocket; text messages carry JobEvent JSON", body = JobEvent),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Streams disabled (ENABLE_SSE=false)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The event bus (Redis) is unavailable", body = Problem, content_type = "application/problem+json")))]
+async fn jobs_ws(
+    State(state): State<AppState>,
+    guard: Guard<JobsRead>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if !state.config.http.enable_sse {
+        return Err(ApiError::NotFound("event stream"));
+    }
+    let client = redis::Client::open(state.config.redis.url.expose())
+        .map_err(|_| ApiError::Unavailable("event bus"))?;
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        .await
+        .map_err(|_| ApiError::Unavailable("event bus"))?
+        .map_err(|_| ApiError::Unavailable("event bus"))?;
+    pubsub
+        .subscribe(events::channel(
+            &state.config.redis.key_prefix,
+            guard.tenant_id,
+        ))
+        .await
+        .map_err(|_| ApiError::Unavailable("event bus"))?;
+    let principal = guard.principal.clone();
+    Ok(ws.on_upgrade(move |socket| forward_events(socket, pubsub, state, principal)))
+}
+
+async fn forward_events(
+    mut socket: WebSocket,
+    pubsub: redis::aio::PubSub,
+    state: AppState,
+    principal: crate::auth::Principal,
+) {
+    let (_sink, mut messages) = pubsub.split();
+    let mut check = tokio::time::interval(WS_CHECK);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else { break };
+                let Ok(payload) = msg.get_payload::<String>() else { continue };
+                if socket.send(Message::Text(payload.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                _ => {}
+            },
+            _ = check.tick() => {
+                let alive = matches!(state.sessions.load(principal.session_id, principal.tenant_id).await, Ok(Some(_)));
+                if !alive || socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
 }
