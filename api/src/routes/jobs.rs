@@ -374,19 +374,7 @@ async fn job_events(
         return Err(ApiError::NotFound("event stream"));
     }
     // Subscribe before reading the current state, so no change falls between.
-    let client = redis::Client::open(state.config.redis.url.expose())
-        .map_err(|_| ApiError::Unavailable("event bus"))?;
-    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
-        .await
-        .map_err(|_| ApiError::Unavailable("event bus"))?
-        .map_err(|_| ApiError::Unavailable("event bus"))?;
-    pubsub
-        .subscribe(events::channel(
-            &state.config.redis.key_prefix,
-            guard.tenant_id,
-        ))
-        .await
-        .map_err(|_| ApiError::Unavailable("event bus"))?;
+    let pubsub = subscribe_tenant_events(&state, guard.tenant_id).await?;
     let mut tx = state.db.begin(guard.ctx()).await?;
     let job = jobs::get(&mut tx, id)
         .await?
@@ -433,6 +421,25 @@ async fn job_events(
     ))
 }
 
+/// A pub/sub connection subscribed to the tenant's job events (SSE and
+/// WebSocket both start here).
+async fn subscribe_tenant_events(
+    state: &AppState,
+    tenant: Uuid,
+) -> Result<redis::aio::PubSub, ApiError> {
+    let unavailable = |_| ApiError::Unavailable("event bus");
+    let client = redis::Client::open(state.config.redis.url.expose()).map_err(unavailable)?;
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        .await
+        .map_err(|_| ApiError::Unavailable("event bus"))?
+        .map_err(unavailable)?;
+    pubsub
+        .subscribe(events::channel(&state.config.redis.key_prefix, tenant))
+        .await
+        .map_err(unavailable)?;
+    Ok(pubsub)
+}
+
 /// How often a WebSocket is pinged and its session checked (a logout or
 /// revocation closes it within this time).
 const WS_CHECK: Duration = Duration::from_secs(5);
@@ -454,19 +461,7 @@ async fn jobs_ws(
     if !state.config.http.enable_sse {
         return Err(ApiError::NotFound("event stream"));
     }
-    let client = redis::Client::open(state.config.redis.url.expose())
-        .map_err(|_| ApiError::Unavailable("event bus"))?;
-    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
-        .await
-        .map_err(|_| ApiError::Unavailable("event bus"))?
-        .map_err(|_| ApiError::Unavailable("event bus"))?;
-    pubsub
-        .subscribe(events::channel(
-            &state.config.redis.key_prefix,
-            guard.tenant_id,
-        ))
-        .await
-        .map_err(|_| ApiError::Unavailable("event bus"))?;
+    let pubsub = subscribe_tenant_events(&state, guard.tenant_id).await?;
     let principal = guard.principal.clone();
     Ok(ws.on_upgrade(move |socket| forward_events(socket, pubsub, state, principal)))
 }
