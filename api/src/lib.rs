@@ -165,10 +165,13 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
             "JWT_SECRET is not set: using a random secret; tokens die with this process"
         );
     }
+    let broker = ferro_broker::Broker::from_config(&config.broker)
+        .map_err(|e| anyhow::anyhow!("BROKER_URL: {e}"))?;
     Ok(AppState::new(
         config,
         db,
         redis,
+        broker,
         observe::Metrics::install(),
     ))
 }

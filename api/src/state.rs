@@ -20,9 +20,9 @@ pub struct Inner {
     pub throttle: LoginThrottle,
     pub jwt: JwtKeys,
     pub metrics: Metrics,
-    /// Publishes jobs right after they commit; `None` for a broker whose
-    /// backend is not written yet (their outbox records wait).
-    pub broker: Option<Arc<ferro_broker::RabbitBroker>>,
+    /// Publishes jobs right after they commit (the outbox relay in the
+    /// worker publishes whatever this could not).
+    pub broker: Arc<ferro_broker::Broker>,
 }
 
 impl std::ops::Deref for AppState {
@@ -33,7 +33,13 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: ApiConfig, db: Db, redis: ferro_redis::RedisPool, metrics: Metrics) -> Self {
+    pub fn new(
+        config: ApiConfig,
+        db: Db,
+        redis: ferro_redis::RedisPool,
+        broker: ferro_broker::Broker,
+        metrics: Metrics,
+    ) -> Self {
         let prefix = config.redis.key_prefix.clone();
         let sessions = SessionStore::new(
             redis.clone(),
@@ -49,18 +55,7 @@ impl AppState {
                 window: config.http.login_throttle_window,
             },
         );
-        let broker = match config.broker.kind {
-            ferro_config::BrokerKind::RabbitMq => Some(Arc::new(ferro_broker::RabbitBroker::new(
-                config.broker.url.expose(),
-                &config.broker.prefix,
-            ))),
-            ferro_config::BrokerKind::RedisStreams => {
-                tracing::warn!(
-                    "the Redis Streams broker is not implemented yet: jobs are queued but not published"
-                );
-                None
-            }
-        };
+        let broker = Arc::new(broker);
         let jwt = JwtKeys::new(
             config.http.jwt_secret_bytes(),
             config.http.jwt_expires_in.as_secs() as i64,

@@ -1,9 +1,8 @@
-//! Job events end to end: the api, a worker (in-process), RabbitMQ, Redis
-//! pub/sub, and a client reading Server-Sent Events.
+//! Job events end to end: the api, a worker (in-process), the broker
+//! (RabbitMQ, and Redis Streams where named), Redis pub/sub, and a client reading Server-Sent Events.
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,10 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 async fn start_worker(app: &TestApp) -> CancellationToken {
     let stop = CancellationToken::new();
-    let broker = Arc::new(ferro_broker::RabbitBroker::new(
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        &support::broker_prefix(&app.prefix),
-    ));
+    // The worker uses the api's broker handle: the same BROKER_URL and prefix.
+    let broker = app.state.broker.clone();
     let events = worker::Events {
         redis: ferro_redis::create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2))
             .unwrap(),
@@ -83,7 +80,15 @@ async fn read_events(
 
 #[tokio::test]
 async fn a_client_watches_a_job_from_queued_to_succeeded() {
-    let app = TestApp::spawn().await;
+    watch_a_noop_job(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn a_client_watches_a_job_from_queued_to_succeeded_on_redis_streams() {
+    watch_a_noop_job(TestApp::spawn_with(&[("BROKER_URL", support::REDIS_BROKER)]).await).await;
+}
+
+async fn watch_a_noop_job(app: TestApp) {
     let stop = start_worker(&app).await;
     let token = app.admin_token().await;
     let job = app
@@ -198,8 +203,18 @@ async fn streams_are_tenant_scoped_and_can_be_disabled() {
 
 #[tokio::test]
 async fn an_snmp_get_against_a_real_agent_is_watched_to_success_over_sse() {
+    snmp_get_watched_over_sse(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn an_snmp_get_against_a_real_agent_is_watched_to_success_over_sse_on_redis_streams() {
+    snmp_get_watched_over_sse(TestApp::spawn_with(&[("BROKER_URL", support::REDIS_BROKER)]).await)
+        .await;
+}
+
+/// The Done-when path of the jobs issue, on the app's broker.
+async fn snmp_get_watched_over_sse(app: TestApp) {
     let agent = ferro_testkit::SnmpAgent::start();
-    let app = TestApp::spawn().await;
     let stop = start_worker(&app).await;
     let token = app.admin_token().await;
     let device = app

@@ -329,17 +329,24 @@ async fn cancel_stops_queued_jobs_at_once_and_asks_running_ones() {
 }
 
 #[tokio::test]
-async fn submitted_jobs_reach_the_broker_at_once() {
-    let app = TestApp::spawn().await;
+async fn submitted_jobs_reach_rabbitmq_at_once() {
+    submitted_jobs_reach_the_broker_at_once(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn submitted_jobs_reach_redis_streams_at_once() {
+    submitted_jobs_reach_the_broker_at_once(
+        TestApp::spawn_with(&[("BROKER_URL", support::REDIS_BROKER)]).await,
+    )
+    .await;
+}
+
+async fn submitted_jobs_reach_the_broker_at_once(app: TestApp) {
     let token = app.admin_token().await;
     let job = post_job(&app, &token, json!({"kind": "noop"}), None)
         .await
         .body;
-    let broker = ferro_broker::RabbitBroker::new(
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        &support::broker_prefix(&app.prefix),
-    );
-    let mut consumer = broker.consumer(1, "test");
+    let mut consumer = app.state.broker.consumer(1, "test");
     let delivery = tokio::time::timeout(std::time::Duration::from_secs(5), consumer.next())
         .await
         .unwrap();

@@ -16,7 +16,7 @@ mod snmp;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferro_broker::{Delivery, RabbitBroker};
+use ferro_broker::{Broker, Delivery};
 use ferro_config::{ConfigError, Env};
 use ferro_db::{Db, DbError, TenantCtx};
 use ferro_tasks::jobs::{self, NotClaimed};
@@ -231,7 +231,7 @@ pub fn backoff(attempt: i32) -> Duration {
 /// Consumes and runs jobs until `shutdown` is cancelled.
 pub async fn run(
     db: Db,
-    broker: Arc<RabbitBroker>,
+    broker: Arc<Broker>,
     events: Option<Events>,
     settings: WorkerSettings,
     shutdown: CancellationToken,
@@ -309,7 +309,7 @@ pub async fn run(
 
 async fn process(
     db: &Db,
-    broker: &RabbitBroker,
+    broker: &Broker,
     events: Option<&Events>,
     settings: &WorkerSettings,
     delivery: Delivery,
@@ -360,7 +360,7 @@ enum Unrecorded {
 
 async fn handle(
     db: &Db,
-    broker: &RabbitBroker,
+    broker: &Broker,
     events: Option<&Events>,
     settings: &WorkerSettings,
     envelope: &TaskEnvelope,

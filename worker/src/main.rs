@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferro_config::{AppEnv, BrokerConfig, BrokerKind, DatabaseConfig, Env, LogConfig, RedisConfig};
+use ferro_config::{AppEnv, BrokerConfig, DatabaseConfig, Env, LogConfig, RedisConfig};
 use ferro_telemetry::exit_on_config_error;
 use tokio_util::sync::CancellationToken;
 
@@ -53,12 +53,6 @@ async fn main() {
     let settings = worker::WorkerSettings::from_env(&env)
         .unwrap_or_else(|e| exit_on_config_error("worker", e));
     let redis = RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
-    if broker.kind == BrokerKind::RedisStreams {
-        exit_on_config_error(
-            "worker",
-            "BROKER_URL names Redis Streams, whose backend is not implemented yet; use an amqp:// URL",
-        );
-    }
 
     let db = match ferro_db::Db::connect(&database, app_env, "worker").await {
         Ok(db) => db,
@@ -68,10 +62,10 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let broker = Arc::new(ferro_broker::RabbitBroker::new(
-        broker.url.expose(),
-        &broker.prefix,
-    ));
+    let broker = Arc::new(
+        ferro_broker::Broker::from_config(&broker)
+            .unwrap_or_else(|e| exit_on_config_error("worker", format!("BROKER_URL: {e}"))),
+    );
     let shutdown = CancellationToken::new();
     let relay = {
         let (db, broker, stop) = (db.clone(), broker.clone(), shutdown.clone());

@@ -1,12 +1,14 @@
-//! The worker against the real PostgreSQL and RabbitMQ: each test has its
+//! The worker against the real PostgreSQL and broker: each test has its
 //! own database and broker prefix, and runs the real worker loop (in-process,
-//! or the real binary for the SIGKILL test).
+//! or the real binary for the SIGKILL test). The tests of the pipeline run on
+//! both brokers (modules `rabbitmq` and `redis_streams`); the handlers' tests
+//! run on RabbitMQ.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferro_broker::RabbitBroker;
+use ferro_broker::Broker;
 use ferro_db::TenantCtx;
 use ferro_tasks::JobKind;
 use ferro_tasks::jobs::{self, Enqueued, Job, NewJob};
@@ -15,13 +17,73 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+#[derive(Clone, Copy)]
+enum Backend {
+    RabbitMq,
+    RedisStreams,
+}
+
+impl Backend {
+    fn url(self) -> &'static str {
+        match self {
+            Backend::RabbitMq => "amqp://guest:guest@127.0.0.1:5672/%2f",
+            Backend::RedisStreams => "redis://127.0.0.1:6379/0",
+        }
+    }
+
+    /// The broker settings of a test: its own prefix, and a short
+    /// visibility timeout so that abandoned stream entries come back soon.
+    fn env(self, prefix: &str) -> Vec<(String, String)> {
+        vec![
+            ("BROKER_URL".into(), self.url().into()),
+            ("BROKER_PREFIX".into(), prefix.into()),
+            ("BROKER_VISIBILITY_TIMEOUT_SECONDS".into(), "3".into()),
+        ]
+    }
+
+    fn broker(self, prefix: &str) -> Broker {
+        let env = ferro_config::Env::from_pairs(self.env(prefix));
+        Broker::from_config(&ferro_config::BrokerConfig::from_env(&env).unwrap()).unwrap()
+    }
+}
+
+/// Runs each named `async fn(Backend)` as a test on both brokers.
+macro_rules! on_both_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod rabbitmq {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::RabbitMq).await
+            })*
+        }
+        mod redis_streams {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::RedisStreams).await
+            })*
+        }
+    };
+}
+
+on_both_brokers!(
+    a_noop_job_runs_to_success_with_progress_and_a_result,
+    transient_failures_are_retried_with_backoff,
+    exhausted_retries_fail_the_job_and_dead_letter_it,
+    a_duplicate_delivery_runs_the_handler_once,
+    a_running_job_stops_when_cancelled,
+    shutdown_lets_running_jobs_finish,
+    a_job_whose_worker_is_killed_still_succeeds_once,
+    many_jobs_all_succeed_exactly_once,
+);
 
 struct Rig {
     smtp: Option<ferro_config::SmtpConfig>,
     db: TestDb,
     prefix: String,
-    broker: Arc<RabbitBroker>,
+    backend: Backend,
+    broker: Arc<Broker>,
+    /// The test's own handle as the application role.
+    app: ferro_db::Db,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -32,14 +94,21 @@ impl Rig {
     }
 
     async fn start_with(smtp: Option<ferro_config::SmtpConfig>) -> Self {
+        Self::start_on(Backend::RabbitMq, smtp).await
+    }
+
+    async fn start_on(backend: Backend, smtp: Option<ferro_config::SmtpConfig>) -> Self {
         ferro_telemetry::install_crypto_provider();
         let db = TestDb::new().await;
         let prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let broker = Arc::new(RabbitBroker::connect(URL, &prefix).await.unwrap());
+        let broker = Arc::new(backend.broker(&prefix));
+        let app = db.app().await;
         let mut rig = Rig {
             smtp,
+            app,
             db,
             prefix,
+            backend,
             broker,
             stop: CancellationToken::new(),
             tasks: Vec::new(),
@@ -81,7 +150,7 @@ impl Rig {
 
     /// Enqueues like the api does: job + outbox in one transaction, then publish.
     async fn submit(&self, kind: JobKind, device_id: Option<Uuid>, params: Value) -> Uuid {
-        let app = self.db.app().await;
+        let app = &self.app;
         let mut tx = app
             .begin(TenantCtx::new(self.db.default_tenant(), None))
             .await
@@ -108,7 +177,7 @@ impl Rig {
     }
 
     async fn job(&self, id: Uuid) -> Job {
-        let app = self.db.app().await;
+        let app = &self.app;
         let mut tx = app
             .begin(TenantCtx::new(self.db.default_tenant(), None))
             .await
@@ -133,7 +202,7 @@ impl Rig {
     }
 
     async fn results(&self, id: Uuid) -> Vec<Value> {
-        let app = self.db.app().await;
+        let app = &self.app;
         let mut tx = app
             .begin(TenantCtx::new(self.db.default_tenant(), None))
             .await
@@ -156,9 +225,8 @@ impl Rig {
     }
 }
 
-#[tokio::test]
-async fn a_noop_job_runs_to_success_with_progress_and_a_result() {
-    let rig = Rig::start().await;
+async fn a_noop_job_runs_to_success_with_progress_and_a_result(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     let id = rig
         .submit(JobKind::Noop, None, json!({"sleep_ms": 200}))
         .await;
@@ -172,9 +240,8 @@ async fn a_noop_job_runs_to_success_with_progress_and_a_result() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn transient_failures_are_retried_with_backoff() {
-    let rig = Rig::start().await;
+async fn transient_failures_are_retried_with_backoff(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     let id = rig
         .submit(JobKind::Noop, None, json!({"fail_attempts": 1}))
         .await;
@@ -183,9 +250,8 @@ async fn transient_failures_are_retried_with_backoff() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn exhausted_retries_fail_the_job_and_dead_letter_it() {
-    let rig = Rig::start().await;
+async fn exhausted_retries_fail_the_job_and_dead_letter_it(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     let id = rig
         .submit(JobKind::Noop, None, json!({"fail_attempts": 10}))
         .await;
@@ -204,9 +270,8 @@ async fn exhausted_retries_fail_the_job_and_dead_letter_it() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn a_duplicate_delivery_runs_the_handler_once() {
-    let rig = Rig::start().await;
+async fn a_duplicate_delivery_runs_the_handler_once(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     let id = rig
         .submit(JobKind::Noop, None, json!({"sleep_ms": 300}))
         .await;
@@ -221,9 +286,8 @@ async fn a_duplicate_delivery_runs_the_handler_once() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn a_running_job_stops_when_cancelled() {
-    let rig = Rig::start().await;
+async fn a_running_job_stops_when_cancelled(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     let id = rig
         .submit(JobKind::Noop, None, json!({"sleep_ms": 20000}))
         .await;
@@ -239,6 +303,43 @@ async fn a_running_job_stops_when_cancelled() {
     let job = rig.wait_for(id, &["cancelled"], 5).await;
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(job.error.as_deref(), Some("cancelled while running"));
+    rig.stop().await;
+}
+
+/// A burst of jobs on four workers: every one succeeds, each run once.
+async fn many_jobs_all_succeed_exactly_once(backend: Backend) {
+    let mut rig = Rig::start_on(backend, None).await;
+    for id in ["w2", "w3", "w4"] {
+        rig.spawn_worker(id).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        ids.push(rig.submit(JobKind::Noop, None, json!({})).await);
+    }
+    let owner = rig.db.owner().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE status = 'succeeded' AND attempts = 1",
+        )
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+        if done == ids.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {} succeeded",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let results: i64 = sqlx::query_scalar("SELECT count(*) FROM job_results")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(results, 200, "one result row per job");
     rig.stop().await;
 }
 
@@ -270,9 +371,8 @@ async fn devices_export_produces_csv_without_secrets() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn shutdown_lets_running_jobs_finish() {
-    let rig = Rig::start().await;
+async fn shutdown_lets_running_jobs_finish(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     let id = rig
         .submit(JobKind::Noop, None, json!({"sleep_ms": 1500}))
         .await;
@@ -283,9 +383,8 @@ async fn shutdown_lets_running_jobs_finish() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn a_job_whose_worker_is_killed_still_succeeds_once() {
-    let rig = Rig::start().await;
+async fn a_job_whose_worker_is_killed_still_succeeds_once(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     // Stop the in-process worker: the job must go to the real binary.
     rig.stop.cancel();
     let mut rig = rig;
@@ -295,7 +394,7 @@ async fn a_job_whose_worker_is_killed_still_succeeds_once() {
     let spawn_binary = || {
         Command::new(env!("CARGO_BIN_EXE_worker"))
             .envs(rig.db.env_pairs())
-            .env("BROKER_PREFIX", &rig.prefix)
+            .envs(rig.backend.env(&rig.prefix))
             .env("WORKER_LEASE_SECONDS", "2")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -460,7 +559,7 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
     let db = TestDb::new().await;
     let redis_prefix = format!("test:{}:", Uuid::new_v4().simple());
     let broker_prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
-    let broker = Arc::new(RabbitBroker::new(URL, &broker_prefix));
+    let broker = Arc::new(Backend::RabbitMq.broker(&broker_prefix));
     let pool =
         ferro_redis::create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2)).unwrap();
     let events = worker::Events {

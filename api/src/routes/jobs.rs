@@ -193,11 +193,11 @@ async fn publish_now(
     guard: &Guard<JobsRun>,
     envelope: ferro_tasks::TaskEnvelope,
 ) {
-    let Some(broker) = &state.broker else {
-        return;
-    };
-    let published =
-        tokio::time::timeout(std::time::Duration::from_secs(2), broker.publish(&envelope)).await;
+    let published = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.broker.publish(&envelope),
+    )
+    .await;
     match published {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {

@@ -227,7 +227,11 @@ impl TestApp {
     }
 }
 
-/// The broker name prefix of a test: its own queues on the shared RabbitMQ.
+/// `BROKER_URL` for the tests that run on Redis Streams.
+pub const REDIS_BROKER: &str = "redis://127.0.0.1:6379/0";
+
+/// The broker name prefix of a test: its own queues on the shared RabbitMQ
+/// (or its own streams on the shared Redis).
 pub fn broker_prefix(prefix: &str) -> String {
     prefix.trim_end_matches(':').replace(':', "-")
 }
@@ -237,19 +241,17 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        // Remove this test's queues and exchanges.
-        let broker = broker_prefix(&self.prefix);
+        // Remove this test's queues and exchanges (or streams).
+        let broker = self.state.config.broker.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let handle = ferro_broker::RabbitBroker::new(
-                    "amqp://guest:guest@127.0.0.1:5672/%2f",
-                    &broker,
-                );
-                let _ = handle.delete_topology().await;
+                if let Ok(handle) = ferro_broker::Broker::from_config(&broker) {
+                    let _ = handle.delete_topology().await;
+                }
             });
         })
         .join();

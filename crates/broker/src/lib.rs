@@ -21,13 +21,22 @@
 //!
 //! The outbox relay ([`relay`]) publishes what transactions enqueued.
 //!
-//! The Redis Streams backend is not written yet (issue 4).
+//! Redis Streams backend ([`RedisBroker`]): see its module for the keys,
+//! the consumer group, visibility timeout and dead-letter stream.
+//!
+//! [`Broker`], [`Consumer`] and [`Delivery`] are the one interface over both;
+//! `BROKER_URL`'s scheme picks the backend ([`Broker::from_config`]).
 
 mod rabbit;
+mod redis_streams;
 pub mod relay;
 
-pub use rabbit::{Delivery, RETRY_DELAYS, RabbitBroker, RabbitConsumer};
+use std::time::Duration;
 
+pub use rabbit::{RETRY_DELAYS, RabbitBroker, RabbitConsumer};
+pub use redis_streams::{RedisBroker, RedisConsumer};
+
+use ferro_config::{BrokerConfig, BrokerKind};
 use ferro_tasks::TaskEnvelope;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +47,8 @@ pub enum BrokerError {
     Nacked,
     #[error("broker protocol error: {0}")]
     Protocol(#[from] lapin::Error),
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 impl BrokerError {
@@ -48,3 +59,154 @@ impl BrokerError {
 
 /// What a consumer hands back for one delivery.
 pub type Envelope = Result<TaskEnvelope, ferro_tasks::EnvelopeError>;
+
+/// The task broker `BROKER_URL` names.
+// One per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Broker {
+    RabbitMq(RabbitBroker),
+    RedisStreams(RedisBroker),
+}
+
+impl Broker {
+    /// The broker of `config`; connects on first use (and again after
+    /// losing the broker), so a service can start while the broker is down.
+    pub fn from_config(config: &BrokerConfig) -> Result<Self, BrokerError> {
+        Ok(match config.kind {
+            BrokerKind::RabbitMq => {
+                Broker::RabbitMq(RabbitBroker::new(config.url.expose(), &config.prefix))
+            }
+            BrokerKind::RedisStreams => Broker::RedisStreams(RedisBroker::new(
+                config.url.expose(),
+                &config.prefix,
+                config.visibility_timeout,
+            )?),
+        })
+    }
+
+    pub fn kind(&self) -> BrokerKind {
+        match self {
+            Broker::RabbitMq(_) => BrokerKind::RabbitMq,
+            Broker::RedisStreams(_) => BrokerKind::RedisStreams,
+        }
+    }
+
+    /// Publishes for immediate delivery; returns once the broker has it
+    /// (RabbitMQ: confirmed; Redis: the XADD answered).
+    pub async fn publish(&self, envelope: &TaskEnvelope) -> Result<(), BrokerError> {
+        match self {
+            Broker::RabbitMq(b) => b.publish(envelope).await,
+            Broker::RedisStreams(b) => b.publish(envelope).await,
+        }
+    }
+
+    /// Publishes to be delivered after about `delay`.
+    pub async fn publish_delayed(
+        &self,
+        envelope: &TaskEnvelope,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        match self {
+            Broker::RabbitMq(b) => b.publish_delayed(envelope, delay).await,
+            Broker::RedisStreams(b) => b.publish_delayed(envelope, delay).await,
+        }
+    }
+
+    /// A consumer named `name` with at most `prefetch` unsettled deliveries.
+    pub fn consumer(&self, prefetch: u16, name: &str) -> Consumer {
+        match self {
+            Broker::RabbitMq(b) => Consumer::RabbitMq(b.consumer(prefetch, name)),
+            Broker::RedisStreams(b) => Consumer::RedisStreams(b.consumer(prefetch, name)),
+        }
+    }
+
+    /// Messages waiting in the main queue (stream) and dead letters.
+    pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
+        match self {
+            Broker::RabbitMq(b) => b.depths().await,
+            Broker::RedisStreams(b) => b.depths().await,
+        }
+    }
+
+    /// Takes one dead letter off (operators, tests).
+    pub async fn take_dead_letter(&self) -> Result<Option<Envelope>, BrokerError> {
+        match self {
+            Broker::RabbitMq(b) => b.take_dead_letter().await,
+            Broker::RedisStreams(b) => b.take_dead_letter().await,
+        }
+    }
+
+    /// Deletes every queue, exchange or key of this prefix (tests, resets).
+    pub async fn delete_topology(&self) -> Result<(), BrokerError> {
+        match self {
+            Broker::RabbitMq(b) => b.delete_topology().await,
+            Broker::RedisStreams(b) => b.delete_topology().await,
+        }
+    }
+}
+
+/// Deliveries for one worker process.
+#[allow(clippy::large_enum_variant)]
+pub enum Consumer {
+    RabbitMq(RabbitConsumer),
+    RedisStreams(RedisConsumer),
+}
+
+impl Consumer {
+    /// The next delivery; waits, reconnecting with backoff, while the broker is away.
+    pub async fn next(&mut self) -> Delivery {
+        match self {
+            Consumer::RabbitMq(c) => c.next().await,
+            Consumer::RedisStreams(c) => c.next().await,
+        }
+    }
+
+    /// Stops consuming; deliveries not settled go back to the broker.
+    pub async fn close(&mut self) {
+        match self {
+            Consumer::RabbitMq(c) => c.close().await,
+            Consumer::RedisStreams(c) => c.close().await,
+        }
+    }
+}
+
+/// One delivery: the envelope (or why it could not be read) and its receipt.
+pub struct Delivery {
+    pub envelope: Envelope,
+    /// The broker delivered it before (a worker died or gave it back).
+    pub redelivered: bool,
+    receipt: Receipt,
+}
+
+// At most `prefetch` of these live at once; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Receipt {
+    Rabbit(lapin::message::Delivery),
+    Redis(redis_streams::Receipt),
+}
+
+impl Delivery {
+    /// Done with it (after its outcome committed): the broker forgets it.
+    pub async fn ack(&self) -> Result<(), BrokerError> {
+        match &self.receipt {
+            Receipt::Rabbit(d) => rabbit::ack(d).await,
+            Receipt::Redis(r) => r.ack().await,
+        }
+    }
+
+    /// Gives it back for another consumer (e.g. on shutdown).
+    pub async fn requeue(&self) -> Result<(), BrokerError> {
+        match &self.receipt {
+            Receipt::Rabbit(d) => rabbit::requeue(d).await,
+            Receipt::Redis(r) => r.requeue().await,
+        }
+    }
+
+    /// Sends it to the dead letters.
+    pub async fn dead_letter(&self) -> Result<(), BrokerError> {
+        match &self.receipt {
+            Receipt::Rabbit(d) => rabbit::dead_letter(d).await,
+            Receipt::Redis(r) => r.dead_letter().await,
+        }
+    }
+}

@@ -11,7 +11,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
-use crate::{BrokerError, Envelope};
+use crate::{BrokerError, Delivery, Envelope};
 use ferro_tasks::TaskEnvelope;
 
 /// The delays (seconds) of the retry queues; a retry waits in the shortest
@@ -311,39 +311,24 @@ impl RabbitBroker {
     }
 }
 
-/// One delivery: the envelope (or why it could not be read) and its receipt.
-pub struct Delivery {
-    pub envelope: Envelope,
-    /// The broker delivered it before (a worker died or gave it back).
-    pub redelivered: bool,
-    inner: lapin::message::Delivery,
+pub(crate) async fn ack(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
+    inner.ack(BasicAckOptions::default()).await?;
+    Ok(())
 }
 
-impl Delivery {
-    /// Done with it: the broker forgets it.
-    pub async fn ack(&self) -> Result<(), BrokerError> {
-        self.inner.ack(BasicAckOptions::default()).await?;
-        Ok(())
-    }
+pub(crate) async fn requeue(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
+    inner
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
 
-    /// Gives it back for another consumer (e.g. on shutdown).
-    pub async fn requeue(&self) -> Result<(), BrokerError> {
-        self.inner
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Sends it to the dead-letter queue.
-    pub async fn dead_letter(&self) -> Result<(), BrokerError> {
-        self.inner
-            .reject(BasicRejectOptions { requeue: false })
-            .await?;
-        Ok(())
-    }
+pub(crate) async fn dead_letter(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
+    inner.reject(BasicRejectOptions { requeue: false }).await?;
+    Ok(())
 }
 
 /// Deliveries from the main queue; reconnects with backoff by itself.
@@ -404,7 +389,7 @@ impl RabbitConsumer {
                     return Delivery {
                         envelope: TaskEnvelope::from_bytes(&inner.data),
                         redelivered: inner.redelivered,
-                        inner,
+                        receipt: crate::Receipt::Rabbit(inner),
                     };
                 }
                 Some(Err(err)) => {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ferro_db::Db;
 use ferro_tasks::TaskEnvelope;
 
-use crate::{BrokerError, RabbitBroker};
+use crate::{Broker, BrokerError};
 
 /// How long a claimed record is reserved for this relay before another
 /// relay may take it (should this one die mid-batch).
@@ -28,7 +28,7 @@ pub enum RelayError {
 /// Publishes up to `batch` due records; returns how many were published.
 /// Records that fail (and those not tried after a failure) stay pending and
 /// come due again a second later.
-pub async fn relay_once(db: &Db, broker: &RabbitBroker, batch: i32) -> Result<usize, RelayError> {
+pub async fn relay_once(db: &Db, broker: &Broker, batch: i32) -> Result<usize, RelayError> {
     let rows = db.outbox_claim(batch, LEASE).await?;
     let mut published = Vec::with_capacity(rows.len());
     let mut rows = rows.into_iter();
@@ -66,7 +66,7 @@ pub async fn relay_once(db: &Db, broker: &RabbitBroker, batch: i32) -> Result<us
 /// was full, otherwise every `interval`.
 pub async fn run(
     db: Db,
-    broker: &RabbitBroker,
+    broker: &Broker,
     interval: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ferro_broker::{RabbitBroker, relay};
+use ferro_broker::{Broker, RabbitBroker, relay};
 use ferro_db::TenantCtx;
 use ferro_tasks::JobKind;
 use ferro_tasks::jobs::{self, Enqueued, NewJob};
@@ -42,7 +42,7 @@ async fn pending_records_are_published_once() {
     let db = TestDb::new().await;
     let ids = enqueue_noops(&db, 3).await;
     let prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
-    let broker = RabbitBroker::connect(URL, &prefix).await.unwrap();
+    let broker = Broker::RabbitMq(RabbitBroker::connect(URL, &prefix).await.unwrap());
     let app = db.app().await;
 
     assert_eq!(relay::relay_once(&app, &broker, 100).await.unwrap(), 3);
@@ -82,8 +82,8 @@ async fn concurrent_relays_never_claim_the_same_record() {
     enqueue_noops(&db, 40).await;
     let prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
     let (a, b) = (
-        RabbitBroker::new(URL, &prefix),
-        RabbitBroker::new(URL, &prefix),
+        Broker::RabbitMq(RabbitBroker::new(URL, &prefix)),
+        Broker::RabbitMq(RabbitBroker::new(URL, &prefix)),
     );
     let (app_a, app_b) = (db.app().await, db.app().await);
     let (na, nb) = tokio::join!(
@@ -111,7 +111,10 @@ async fn an_unreachable_broker_leaves_records_pending_with_the_reason() {
     ferro_telemetry::install_crypto_provider();
     let db = TestDb::new().await;
     enqueue_noops(&db, 2).await;
-    let dead = RabbitBroker::new("amqp://guest:guest@127.0.0.1:1/%2f", "nowhere");
+    let dead = Broker::RabbitMq(RabbitBroker::new(
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        "nowhere",
+    ));
     let app = db.app().await;
     assert_eq!(relay::relay_once(&app, &dead, 100).await.unwrap(), 0);
     let owner = db.owner().await;

@@ -265,6 +265,10 @@ pub struct BrokerConfig {
     /// `BROKER_PREFIX`, default `ferro`: the first part of every exchange,
     /// queue or stream name, so several stacks (or tests) can share a broker.
     pub prefix: String,
+    /// `BROKER_VISIBILITY_TIMEOUT_SECONDS`, default 30 (Redis Streams): how
+    /// long an entry read by a consumer that stopped touching it (its process
+    /// died) waits before another consumer takes it over.
+    pub visibility_timeout: Duration,
 }
 
 impl BrokerConfig {
@@ -295,7 +299,20 @@ impl BrokerConfig {
                 expected: "1-64 letters, digits, '-', '_' or '.'",
             });
         }
-        Ok(Self { url, kind, prefix })
+        const VISIBILITY: &str = "whole seconds, from 2 to 86400";
+        let visibility = env.parse_or("BROKER_VISIBILITY_TIMEOUT_SECONDS", 30u64, VISIBILITY)?;
+        if !(2..=86_400).contains(&visibility) {
+            return Err(ConfigError::Invalid {
+                variable: "BROKER_VISIBILITY_TIMEOUT_SECONDS",
+                expected: VISIBILITY,
+            });
+        }
+        Ok(Self {
+            url,
+            kind,
+            prefix,
+            visibility_timeout: Duration::from_secs(visibility),
+        })
     }
 }
 

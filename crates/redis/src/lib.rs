@@ -112,3 +112,16 @@ mod pubsub_tests {
         assert_eq!(msg.get_payload::<String>().unwrap(), "hello");
     }
 }
+
+/// A connection of its own (not from a pool), for a client that blocks on
+/// the server (`XREADGROUP ... BLOCK`, say) and so must not share its
+/// multiplexed connection. `response_timeout` must exceed the longest block.
+pub async fn dedicated(url: &str, response_timeout: Duration) -> Result<Connection, RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(response_timeout));
+    ConnectionManager::new_with_config(client, config).await
+}

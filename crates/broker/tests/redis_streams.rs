@@ -1,0 +1,166 @@
+//! Redis Streams specifics: taking over what a dead consumer left, never
+//! taking what a live one holds, and surviving a restart of Redis itself (a
+//! private `redis-server` with an append-only file, on a port of its own).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferro_broker::RedisBroker;
+use ferro_tasks::TaskEnvelope;
+use uuid::Uuid;
+
+const URL: &str = "redis://127.0.0.1:6379/0";
+
+fn prefix() -> String {
+    format!("test-{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+fn envelope() -> TaskEnvelope {
+    TaskEnvelope::new(Uuid::new_v4(), "noop", Uuid::new_v4(), None)
+}
+
+async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("timed out")
+}
+
+#[tokio::test]
+async fn what_a_dead_consumer_read_is_taken_over_after_the_visibility_timeout() {
+    let broker = RedisBroker::new(URL, &prefix(), Duration::from_secs(2)).unwrap();
+    let sent = envelope();
+    broker.publish(&sent).await.unwrap();
+    let mut dying = broker.consumer(1, "dying");
+    let delivery = within(5, dying.next()).await;
+    assert!(!delivery.redelivered);
+    // The process dies: no ack, no close.
+    drop(delivery);
+    drop(dying);
+    let started = Instant::now();
+    let mut heir = broker.consumer(1, "heir");
+    let again = within(10, heir.next()).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "taken over after {:?}, before the visibility timeout",
+        started.elapsed()
+    );
+    assert!(again.redelivered);
+    assert_eq!(again.envelope.as_ref().unwrap().job_id, sent.job_id);
+    again.ack().await.unwrap();
+    heir.close().await;
+    assert_eq!(broker.depths().await.unwrap(), (0, 0));
+    broker.delete_topology().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_live_consumer_keeps_what_it_holds_past_the_visibility_timeout() {
+    let broker = RedisBroker::new(URL, &prefix(), Duration::from_secs(2)).unwrap();
+    broker.publish(&envelope()).await.unwrap();
+    let mut holder = broker.consumer(1, "holder");
+    let held = within(5, holder.next()).await;
+    let mut other = broker.consumer(1, "other");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), other.next())
+            .await
+            .is_err(),
+        "another consumer took an entry whose consumer is alive"
+    );
+    held.ack().await.unwrap();
+    holder.close().await;
+    other.close().await;
+    broker.delete_topology().await.unwrap();
+}
+
+/// A redis-server of the test's own, keeping its data in an append-only file.
+struct PrivateRedis {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("ferro-redis-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Self::spawn(&dir, port);
+        Self { dir, port, child }
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16) -> Child {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn restart(&mut self, down_for: Duration) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(down_for);
+        self.child = Self::spawn(&self.dir, self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn publisher_and_consumer_come_back_after_redis_restarts() {
+    let mut redis = PrivateRedis::start();
+    let broker = RedisBroker::new(&redis.url(), "restart", Duration::from_secs(30)).unwrap();
+    let mut consumer = broker.consumer(4, "survivor");
+    broker.publish(&envelope()).await.unwrap();
+    within(5, consumer.next()).await.ack().await.unwrap();
+
+    // Published, not yet read, when Redis goes down hard.
+    let waiting = envelope();
+    broker.publish(&waiting).await.unwrap();
+    redis.restart(Duration::from_millis(500));
+
+    let got = within(20, consumer.next()).await;
+    assert_eq!(got.envelope.as_ref().unwrap().job_id, waiting.job_id);
+    got.ack().await.unwrap();
+
+    let after = envelope();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker.publish(&after).await.is_err() {
+        assert!(Instant::now() < deadline, "publisher did not reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = within(10, consumer.next()).await;
+    assert_eq!(got.envelope.as_ref().unwrap().job_id, after.job_id);
+    got.ack().await.unwrap();
+    consumer.close().await;
+}
