@@ -311,3 +311,71 @@ async fn the_websocket_streams_the_tenants_events_until_logout() {
         .unwrap();
     assert!(tokio_tungstenite::connect_async(anonymous).await.is_err());
 }
+
+#[tokio::test]
+async fn a_devices_export_is_downloaded_as_csv() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let device = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "core-1", "protocol": "http", "host": "10.0.0.1", "port": 80}),
+        )
+        .await;
+    assert_eq!(device.status, StatusCode::CREATED, "{}", device.body);
+    let job = app
+        .post("/api/v1/jobs", &token, json!({"kind": "devices.export"}))
+        .await
+        .body;
+    let id = job["id"].as_str().unwrap();
+    let download = |id: String| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            app.client
+                .get(app.url(&format!("/api/v1/jobs/{id}/download")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // No worker yet: the job is queued and has no file.
+    let early = download(id.to_owned()).await;
+    assert_eq!(early.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        early.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    let stop = start_worker(&app).await;
+    let (_, events) = read_events(&app, &token, id).await;
+    assert_eq!(events.last().unwrap().2["status"], "succeeded");
+    let file = download(id.to_owned()).await;
+    assert_eq!(file.status(), StatusCode::OK);
+    assert_eq!(file.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        file.headers()["content-disposition"],
+        format!("attachment; filename=\"devices-export-{id}.csv\"").as_str()
+    );
+    let csv = file.text().await.unwrap();
+    assert!(csv.starts_with("id,name,protocol,host,port,tags,status\n"), "{csv}");
+    assert!(csv.contains(",core-1,http,10.0.0.1,80,"), "{csv}");
+
+    // A kind that makes no file, and a job that does not exist.
+    let noop = app
+        .post("/api/v1/jobs", &token, json!({"kind": "noop"}))
+        .await
+        .body;
+    let noop_id = noop["id"].as_str().unwrap();
+    read_events(&app, &token, noop_id).await;
+    assert_eq!(
+        download(noop_id.to_owned()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        download(uuid::Uuid::new_v4().to_string()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    stop.cancel();
+}

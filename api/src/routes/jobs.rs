@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use ferro_tasks::events::{self, JobEvent};
@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_jobs, create_job))
         .routes(routes!(get_job))
         .routes(routes!(job_results))
+        .routes(routes!(job_download))
         .routes(routes!(cancel_job))
         .routes(routes!(job_events))
         .routes(routes!(jobs_ws))
@@ -308,6 +309,45 @@ async fn job_results(
     let (items, total) = jobs::results(&mut tx, id, paging.size, paging.offset()).await?;
     tx.end_read_only();
     Ok(axum::Json(Paginated::new(items, total, paging)))
+}
+
+/// The file a finished job produced, as an attachment: the CSV of a
+/// `devices.export` job.
+#[utoipa::path(get, path = "/jobs/{id}/download", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, description = "The file (Content-Disposition: attachment)", body = String, content_type = "text/csv"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in this tenant, or its kind makes no file", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has not succeeded", body = Problem, content_type = "application/problem+json")))]
+async fn job_download(
+    State(state): State<AppState>,
+    guard: Guard<JobsRead>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let outcome = jobs::file(&mut tx, id).await?;
+    tx.end_read_only();
+    match outcome {
+        jobs::FileOutcome::File(file) => Ok((
+            [
+                (header::CONTENT_TYPE, file.content_type.to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}\"", file.file_name),
+                ),
+                (header::CACHE_CONTROL, "private, no-store".to_owned()),
+            ],
+            file.body,
+        )
+            .into_response()),
+        jobs::FileOutcome::NotFound => Err(ApiError::NotFound("job")),
+        jobs::FileOutcome::NoFile => Err(ApiError::NotFound("file of this job")),
+        jobs::FileOutcome::NotReady(status) => Err(ApiError::Conflict {
+            detail: format!("the job has no file until it succeeds (it is {status})"),
+            field: None,
+        }),
+    }
 }
 
 /// Cancels a job: a queued one never starts (status `cancelled` at once); a

@@ -199,6 +199,50 @@ pub async fn results(
     Ok((rows, total))
 }
 
+/// A file a job produced (today: the CSV of `devices.export`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFile {
+    pub file_name: String,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileOutcome {
+    File(JobFile),
+    NotFound,
+    /// The job has not succeeded (yet): nothing to download.
+    NotReady(String),
+    /// The job succeeded but its kind makes no file.
+    NoFile,
+}
+
+/// The file the job's latest result carries (`{"format": "csv", "csv": ...}`).
+pub async fn file(tx: &mut TenantTx, job_id: Uuid) -> Result<FileOutcome, DbError> {
+    let Some(job) = get(tx, job_id).await? else {
+        return Ok(FileOutcome::NotFound);
+    };
+    if job.status != JobStatus::Succeeded.as_str() {
+        return Ok(FileOutcome::NotReady(job.status));
+    }
+    let csv: Option<String> = sqlx::query_scalar(
+        "SELECT data->>'csv' FROM job_results \
+         WHERE job_id = $1 AND data->>'format' = 'csv' AND data ? 'csv' \
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(job_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match csv {
+        Some(body) => FileOutcome::File(JobFile {
+            file_name: format!("{}-{}.csv", job.kind.replace('.', "-"), job.id),
+            content_type: "text/csv; charset=utf-8",
+            body,
+        }),
+        None => FileOutcome::NoFile,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CancelOutcome {
     /// Queued or retrying: cancelled now; it will never start.
