@@ -343,10 +343,7 @@ async fn a_devices_export_is_downloaded_as_csv() {
     // No worker yet: the job is queued and has no file.
     let early = download(id.to_owned()).await;
     assert_eq!(early.status(), StatusCode::CONFLICT);
-    assert_eq!(
-        early.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(early.headers()["content-type"], "application/problem+json");
 
     let stop = start_worker(&app).await;
     let (_, events) = read_events(&app, &token, id).await;
@@ -359,7 +356,10 @@ async fn a_devices_export_is_downloaded_as_csv() {
         format!("attachment; filename=\"devices-export-{id}.csv\"").as_str()
     );
     let csv = file.text().await.unwrap();
-    assert!(csv.starts_with("id,name,protocol,host,port,tags,status\n"), "{csv}");
+    assert!(
+        csv.starts_with("id,name,protocol,host,port,tags,status\n"),
+        "{csv}"
+    );
     assert!(csv.contains(",core-1,http,10.0.0.1,80,"), "{csv}");
 
     // A kind that makes no file, and a job that does not exist.

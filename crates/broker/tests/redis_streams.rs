@@ -2,8 +2,6 @@
 //! taking what a live one holds, and surviving a restart of Redis itself (a
 //! private `redis-server` with an append-only file, on a port of its own).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferro_broker::RedisBroker;
@@ -72,73 +70,9 @@ async fn a_live_consumer_keeps_what_it_holds_past_the_visibility_timeout() {
     broker.delete_topology().await.unwrap();
 }
 
-/// A redis-server of the test's own, keeping its data in an append-only file.
-struct PrivateRedis {
-    dir: std::path::PathBuf,
-    port: u16,
-    child: Child,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("ferro-redis-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Self::spawn(&dir, port);
-        Self { dir, port, child }
-    }
-
-    fn spawn(dir: &std::path::Path, port: u16) -> Child {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn restart(&mut self, down_for: Duration) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        std::thread::sleep(down_for);
-        self.child = Self::spawn(&self.dir, self.port);
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test]
 async fn publisher_and_consumer_come_back_after_redis_restarts() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = ferro_testkit::RedisServer::start();
     let broker = RedisBroker::new(&redis.url(), "restart", Duration::from_secs(30)).unwrap();
     let mut consumer = broker.consumer(4, "survivor");
     broker.publish(&envelope()).await.unwrap();
