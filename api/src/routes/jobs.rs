@@ -177,7 +177,7 @@ async fn create_job(
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
         }
-        Enqueued::KeyReused(_) => {
+        Enqueued::KeyReused(_) | Enqueued::SlotTaken => {
             return Err(ApiError::Conflict {
                 detail: "this Idempotency-Key was already used for a different job".to_owned(),
                 field: Some("Idempotency-Key"),

@@ -65,18 +65,26 @@ pub enum Enqueued {
     Existing(Job),
     /// The tenant already used this idempotency key for a different job.
     KeyReused(Job),
+    /// The schedule already has a job for this slot (another scheduler fired it).
+    SlotTaken,
 }
 
 /// Writes the job (status `queued`) and its outbox record in the caller's
 /// transaction: both commit or neither does. Publishing happens after commit
 /// (the outbox relay), so a broker outage delays jobs but loses none.
 pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError> {
+    // One arbiter per insert: a scheduled job is unique by its slot, an
+    // api job by its idempotency key.
+    let conflict = if new.schedule_id.is_some() {
+        "ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING"
+    } else {
+        "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    };
     let sql = format!(
         "INSERT INTO jobs (tenant_id, kind, device_id, params, max_attempts, idempotency_key, \
          schedule_id, scheduled_for, created_by) \
          VALUES (app_current_tenant(), $1, $2, $3, $4, $5, $6, $7, app_current_user()) \
-         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-         RETURNING {COLUMNS}"
+         {conflict} RETURNING {COLUMNS}"
     );
     let inserted: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(new.kind.as_str())
@@ -88,6 +96,9 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
         .bind(new.scheduled_for)
         .fetch_optional(&mut **tx)
         .await?;
+    if inserted.is_none() && new.schedule_id.is_some() {
+        return Ok(Enqueued::SlotTaken);
+    }
     let Some(job) = inserted else {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1");
         let existing: Job = sqlx::query_as(sqlx::AssertSqlSafe(sql))

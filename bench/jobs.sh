@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Jobs benchmark (issue 4): for RabbitMQ and for Redis Streams, in one run,
+# bench/src/bin/jobs_bench.rs measures the raw broker loop (the ceiling), the
+# worker draining pre-enqueued noop jobs, POST /api/v1/jobs alone, end to end
+# (POST until succeeded), single-job latency on the idle stack and the
+# worker's idle RSS. Needs PostgreSQL, Redis and RabbitMQ on loopback
+# (deploy/local/ensure-services.sh).
+#
+# Usage: bench/jobs.sh            (BENCH_JOBS=20000 BENCH_POSTS=10000
+#                                  BENCH_CONNS=64 BENCH_WORKER_CONCURRENCY=32
+#                                  BENCH_ROUNDS=1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferrostack-target}"
+export BENCH_BIN="$CARGO_TARGET_DIR/release"
+ROUNDS=${BENCH_ROUNDS:-1}
+DB=ferro_jobs_bench
+APP_ROLE=ferro_jobs_bench_app
+APP_PW=bench-app-password
+SU_URL="postgres://postgres@127.0.0.1:5432"
+
+deploy/local/ensure-services.sh >/dev/null
+echo "bench: building release binaries" >&2
+cargo build --release -q -p api -p worker -p migrate -p ferro-bench
+
+psql "$SU_URL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+export DATABASE_URL="postgres://$APP_ROLE:$APP_PW@127.0.0.1:5432/$DB?sslmode=disable"
+export MIGRATE_DATABASE_URL="$SU_URL/$DB"
+export BENCH_SU_URL="$SU_URL/$DB"
+export ADMIN_PASSWORD=bench-admin-password RUST_LOG=warn LOG_FORMAT=json
+"$BENCH_BIN/migrate" up
+
+for round in $(seq 1 "$ROUNDS"); do
+  for broker in "amqp://guest:guest@127.0.0.1:5672/%2f" "redis://127.0.0.1:6379/0"; do
+    echo "bench: round $round, $broker" >&2
+    BROKER_URL="$broker" "$BENCH_BIN/jobs-bench"
+  done
+done
