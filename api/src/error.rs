@@ -222,6 +222,7 @@ fn constraint_field(constraint: &str) -> (&'static str, &'static str) {
         "devices_snmp_settings" => ("snmp", "is required for snmp devices"),
         "devices_tags_count" => ("tags", "at most 32 tags"),
         "jobs_device_fkey" | "schedules_device_fkey" => ("device_id", "no such device"),
+        "schedules_tenant_name_key" => ("name", "a schedule with this name already exists"),
         "role_permissions_permission_fkey" => ("permissions", "unknown permission"),
         _ => ("", ""),
     }

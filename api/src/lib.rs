@@ -44,6 +44,7 @@ pub use state::AppState;
         (name = "roles", description = "Roles and the permission catalog"),
         (name = "devices", description = "Managed devices"),
         (name = "jobs", description = "Jobs run by the worker"),
+        (name = "schedules", description = "Cron schedules fired by the scheduler"),
         (name = "logs", description = "Audit and login logs"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -77,6 +78,7 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::roles::router())
         .merge(routes::devices::router())
         .merge(routes::jobs::router())
+        .merge(routes::schedules::router())
         .merge(routes::logs::router())
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     let v1 = OpenApiRouter::new()

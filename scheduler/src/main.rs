@@ -1,24 +1,49 @@
-//! `scheduler`: for now it validates its configuration, connects to PostgreSQL as
-//! the restricted application role and waits for SIGTERM/SIGINT.
-//! The schedule loop arrives with the scheduler (issue 5).
+//! `scheduler`: fires cron schedules exactly once (see the library).
+//! `scheduler list` prints every schedule with its next three fire times;
+//! `scheduler ping` exits 0 if an instance on this host beat within 15 s.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use ferro_config::{AppEnv, BrokerConfig, DatabaseConfig, Env, LogConfig, RedisConfig};
 use ferro_telemetry::exit_on_config_error;
+use tokio_util::sync::CancellationToken;
+
+const NAME: &str = "scheduler";
 
 #[tokio::main]
 async fn main() {
+    ferro_telemetry::install_crypto_provider();
     let env = Env::load();
-    let log = LogConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("scheduler", e));
-    ferro_telemetry::init("scheduler", &log);
-    let app_env = AppEnv::from_env(&env).unwrap_or_else(|e| exit_on_config_error("scheduler", e));
-    let database =
-        DatabaseConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("scheduler", e));
-    let redis =
-        RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("scheduler", e));
-    let broker =
-        BrokerConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("scheduler", e));
+    let command = std::env::args().nth(1);
+    let redis = RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
+    let pool = ferro_redis::create_pool(redis.url.expose(), 2, Duration::from_secs(2))
+        .unwrap_or_else(|e| exit_on_config_error(NAME, format!("REDIS_URL: {e}")));
+    if command.as_deref() == Some("ping") {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "scheduler".into());
+        match scheduler::ping(&pool, &redis.key_prefix, &host, Duration::from_secs(15)).await {
+            Ok(true) => std::process::exit(0),
+            Ok(false) => {
+                eprintln!("scheduler: no live scheduler on this host");
+                std::process::exit(1);
+            }
+            Err(err) => {
+                eprintln!("scheduler: cannot read heartbeats: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let log = LogConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
+    ferro_telemetry::init(NAME, &log);
+    let app_env = AppEnv::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
+    let database = DatabaseConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
+    let broker = BrokerConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
+    let settings = scheduler::SchedulerSettings::from_env(&env)
+        .unwrap_or_else(|e| exit_on_config_error(NAME, e));
 
-    let db = match ferro_db::Db::connect(&database, app_env, "scheduler").await {
+    let db = match ferro_db::Db::connect(&database, app_env, NAME).await {
         Ok(db) => db,
         Err(err) => {
             tracing::error!(error = %err, "cannot use the database");
@@ -26,8 +51,51 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!(redis = %redis.url, broker = %broker.url, "scheduler started");
-    ferro_telemetry::shutdown_signal().await;
+    match command.as_deref() {
+        None | Some("run") => {}
+        Some("list") => match scheduler::list(&db).await {
+            Ok(text) => {
+                print!("{text}");
+                std::process::exit(0);
+            }
+            Err(err) => {
+                eprintln!("scheduler: {err}");
+                std::process::exit(1);
+            }
+        },
+        Some(other) => exit_on_config_error(
+            NAME,
+            format!("unknown command {other:?}; use run (the default), list or ping"),
+        ),
+    }
+
+    let broker = Arc::new(
+        ferro_broker::Broker::from_config(&broker)
+            .unwrap_or_else(|e| exit_on_config_error(NAME, format!("BROKER_URL: {e}"))),
+    );
+    let options = ferro_db::connect_options(database.url.expose(), "scheduler-leader")
+        .unwrap_or_else(|e| exit_on_config_error(NAME, format!("DATABASE_URL: {e}")));
+    let lock = ferro_db::leader::LeaderLock::new(options, scheduler::LEADER_KEY);
+    let stats = Arc::new(scheduler::Stats::default());
+    let shutdown = CancellationToken::new();
+    let signal = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            ferro_telemetry::shutdown_signal().await;
+            stop.cancel();
+        })
+    };
+    let beat_stop = CancellationToken::new();
+    let beating = tokio::spawn(scheduler::heartbeat(
+        pool,
+        redis.key_prefix.clone(),
+        settings.instance.clone(),
+        stats.clone(),
+        beat_stop.clone(),
+    ));
+    scheduler::run(db.clone(), broker, lock, settings, stats, shutdown).await;
+    beat_stop.cancel();
+    let _ = beating.await;
+    signal.abort();
     db.close().await;
-    tracing::info!("scheduler stopped");
 }

@@ -104,53 +104,9 @@ async fn create_job(
     ApiJson(body): ApiJson<CreateJob>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let kind = JobKind::parse(&body.kind).ok_or_else(|| {
-        let known: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
-        ApiError::field(
-            "kind",
-            &format!("unknown job kind; one of {}", known.join(", ")),
-        )
-    })?;
-    if kind.platform_only() && !guard.is_platform_admin {
-        return Err(ApiError::Forbidden(format!(
-            "{kind} jobs are for platform administrators"
-        )));
-    }
-    let params = kind.validate(&body.params).map_err(|errors| {
-        ApiError::Validation(
-            errors
-                .into_iter()
-                .map(|e| FieldError::new(e.field, e.message))
-                .collect(),
-        )
-    })?;
-    let mut v = Validator::default();
-    match (kind.device_need(), body.device_id) {
-        (DeviceNeed::SnmpDevice, None) => v.check(false, "device_id", "is required for this kind"),
-        (DeviceNeed::None, Some(_)) => v.check(false, "device_id", "is not used by this kind"),
-        _ => {}
-    }
-    v.finish()?;
-
+    let (kind, params) = check_job(&guard, &body.kind, &body.params, body.device_id)?;
     let mut tx = state.db.begin(guard.ctx()).await?;
-    if let Some(device_id) = body.device_id {
-        // Row-level security hides other tenants' devices: they are "no such device".
-        let protocol: Option<String> =
-            sqlx::query_scalar("SELECT protocol FROM devices WHERE id = $1")
-                .bind(device_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match protocol.as_deref() {
-            None => return Err(ApiError::field("device_id", "no such device")),
-            Some("snmp") => {}
-            Some(_) => {
-                return Err(ApiError::field(
-                    "device_id",
-                    "must be an snmp device for this kind",
-                ));
-            }
-        }
-    }
+    check_device(&mut tx, body.device_id).await?;
     let outcome = jobs::enqueue(
         &mut tx,
         NewJob {
@@ -167,7 +123,7 @@ async fn create_job(
     Ok(match outcome {
         Enqueued::Created { job, envelope } => {
             tracing::info!(job_id = %job.id, kind = %kind, "job queued");
-            publish_now(&state, &guard, envelope).await;
+            publish_now(&state, guard.ctx(), envelope).await;
             (StatusCode::ACCEPTED, axum::Json(job)).into_response()
         }
         Enqueued::Existing(job) => {
@@ -186,12 +142,74 @@ async fn create_job(
     })
 }
 
+/// Checks a job's kind (known, and allowed to the caller), its parameters and
+/// whether it takes a device: for `POST /jobs` and for schedules.
+pub(crate) fn check_job(
+    caller: &crate::auth::Principal,
+    kind: &str,
+    params: &Value,
+    device_id: Option<Uuid>,
+) -> Result<(JobKind, Value), ApiError> {
+    let kind = JobKind::parse(kind).ok_or_else(|| {
+        let known: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiError::field(
+            "kind",
+            &format!("unknown job kind; one of {}", known.join(", ")),
+        )
+    })?;
+    if kind.platform_only() && !caller.is_platform_admin {
+        return Err(ApiError::Forbidden(format!(
+            "{kind} jobs are for platform administrators"
+        )));
+    }
+    let params = kind.validate(params).map_err(|errors| {
+        ApiError::Validation(
+            errors
+                .into_iter()
+                .map(|e| FieldError::new(e.field, e.message))
+                .collect(),
+        )
+    })?;
+    let mut v = Validator::default();
+    match (kind.device_need(), device_id) {
+        (DeviceNeed::SnmpDevice, None) => v.check(false, "device_id", "is required for this kind"),
+        (DeviceNeed::None, Some(_)) => v.check(false, "device_id", "is not used by this kind"),
+        _ => {}
+    }
+    v.finish()?;
+    Ok((kind, params))
+}
+
+/// The device named by a job or schedule must be an SNMP device of the
+/// tenant (row-level security makes another tenant's device "no such device").
+pub(crate) async fn check_device(
+    tx: &mut ferro_db::TenantTx,
+    device_id: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let Some(device_id) = device_id else {
+        return Ok(());
+    };
+    let protocol: Option<String> = sqlx::query_scalar("SELECT protocol FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(ferro_db::DbError::from)?;
+    match protocol.as_deref() {
+        None => Err(ApiError::field("device_id", "no such device")),
+        Some("snmp") => Ok(()),
+        Some(_) => Err(ApiError::field(
+            "device_id",
+            "must be an snmp device for this kind",
+        )),
+    }
+}
+
 /// The fast path: publish right after commit and mark the outbox record, so
 /// the job starts without waiting for the relay. Any failure here only
 /// leaves the record for the relay (in the worker) to publish.
 async fn publish_now(
     state: &AppState,
-    guard: &Guard<JobsRun>,
+    ctx: ferro_db::TenantCtx,
     envelope: ferro_tasks::TaskEnvelope,
 ) {
     let published = tokio::time::timeout(
@@ -211,7 +229,7 @@ async fn publish_now(
         }
     }
     let marked = async {
-        let mut tx = state.db.begin(guard.ctx()).await?;
+        let mut tx = state.db.begin(ctx).await?;
         jobs::mark_published(&mut tx, envelope.job_id).await?;
         tx.commit().await
     }

@@ -7,5 +7,6 @@ pub mod health;
 pub mod jobs;
 pub mod logs;
 pub mod roles;
+pub mod schedules;
 pub mod tenants;
 pub mod users;

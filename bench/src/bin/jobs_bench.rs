@@ -221,7 +221,12 @@ async fn post_jobs(client: &reqwest::Client, token: &str, m: usize, conns: usize
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(res.status(), 202, "{}", res.text().await.unwrap_or_default());
+                assert_eq!(
+                    res.status(),
+                    202,
+                    "{}",
+                    res.text().await.unwrap_or_default()
+                );
             }
         })
         .await;
@@ -273,7 +278,10 @@ async fn main() {
             ("PORT", API_PORT.to_string()),
             ("HOST", "127.0.0.1".into()),
             ("DATABASE_MAX_CONNECTIONS", "32".into()),
-            ("JWT_SECRET", "bench-secret-bench-secret-bench-secret".into()),
+            (
+                "JWT_SECRET",
+                "bench-secret-bench-secret-bench-secret".into(),
+            ),
         ],
     );
     let client = reqwest::Client::builder()

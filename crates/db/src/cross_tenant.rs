@@ -149,3 +149,54 @@ impl Db {
             .map_err(DbError::from)
     }
 }
+
+/// A schedule whose next run has come, in whichever tenant.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueSchedule {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub next_run_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A line of `scheduler list`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScheduleOverview {
+    pub id: Uuid,
+    pub tenant_slug: String,
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub kind: String,
+    pub enabled: bool,
+    pub misfire_policy: String,
+    pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Db {
+    /// Scheduler: up to `limit` enabled schedules that are due, oldest first.
+    pub async fn scheduler_due(&self, limit: i32) -> Result<Vec<DueSchedule>, DbError> {
+        sqlx::query_as("SELECT * FROM scheduler_due($1)")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+
+    /// Scheduler: when the earliest enabled schedule comes due.
+    pub async fn scheduler_next_due(
+        &self,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, DbError> {
+        sqlx::query_scalar("SELECT scheduler_next_due()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+
+    /// `scheduler list`: every schedule of every tenant.
+    pub async fn scheduler_overview(&self) -> Result<Vec<ScheduleOverview>, DbError> {
+        sqlx::query_as("SELECT * FROM scheduler_overview()")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+}

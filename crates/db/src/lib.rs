@@ -13,6 +13,7 @@
 
 pub mod cross_tenant;
 mod error;
+pub mod leader;
 mod pool;
 mod tenant;
 

@@ -9,9 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod cron;
 pub mod events;
 pub mod jobs;
 pub mod kinds;
+pub mod schedules;
 
 pub use kinds::JobKind;
 

@@ -1,0 +1,380 @@
+//! `/api/v1/schedules`: the tenant's cron schedules and their runs. The
+//! scheduler reads them within a second of any change; built-in schedules
+//! from the scheduler's configuration file (`source: config`) are shown but
+//! changed only in that file.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ferro_tasks::cron::{CronSpec, MisfirePolicy};
+use ferro_tasks::jobs::{self, Job, JobFilter};
+use ferro_tasks::schedules::{self, Schedule, ScheduleSpec};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Guard, Principal, SchedulesManage, SchedulesRead};
+use crate::error::{ApiError, FieldError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::routes::jobs::{check_device, check_job};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_schedules, create_schedule))
+        .routes(routes!(get_schedule, update_schedule, delete_schedule))
+        .routes(routes!(enable_schedule))
+        .routes(routes!(disable_schedule))
+        .routes(routes!(schedule_runs))
+}
+
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+
+fn default_params() -> Value {
+    Value::Object(Default::default())
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_policy() -> String {
+    "fire_once".to_owned()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSchedule {
+    #[schema(example = "core uptime")]
+    pub name: String,
+    /// 5 fields, or 6 with seconds first.
+    #[schema(example = "*/5 * * * *")]
+    pub cron: String,
+    /// IANA time zone, default `UTC`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    #[schema(example = "snmp.get")]
+    pub kind: String,
+    pub device_id: Option<Uuid>,
+    #[serde(default = "default_params")]
+    #[schema(value_type = Object)]
+    pub params: Value,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `fire_once` (default) or `skip`.
+    #[serde(default = "default_policy")]
+    pub misfire_policy: String,
+}
+
+/// Fields to change; the others keep their values. `device_id: null` clears it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSchedule {
+    pub name: Option<String>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub kind: Option<String>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Uuid>)]
+    pub device_id: Option<Option<Uuid>>,
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Value>,
+    pub enabled: Option<bool>,
+    pub misfire_policy: Option<String>,
+}
+
+/// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// Checks everything about a schedule and builds its spec; errors name fields.
+async fn check(
+    caller: &Principal,
+    tx: &mut ferro_db::TenantTx,
+    body: CreateSchedule,
+) -> Result<ScheduleSpec, ApiError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut v = Validator::default();
+    v.check(
+        (1..=200).contains(&body.name.trim().chars().count()),
+        "name",
+        "must be 1 to 200 characters",
+    );
+    if let Err(ApiError::Validation(mut more)) = v.finish() {
+        errors.append(&mut more);
+    }
+    if let Err(spec_errors) = CronSpec::parse(&body.cron, &body.timezone) {
+        errors.extend(
+            spec_errors
+                .into_iter()
+                .map(|(field, message)| FieldError::new(field, message)),
+        );
+    }
+    let policy = MisfirePolicy::parse(&body.misfire_policy);
+    if policy.is_none() {
+        errors.push(FieldError::new(
+            "misfire_policy",
+            "must be fire_once or skip",
+        ));
+    }
+    let job = match check_job(caller, &body.kind, &body.params, body.device_id) {
+        Ok(job) => Some(job),
+        Err(ApiError::Validation(mut more)) => {
+            errors.append(&mut more);
+            None
+        }
+        Err(other) => return Err(other),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    check_device(tx, body.device_id).await?;
+    let (kind, params) = job.expect("checked above");
+    Ok(ScheduleSpec {
+        name: body.name.trim().to_owned(),
+        cron: body.cron.trim().to_owned(),
+        timezone: body.timezone,
+        kind,
+        device_id: body.device_id,
+        params,
+        enabled: body.enabled,
+        misfire_policy: policy.expect("checked above"),
+    })
+}
+
+fn built_in() -> ApiError {
+    ApiError::Conflict {
+        detail:
+            "this is a built-in schedule from the scheduler's configuration file; change it there"
+                .to_owned(),
+        field: None,
+    }
+}
+
+/// Lists the tenant's schedules, oldest first.
+#[utoipa::path(get, path = "/schedules", tag = "schedules", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, description = "A page of schedules", body = Paginated<Schedule>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:read", body = Problem, content_type = "application/problem+json")))]
+async fn list_schedules(
+    State(state): State<AppState>,
+    guard: Guard<SchedulesRead>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Paginated<Schedule>>, ApiError> {
+    let paging = page.paging()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let (items, total) = schedules::list(&mut tx, paging.size, paging.offset()).await?;
+    tx.end_read_only();
+    Ok(axum::Json(Paginated::new(items, total, paging)))
+}
+
+/// Creates a schedule; it fires from its next slot on.
+#[utoipa::path(post, path = "/schedules", tag = "schedules", security(("bearer" = [])),
+    request_body = CreateSchedule,
+    responses((status = 201, description = "Created, with next_run_at", body = Schedule),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A schedule with this name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad cron, time zone, kind, params or device; errors name the field", body = Problem, content_type = "application/problem+json")))]
+async fn create_schedule(
+    State(state): State<AppState>,
+    guard: Guard<SchedulesManage>,
+    ApiJson(body): ApiJson<CreateSchedule>,
+) -> Result<(StatusCode, axum::Json<Schedule>), ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let spec = check(&guard, &mut tx, body).await?;
+    let schedule = schedules::create(&mut tx, &spec, "api").await?;
+    tx.commit().await?;
+    tracing::info!(schedule_id = %schedule.id, cron = %schedule.cron, kind = %schedule.kind, "schedule created");
+    Ok((StatusCode::CREATED, axum::Json(schedule)))
+}
+
+/// One schedule.
+#[utoipa::path(get, path = "/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses((status = 200, description = "The schedule", body = Schedule),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json")))]
+async fn get_schedule(
+    State(state): State<AppState>,
+    guard: Guard<SchedulesRead>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<Schedule>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let schedule = schedules::get(&mut tx, id).await?;
+    tx.end_read_only();
+    schedule
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound("schedule"))
+}
+
+/// Changes a schedule; `next_run_at` is recomputed from now.
+#[utoipa::path(patch, path = "/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Schedule id")), request_body = UpdateSchedule,
+    responses((status = 200, description = "The schedule", body = Schedule),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken, or a built-in schedule", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad fields; errors name them", body = Problem, content_type = "application/problem+json")))]
+async fn update_schedule(
+    State(state): State<AppState>,
+    guard: Guard<SchedulesManage>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateSchedule>,
+) -> Result<axum::Json<Schedule>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let current = schedules::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("schedule"))?;
+    if current.source != "api" {
+        return Err(built_in());
+    }
+    let merged = CreateSchedule {
+        name: body.name.unwrap_or(current.name),
+        cron: body.cron.unwrap_or(current.cron),
+        timezone: body.timezone.unwrap_or(current.timezone),
+        kind: body.kind.unwrap_or(current.kind),
+        device_id: body.device_id.unwrap_or(current.device_id),
+        params: body.params.unwrap_or(current.params),
+        enabled: body.enabled.unwrap_or(current.enabled),
+        misfire_policy: body.misfire_policy.unwrap_or(current.misfire_policy),
+    };
+    let spec = check(&guard, &mut tx, merged).await?;
+    let schedule = schedules::update(&mut tx, id, &spec)
+        .await?
+        .ok_or(ApiError::NotFound("schedule"))?;
+    tx.commit().await?;
+    Ok(axum::Json(schedule))
+}
+
+async fn set_enabled(
+    state: &AppState,
+    guard: &Guard<SchedulesManage>,
+    id: Uuid,
+    enabled: bool,
+) -> Result<axum::Json<Schedule>, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let current = schedules::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("schedule"))?;
+    if current.source != "api" {
+        return Err(built_in());
+    }
+    let spec = ScheduleSpec {
+        name: current.name,
+        cron: current.cron,
+        timezone: current.timezone,
+        kind: ferro_tasks::JobKind::parse(&current.kind)
+            .ok_or_else(|| ApiError::field("kind", "this kind no longer exists"))?,
+        device_id: current.device_id,
+        params: current.params,
+        enabled,
+        misfire_policy: MisfirePolicy::parse(&current.misfire_policy)
+            .unwrap_or(MisfirePolicy::FireOnce),
+    };
+    let schedule = schedules::update(&mut tx, id, &spec)
+        .await?
+        .ok_or(ApiError::NotFound("schedule"))?;
+    tx.commit().await?;
+    Ok(axum::Json(schedule))
+}
+
+/// Enables a schedule: it fires from its next slot after now (missed slots
+/// while disabled do not fire).
+#[utoipa::path(post, path = "/schedules/{id}/enable", tag = "schedules", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses((status = 200, description = "The schedule", body = Schedule),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
+async fn enable_schedule(
+    State(state): State<AppState>,
+    guard: Guard<SchedulesManage>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<Schedule>, ApiError> {
+    set_enabled(&state, &guard, id, true).await
+}
+
+/// Disables a schedule: it stops firing (`next_run_at` becomes null).
+#[utoipa::path(post, path = "/schedules/{id}/disable", tag = "schedules", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses((status = 200, description = "The schedule", body = Schedule),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
+async fn disable_schedule(
+    State(state): State<AppState>,
+    guard: Guard<SchedulesManage>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<Schedule>, ApiError> {
+    set_enabled(&state, &guard, id, false).await
+}
+
+/// Deletes a schedule; the jobs it made stay.
+#[utoipa::path(delete, path = "/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses((status = 204, description = "Deleted"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
+async fn delete_schedule(
+    State(state): State<AppState>,
+    guard: Guard<SchedulesManage>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    let current = schedules::get(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("schedule"))?;
+    if current.source != "api" {
+        return Err(built_in());
+    }
+    schedules::delete(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The jobs this schedule made, newest first: its run history.
+#[utoipa::path(get, path = "/schedules/{id}/runs", tag = "schedules", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Schedule id"), PageParams),
+    responses((status = 200, description = "A page of jobs", body = Paginated<Job>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json")))]
+async fn schedule_runs(
+    State(state): State<AppState>,
+    guard: Guard<SchedulesRead>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Paginated<Job>>, ApiError> {
+    let paging = page.paging()?;
+    let mut tx = state.db.begin(guard.ctx()).await?;
+    if schedules::get(&mut tx, id).await?.is_none() {
+        return Err(ApiError::NotFound("schedule"));
+    }
+    let filter = JobFilter {
+        schedule_id: Some(id),
+        ..Default::default()
+    };
+    let (items, total) = jobs::list(&mut tx, &filter, paging.size, paging.offset()).await?;
+    tx.end_read_only();
+    Ok(axum::Json(Paginated::new(items, total, paging)))
+}

@@ -1,0 +1,227 @@
+//! `/api/v1/schedules` over real HTTP and PostgreSQL, and a schedule created
+//! through the api fired by the real scheduler loop (in-process).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use support::TestApp;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn schedules_are_created_listed_changed_and_deleted() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let created = app
+        .post(
+            "/api/v1/schedules",
+            &token,
+            json!({"name": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Paris",
+                   "kind": "noop", "params": {"sleep_ms": 10}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let s = created.body;
+    assert_eq!(s["enabled"], true);
+    assert_eq!(s["misfire_policy"], "fire_once");
+    assert_eq!(s["source"], "api");
+    let next: chrono::DateTime<chrono::Utc> = s["next_run_at"].as_str().unwrap().parse().unwrap();
+    let paris = next.with_timezone(&chrono_tz::Europe::Paris);
+    assert_eq!(paris.format("%H:%M").to_string(), "02:00");
+    let id = s["id"].as_str().unwrap();
+
+    let list = app.get("/api/v1/schedules", &token).await.body;
+    assert_eq!(list["total"], 1);
+
+    let changed = app
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/schedules/{id}"),
+            Some(&token),
+            Some(json!({"cron": "*/10 * * * * *", "timezone": "UTC"})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(changed.body["cron"], "*/10 * * * * *");
+    let next: chrono::DateTime<chrono::Utc> = changed.body["next_run_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(next - chrono::Utc::now() <= chrono::Duration::seconds(10));
+
+    let disabled = app
+        .post(
+            &format!("/api/v1/schedules/{id}/disable"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(disabled.body["enabled"], false);
+    assert!(disabled.body["next_run_at"].is_null());
+    let enabled = app
+        .post(&format!("/api/v1/schedules/{id}/enable"), &token, json!({}))
+        .await;
+    assert!(enabled.body["next_run_at"].is_string());
+
+    let runs = app
+        .get(&format!("/api/v1/schedules/{id}/runs"), &token)
+        .await;
+    assert_eq!(runs.status, StatusCode::OK);
+    assert_eq!(runs.body["total"], 0);
+
+    let deleted = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/schedules/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/v1/schedules/{id}"), &token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bad_schedules_are_refused_naming_the_field_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    for (body, fields) in [
+        (
+            json!({"name": "x", "cron": "61 * * * *", "kind": "noop"}),
+            vec!["cron"],
+        ),
+        (
+            json!({"name": "x", "cron": "* * * *", "kind": "noop"}),
+            vec!["cron"],
+        ),
+        (
+            json!({"name": "x", "cron": "0 0 * * *", "timezone": "Mars/Base", "kind": "noop"}),
+            vec!["timezone"],
+        ),
+        (
+            json!({"name": "x", "cron": "0 0 * * *", "kind": "reboot.everything"}),
+            vec!["kind"],
+        ),
+        (
+            json!({"name": "", "cron": "bad", "timezone": "Nowhere", "kind": "noop", "misfire_policy": "later"}),
+            vec!["name", "cron", "timezone", "misfire_policy"],
+        ),
+        (
+            json!({"name": "x", "cron": "0 0 * * *", "kind": "noop", "params": {"sleep_ms": "long"}}),
+            vec!["params.sleep_ms"],
+        ),
+        (
+            json!({"name": "x", "cron": "0 0 * * *", "kind": "snmp.get", "params": {"oids": ["1.3.6.1.2.1.1.1.0"]}}),
+            vec!["device_id"],
+        ),
+    ] {
+        let res = app.post("/api/v1/schedules", &token, body.clone()).await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            res.body
+        );
+        assert_eq!(res.field_errors(), fields, "{body}: {}", res.body);
+    }
+    let owner = app.db.owner().await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM schedules")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    // A duplicate name is a conflict on the name.
+    let first = json!({"name": "dup", "cron": "0 0 * * *", "kind": "noop"});
+    assert_eq!(
+        app.post("/api/v1/schedules", &token, first.clone())
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let again = app.post("/api/v1/schedules", &token, first).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_per_second_schedule_made_through_the_api_fires_once_per_second() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let stop = CancellationToken::new();
+    let options =
+        ferro_db::connect_options(app.db.env().raw("DATABASE_URL").unwrap(), "test").unwrap();
+    let lock = ferro_db::leader::LeaderLock::new(options, scheduler::LEADER_KEY);
+    let settings = scheduler::SchedulerSettings {
+        grace: Duration::from_secs(1),
+        instance: "api-test".into(),
+    };
+    tokio::spawn(scheduler::run(
+        app.db.app().await,
+        app.state.broker.clone(),
+        lock,
+        settings,
+        Default::default(),
+        stop.clone(),
+    ));
+    let created = app
+        .post(
+            "/api/v1/schedules",
+            &token,
+            json!({"name": "tick", "cron": "* * * * * *", "kind": "noop"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let runs = loop {
+        let runs = app
+            .get(&format!("/api/v1/schedules/{id}/runs?size=100"), &token)
+            .await
+            .body;
+        if runs["total"].as_i64().unwrap() >= 4 {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "fired too little: {runs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut slots: Vec<String> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["scheduled_for"].as_str().unwrap().to_owned())
+        .collect();
+    let n = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), n, "no slot twice");
+    // Disabling stops it within a second or two.
+    app.post(
+        &format!("/api/v1/schedules/{id}/disable"),
+        &token,
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = app
+        .get(&format!("/api/v1/schedules/{id}/runs"), &token)
+        .await
+        .body["total"]
+        .as_i64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = app
+        .get(&format!("/api/v1/schedules/{id}/runs"), &token)
+        .await
+        .body["total"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(after, later, "a disabled schedule stopped firing");
+    stop.cancel();
+}
