@@ -22,7 +22,7 @@ use ferro_config::{ConfigError, Env};
 use ferro_db::leader::LeaderLock;
 use ferro_db::{Db, DbError, TenantCtx};
 use ferro_tasks::jobs;
-use ferro_tasks::schedules::{self, Fired};
+use ferro_tasks::schedules::{self, Fired, ScheduleSpec};
 use tokio_util::sync::CancellationToken;
 
 /// The advisory lock key of the scheduler's leadership ("ferrosch").
@@ -40,6 +40,10 @@ pub struct SchedulerSettings {
     pub grace: Duration,
     /// Identifies this instance in logs and its heartbeat (host and pid).
     pub instance: String,
+    /// The built-in schedules (`SCHEDULER_CONFIG`, by default
+    /// `deploy/schedules.json` when present), synced into tenant `default`
+    /// whenever this instance becomes the leader.
+    pub builtins: Vec<ScheduleSpec>,
 }
 
 impl SchedulerSettings {
@@ -58,8 +62,52 @@ impl SchedulerSettings {
         Ok(Self {
             grace: Duration::from_millis(grace),
             instance: format!("{host}:{}", std::process::id()),
+            builtins: Vec::new(),
         })
     }
+}
+
+/// Reads the built-in schedules: from `SCHEDULER_CONFIG` (which must exist),
+/// else from `deploy/schedules.json` if there is one. Errors name the file,
+/// the schedule and the field.
+pub fn load_builtins(env: &Env) -> Result<Vec<ScheduleSpec>, String> {
+    let (path, required) = match env.raw("SCHEDULER_CONFIG") {
+        Some(path) => (std::path::PathBuf::from(path), true),
+        None => (std::path::PathBuf::from("deploy/schedules.json"), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vec::new());
+        }
+        Err(err) => {
+            return Err(format!(
+                "SCHEDULER_CONFIG: cannot read {}: {err}",
+                path.display()
+            ));
+        }
+    };
+    schedules::parse_config(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Puts the built-in schedules into tenant `default` (idempotent).
+async fn sync_builtins(db: &Db, builtins: &[ScheduleSpec]) -> Result<(), DbError> {
+    let Some(tenant) = db.scheduler_default_tenant().await? else {
+        tracing::warn!("no tenant `default` (run `migrate up`): built-in schedules not loaded");
+        return Ok(());
+    };
+    let mut tx = db.begin(TenantCtx::new(tenant, None)).await?;
+    let report = schedules::sync_config(&mut tx, builtins).await?;
+    tx.commit().await?;
+    for name in &report.conflicts {
+        tracing::warn!(name = %name, "a schedule made through the api has this built-in's name; built-in not loaded");
+    }
+    tracing::info!(
+        loaded = report.upserted,
+        disabled = report.disabled,
+        "built-in schedules synced"
+    );
+    Ok(())
 }
 
 /// What the heartbeat and logs report.
@@ -101,6 +149,9 @@ pub async fn run(
         stats.leading.store(leading, Relaxed);
         if leading && !was_leading {
             tracing::info!(instance = %settings.instance, "this scheduler now leads");
+            if let Err(err) = sync_builtins(&db, &settings.builtins).await {
+                tracing::warn!(error = %err, "could not sync the built-in schedules");
+            }
         } else if was_leading && !leading {
             tracing::warn!(instance = %settings.instance, "this scheduler no longer leads");
         }

@@ -40,8 +40,10 @@ async fn main() {
     let app_env = AppEnv::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
     let database = DatabaseConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
     let broker = BrokerConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
-    let settings = scheduler::SchedulerSettings::from_env(&env)
+    let mut settings = scheduler::SchedulerSettings::from_env(&env)
         .unwrap_or_else(|e| exit_on_config_error(NAME, e));
+    settings.builtins =
+        scheduler::load_builtins(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
 
     let db = match ferro_db::Db::connect(&database, app_env, NAME).await {
         Ok(db) => db,

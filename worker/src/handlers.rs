@@ -73,6 +73,7 @@ pub async fn run(
     match kind {
         JobKind::Noop => noop(params(params_json)?, job).await,
         JobKind::DevicesExport => devices_export(params(params_json)?, job).await,
+        JobKind::DevicesPoll => Box::pin(crate::snmp::poll(params(params_json)?, job)).await,
         // Boxed: SNMP sessions make large futures.
         JobKind::SnmpGet => Box::pin(crate::snmp::get(params(params_json)?, job)).await,
         JobKind::SnmpWalk => Box::pin(crate::snmp::walk(params(params_json)?, job)).await,

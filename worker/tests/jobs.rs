@@ -673,3 +673,48 @@ async fn email_send_fails_after_retries_when_the_server_is_unreachable() {
     assert!(job.error.unwrap().contains("sending failed"));
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn devices_poll_marks_answering_devices_up_and_silent_ones_down_in_every_tenant() {
+    let agent = SnmpAgent::start();
+    let rig = Rig::start().await;
+    let here = snmp_device(&rig, agent.port, SnmpAgent::COMMUNITY).await;
+    let silent = snmp_device(&rig, agent.port, "wrong-community").await;
+    // A device of another tenant is polled too (platform maintenance).
+    let acme = rig.db.create_tenant("acme").await;
+    let owner = rig.db.owner().await;
+    let elsewhere: Uuid = sqlx::query_scalar(
+        "INSERT INTO devices (tenant_id, name, protocol, host, port, snmp_version, snmp_community) \
+         VALUES ($1, 'acme-agent', 'snmp', '127.0.0.1', $2, 'v2c', $3) RETURNING id",
+    )
+    .bind(acme)
+    .bind(i32::from(agent.port))
+    .bind(SnmpAgent::COMMUNITY)
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    let id = rig
+        .submit(JobKind::DevicesPoll, None, json!({"concurrency": 4}))
+        .await;
+    rig.wait_for(id, &["succeeded"], 20).await;
+    assert_eq!(
+        rig.results(id).await[0],
+        json!({"polled": 3, "up": 2, "down": 1})
+    );
+    let status = |device: Uuid| {
+        let owner = owner.clone();
+        async move {
+            sqlx::query_as::<_, (String, bool)>(
+                "SELECT status, last_seen_at IS NOT NULL FROM devices WHERE id = $1",
+            )
+            .bind(device)
+            .fetch_one(&owner)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(status(here).await, ("up".into(), true));
+    assert_eq!(status(elsewhere).await, ("up".into(), true));
+    assert_eq!(status(silent).await, ("down".into(), false));
+    rig.stop().await;
+}

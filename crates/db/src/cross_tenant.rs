@@ -200,3 +200,42 @@ impl Db {
             .map_err(DbError::from)
     }
 }
+
+/// An SNMP device to poll, in whichever tenant (`devices.poll`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SnmpDevice {
+    pub id: Uuid,
+    pub host: String,
+    pub port: i32,
+    pub snmp_version: Option<String>,
+    pub snmp_community: Option<String>,
+}
+
+impl Db {
+    /// `devices.poll`: the SNMP devices of every active tenant.
+    pub async fn maintenance_snmp_devices(&self) -> Result<Vec<SnmpDevice>, DbError> {
+        sqlx::query_as("SELECT * FROM maintenance_snmp_devices()")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+
+    /// `devices.poll`: what polling device `id` saw (`up`: it answered).
+    pub async fn maintenance_device_polled(&self, id: Uuid, up: bool) -> Result<(), DbError> {
+        sqlx::query("SELECT maintenance_device_polled($1, $2)")
+            .bind(id)
+            .bind(up)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(DbError::from)
+    }
+
+    /// Scheduler: the id of tenant `default`, home of the built-in schedules.
+    pub async fn scheduler_default_tenant(&self) -> Result<Option<Uuid>, DbError> {
+        sqlx::query_scalar("SELECT scheduler_default_tenant()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+}

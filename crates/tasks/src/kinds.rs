@@ -21,6 +21,8 @@ pub enum JobKind {
     SessionsCleanup,
     #[serde(rename = "devices.export")]
     DevicesExport,
+    #[serde(rename = "devices.poll")]
+    DevicesPoll,
 }
 
 /// What a kind needs besides its parameters.
@@ -33,13 +35,14 @@ pub enum DeviceNeed {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::Noop,
         JobKind::SnmpGet,
         JobKind::SnmpWalk,
         JobKind::EmailSend,
         JobKind::SessionsCleanup,
         JobKind::DevicesExport,
+        JobKind::DevicesPoll,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl JobKind {
             JobKind::EmailSend => "email.send",
             JobKind::SessionsCleanup => "sessions.cleanup",
             JobKind::DevicesExport => "devices.export",
+            JobKind::DevicesPoll => "devices.poll",
         }
     }
 
@@ -68,7 +72,7 @@ impl JobKind {
     /// global; retention deletes logs) may be submitted only by platform
     /// administrators (and run by the scheduler).
     pub fn platform_only(self) -> bool {
-        matches!(self, JobKind::SessionsCleanup)
+        matches!(self, JobKind::SessionsCleanup | JobKind::DevicesPoll)
     }
 
     /// How many times a job of this kind is tried before it fails.
@@ -77,6 +81,8 @@ impl JobKind {
             JobKind::SnmpGet | JobKind::SnmpWalk | JobKind::EmailSend => 3,
             JobKind::Noop => 3,
             JobKind::SessionsCleanup | JobKind::DevicesExport => 2,
+            // Periodic: the next poll is the retry.
+            JobKind::DevicesPoll => 1,
         }
     }
 
@@ -89,6 +95,7 @@ impl JobKind {
             JobKind::EmailSend => 60,
             JobKind::SessionsCleanup => 300,
             JobKind::DevicesExport => 300,
+            JobKind::DevicesPoll => 240,
         })
     }
 
@@ -101,6 +108,7 @@ impl JobKind {
             JobKind::EmailSend => check::<EmailSendParams>(params),
             JobKind::SessionsCleanup => check::<SessionsCleanupParams>(params),
             JobKind::DevicesExport => check::<DevicesExportParams>(params),
+            JobKind::DevicesPoll => check::<DevicesPollParams>(params),
         }
     }
 }
@@ -305,6 +313,24 @@ impl Params for SessionsCleanupParams {
                 "params.retention_days",
                 "between 7 and 3650",
             ));
+        }
+    }
+}
+
+/// `devices.poll`: reads sysUpTime from every SNMP device of every tenant and
+/// records each one's `status` (up or down) and `last_seen_at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesPollParams {
+    /// Devices polled at once (default 16, at most 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+impl Params for DevicesPollParams {
+    fn check(&self, errors: &mut Vec<ParamError>) {
+        if self.concurrency.is_some_and(|c| !(1..=128).contains(&c)) {
+            errors.push(ParamError::new("params.concurrency", "between 1 and 128"));
         }
     }
 }

@@ -262,3 +262,147 @@ pub async fn fire(
     .await?;
     Ok(outcome)
 }
+
+/// The scheduler's configuration file: `{"schedules": [...]}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    schedules: Vec<ConfigSchedule>,
+}
+
+/// One built-in schedule of the configuration file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigSchedule {
+    name: String,
+    cron: String,
+    #[serde(default = "utc")]
+    timezone: String,
+    kind: String,
+    #[serde(default = "empty_object")]
+    params: Value,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "fire_once")]
+    misfire_policy: String,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn fire_once() -> String {
+    "fire_once".into()
+}
+
+/// Reads and checks the configuration file's text; an error names the entry
+/// and the field at fault.
+pub fn parse_config(text: &str) -> Result<Vec<ScheduleSpec>, String> {
+    let file: ConfigFile =
+        serde_json::from_str(text).map_err(|e| format!("not a schedules file: {e}"))?;
+    let mut specs = Vec::with_capacity(file.schedules.len());
+    let mut names = std::collections::HashSet::new();
+    for s in file.schedules {
+        let at = |field: &str, message: &str| format!("schedule {:?}: {field} {message}", s.name);
+        if !(1..=200).contains(&s.name.trim().chars().count()) {
+            return Err(at("name", "must be 1 to 200 characters"));
+        }
+        if !names.insert(s.name.trim().to_owned()) {
+            return Err(at("name", "appears twice"));
+        }
+        if let Err(errors) = CronSpec::parse(&s.cron, &s.timezone) {
+            let (field, message) = &errors[0];
+            return Err(at(field, message));
+        }
+        let kind = JobKind::parse(&s.kind).ok_or_else(|| at("kind", "is not a job kind"))?;
+        if kind.device_need() != crate::kinds::DeviceNeed::None {
+            return Err(at("kind", "needs a device; built-in schedules have none"));
+        }
+        let params = kind.validate(&s.params).map_err(|errors| {
+            let e = &errors[0];
+            at(&e.field, &e.message)
+        })?;
+        let misfire_policy = MisfirePolicy::parse(&s.misfire_policy)
+            .ok_or_else(|| at("misfire_policy", "must be fire_once or skip"))?;
+        specs.push(ScheduleSpec {
+            name: s.name.trim().to_owned(),
+            cron: s.cron.trim().to_owned(),
+            timezone: s.timezone,
+            kind,
+            device_id: None,
+            params,
+            enabled: s.enabled,
+            misfire_policy,
+        });
+    }
+    Ok(specs)
+}
+
+/// What [`sync_config`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub upserted: usize,
+    /// Built-ins no longer in the file, now disabled.
+    pub disabled: u64,
+    /// Names held by schedules made through the api, left alone.
+    pub conflicts: Vec<String>,
+}
+
+/// Makes the tenant's `config` schedules match `specs` (run in tenant
+/// `default`): new ones are added, changed ones updated (their next run
+/// recomputed only when their timing changed), and those no longer in the
+/// file disabled. Schedules made through the api are never touched.
+pub async fn sync_config(tx: &mut TenantTx, specs: &[ScheduleSpec]) -> Result<SyncReport, DbError> {
+    let mut report = SyncReport::default();
+    let now = Utc::now();
+    for spec in specs {
+        let next = spec.next_run_at(now)?;
+        let kept: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO schedules (tenant_id, name, cron, timezone, kind, params, enabled, \
+             misfire_policy, source, next_run_at) \
+             VALUES (app_current_tenant(), $1, $2, $3, $4, $5, $6, $7, 'config', $8) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET \
+               next_run_at = CASE WHEN schedules.cron <> EXCLUDED.cron \
+                   OR schedules.timezone <> EXCLUDED.timezone \
+                   OR schedules.enabled <> EXCLUDED.enabled OR schedules.next_run_at IS NULL \
+                 THEN EXCLUDED.next_run_at ELSE schedules.next_run_at END, \
+               cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, kind = EXCLUDED.kind, \
+               params = EXCLUDED.params, enabled = EXCLUDED.enabled, \
+               misfire_policy = EXCLUDED.misfire_policy, updated_at = now() \
+             WHERE schedules.source = 'config' \
+             RETURNING id",
+        )
+        .bind(&spec.name)
+        .bind(&spec.cron)
+        .bind(&spec.timezone)
+        .bind(spec.kind.as_str())
+        .bind(&spec.params)
+        .bind(spec.enabled)
+        .bind(spec.misfire_policy.as_str())
+        .bind(next)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match kept {
+            Some(_) => report.upserted += 1,
+            None => report.conflicts.push(spec.name.clone()),
+        }
+    }
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    report.disabled = sqlx::query(
+        "UPDATE schedules SET enabled = false, next_run_at = NULL, updated_at = now() \
+         WHERE source = 'config' AND enabled AND NOT (name = ANY($1))",
+    )
+    .bind(&names)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(report)
+}
