@@ -147,6 +147,7 @@ pub async fn run(
             }
         };
         stats.leading.store(leading, Relaxed);
+        metrics::gauge!("scheduler_leader").set(if leading { 1.0 } else { 0.0 });
         if leading && !was_leading {
             tracing::info!(instance = %settings.instance, "this scheduler now leads");
             if let Err(err) = sync_builtins(&db, &settings.builtins).await {
@@ -208,6 +209,8 @@ async fn fire_due(
                     slot,
                 } => {
                     let lag = (Utc::now() - slot).num_milliseconds().max(0) as u64;
+                    metrics::counter!("scheduler_fires_total", "outcome" => "job").increment(1);
+                    metrics::histogram!("scheduler_fire_lag_seconds").record(lag as f64 / 1000.0);
                     stats.fired.fetch_add(1, Relaxed);
                     stats.last_lag_ms.store(lag, Relaxed);
                     tracing::info!(schedule_id = %schedule.id, tenant_id = %schedule.tenant_id,
@@ -215,10 +218,13 @@ async fn fire_due(
                     publish(db, broker, ctx, *envelope).await;
                 }
                 Fired::Skipped => {
+                    metrics::counter!("scheduler_fires_total", "outcome" => "skipped").increment(1);
                     stats.skipped.fetch_add(1, Relaxed);
                     tracing::info!(schedule_id = %schedule.id, "missed slots skipped (misfire policy skip)");
                 }
                 Fired::AlreadyFired => {
+                    metrics::counter!("scheduler_fires_total", "outcome" => "already_fired")
+                        .increment(1);
                     tracing::info!(schedule_id = %schedule.id, "slot already fired by another scheduler");
                 }
                 Fired::NotDue => {}
@@ -366,4 +372,43 @@ pub async fn list(db: &Db) -> Result<String, DbError> {
         );
     }
     Ok(out)
+}
+
+/// Installs the Prometheus recorder and serves `GET /metrics` (and `GET
+/// /health`, 200 while the process runs) on `listener` until `stop`.
+pub async fn serve_metrics(listener: tokio::net::TcpListener, stop: CancellationToken) {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("scheduler_fire_lag_seconds".to_owned()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .expect("non-empty buckets")
+        .install_recorder()
+        .expect("no other metrics recorder is installed");
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = handle.render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/health", axum::routing::get(|| async { "ok" }));
+    if let Err(err) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
+        tracing::warn!(error = %err, "the metrics listener stopped");
+    }
 }

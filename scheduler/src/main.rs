@@ -35,8 +35,11 @@ async fn main() {
             }
         }
     }
-    let log = LogConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
-    ferro_telemetry::init(NAME, &log);
+    // `list` prints only the schedules on stdout, where logs would go.
+    if command.as_deref() != Some("list") {
+        let log = LogConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
+        ferro_telemetry::init(NAME, &log);
+    }
     let app_env = AppEnv::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
     let database = DatabaseConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
     let broker = BrokerConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
@@ -88,6 +91,19 @@ async fn main() {
         })
     };
     let beat_stop = CancellationToken::new();
+    // SCHEDULER_METRICS_ADDR (e.g. 0.0.0.0:9102): Prometheus metrics; off when unset.
+    if let Some(addr) = env.raw("SCHEDULER_METRICS_ADDR") {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| {
+                exit_on_config_error(
+                    NAME,
+                    format!("SCHEDULER_METRICS_ADDR: cannot listen on {addr}: {e}"),
+                )
+            });
+        tracing::info!(addr, "serving metrics");
+        tokio::spawn(scheduler::serve_metrics(listener, beat_stop.clone()));
+    }
     let beating = tokio::spawn(scheduler::heartbeat(
         pool,
         redis.key_prefix.clone(),

@@ -21,7 +21,12 @@ struct Rig {
 
 impl Rig {
     fn scheduler(&self) -> Child {
+        self.scheduler_with(&[])
+    }
+
+    fn scheduler_with(&self, extra: &[(&str, String)]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_scheduler"))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .envs(self.db.env_pairs())
             .env("REDIS_KEY_PREFIX", &self.redis_prefix)
             .env("BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -103,11 +108,53 @@ async fn killing_the_leader_loses_a_few_seconds_and_doubles_nothing() {
     kill(&mut a, "-KILL");
     rig.wait_for_slots(schedule.id, before + 3).await;
 
-    let mut c = rig.scheduler();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = rig.scheduler_with(&[(
+        "SCHEDULER_METRICS_ADDR",
+        format!("127.0.0.1:{metrics_port}"),
+    )]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rig.slots(schedule.id).await.len();
     kill(&mut b, "-KILL");
     rig.wait_for_slots(schedule.id, before + 3).await;
+
+    // The new leader's metrics, and `scheduler list`.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("scheduler_leader 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"scheduler_fires_total{outcome="job"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scheduler_fire_lag_seconds_bucket"),
+        "{metrics}"
+    );
+    let list = Command::new(env!("CARGO_BIN_EXE_scheduler"))
+        .arg("list")
+        .envs(rig.db.env_pairs())
+        .env("REDIS_KEY_PREFIX", &rig.redis_prefix)
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        list.starts_with("default/every second  noop  [* * * * * *]  UTC"),
+        "{list}"
+    );
+    assert_eq!(
+        list.matches(", ").count(),
+        2,
+        "three next fire times: {list}"
+    );
     kill(&mut c, "-TERM");
 
     let slots = rig.slots(schedule.id).await;
