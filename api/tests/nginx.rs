@@ -1,0 +1,299 @@
+//! The real nginx (Debian's package) with `proxy-config/` rendered by
+//! `proxy-config/render.sh`, in front of the real api on random ports.
+
+mod support;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::TestApp;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn proxy_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proxy-config")
+}
+
+/// Renders the configuration into a fresh directory; `extra` adds settings.
+fn render(api_port: u16, nginx_port: u16, extra: &[(&str, String)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferro-nginx-{}", uuid::Uuid::new_v4().simple()));
+    let status = Command::new(proxy_config().join("render.sh"))
+        .arg(&dir)
+        .env("API_UPSTREAM", format!("127.0.0.1:{api_port}"))
+        .env("NGINX_PORT", nginx_port.to_string())
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .status()
+        .unwrap();
+    assert!(status.success(), "render.sh failed");
+    dir
+}
+
+fn nginx_test(dir: &std::path::Path) -> std::process::Output {
+    Command::new("nginx")
+        .arg("-t")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .output()
+        .expect("nginx is installed (.ci/run installs it)")
+}
+
+struct Nginx {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(app: &TestApp) -> Self {
+        let port = free_port();
+        let dir = render(app.addr.port(), port, &[]);
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, dir, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        if std::thread::panicking()
+            && let Some(mut err) = self.child.stderr.take()
+        {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            eprintln!("nginx stderr:\n{text}");
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn the_rendered_configuration_passes_nginx_t_with_and_without_tls() {
+    let dir = render(18001, free_port(), &[]);
+    let out = nginx_test(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = std::fs::read_to_string(dir.join("conf.d/ferrostack.conf")).unwrap();
+    assert!(conf.contains("server 127.0.0.1:18001;"));
+    assert!(
+        conf.contains("$binary_remote_addr"),
+        "nginx's own variables stay"
+    );
+
+    let certs = dir.join("certs");
+    let made = Command::new(proxy_config().join("make-dev-cert.sh"))
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let tls = render(
+        18001,
+        free_port(),
+        &[
+            ("TLS_CERT", certs.join("dev.crt").display().to_string()),
+            ("TLS_KEY", certs.join("dev.key").display().to_string()),
+            ("TLS_PORT", free_port().to_string()),
+        ],
+    );
+    let out = nginx_test(&tls);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tls_conf = std::fs::read_to_string(tls.join("conf.d/ferrostack.tls.conf")).unwrap();
+    assert!(tls_conf.contains("Strict-Transport-Security"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&tls);
+}
+
+#[tokio::test]
+async fn nginx_routes_sets_headers_compresses_and_hides_metrics() {
+    let app = TestApp::spawn().await;
+    let nginx = Nginx::start(&app);
+    let client = reqwest::Client::new();
+
+    let res = client
+        .get(nginx.url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let h = res.headers();
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    assert!(
+        h.get("strict-transport-security").is_none(),
+        "HSTS only on TLS"
+    );
+    let generated = h["x-request-id"].to_str().unwrap();
+    assert_eq!(generated.len(), 32, "nginx made one: {generated}");
+    assert_eq!(h.get_all("x-request-id").iter().count(), 1);
+
+    let res = client
+        .get(nginx.url("/api/v1/health"))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-abc-123");
+
+    for (path, status) in [
+        ("/", StatusCode::OK),
+        ("/docs/", StatusCode::OK),
+        ("/redoc", StatusCode::OK),
+        ("/openapi.json", StatusCode::OK),
+        ("/metrics", StatusCode::NOT_FOUND),
+    ] {
+        let res = client.get(nginx.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), status, "{path}");
+    }
+    let root = client.get(nginx.url("/")).send().await.unwrap();
+    assert!(root.text().await.unwrap().contains("Ferrostack"));
+
+    // JSON is gzipped by nginx for clients that accept it.
+    let res = client
+        .get(nginx.url("/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+
+    // Too large a body: a problem+json 413 from nginx, before the api.
+    let res = client
+        .post(nginx.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn logins_are_rate_limited_per_address_with_a_problem() {
+    let app = TestApp::spawn().await;
+    let nginx = Nginx::start(&app);
+    let client = reqwest::Client::new();
+    let mut limited = None;
+    for i in 0..20 {
+        let res = client
+            .post(nginx.url("/api/v1/auth/login"))
+            .json(&json!({"username": format!("nobody-{i}"), "password": "wrong-password"}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = limited.expect("nginx limits logins per address");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("this address"));
+}
+
+#[tokio::test]
+async fn job_events_stream_through_nginx_unbuffered_and_the_websocket_upgrades() {
+    // No broker: the job stays queued, so its event stream stays open and only
+    // an unbuffered proxy delivers its first event before the stream ends.
+    let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
+    let nginx = Nginx::start(&app);
+    let token = app.admin_token().await;
+    let client = reqwest::Client::new();
+    let job: Value = client
+        .post(nginx.url("/api/v1/jobs"))
+        .bearer_auth(&token)
+        .json(&json!({"kind": "noop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap();
+    let res = client
+        .get(nginx.url(&format!("/api/v1/jobs/events/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = res.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(3), stream.next())
+        .await
+        .expect("the first event arrives while the stream is open")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&first);
+    assert!(text.contains("\"status\":\"queued\""), "{text}");
+
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://127.0.0.1:{}/api/v1/jobs/ws",
+            nginx.port
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (_ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the WebSocket upgrade passes nginx");
+    assert_eq!(response.status().as_u16(), 101);
+}
