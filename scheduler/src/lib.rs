@@ -56,9 +56,7 @@ impl SchedulerSettings {
                 expected: GRACE,
             });
         }
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "scheduler".into());
+        let host = ferro_redis::heartbeat::host_name();
         Ok(Self {
             grace: Duration::from_millis(grace),
             instance: format!("{host}:{}", std::process::id()),
@@ -272,45 +270,29 @@ pub async fn heartbeat(
     stop: CancellationToken,
 ) {
     let key = format!("{prefix}schedulers:{instance}");
-    loop {
+    let fields = move || {
         let role = if stats.leading.load(Relaxed) {
             "leader"
         } else {
             "standby"
         };
-        let fields = [
+        vec![
             ("instance", instance.clone()),
             ("role", role.to_owned()),
             ("fired", stats.fired.load(Relaxed).to_string()),
             ("skipped", stats.skipped.load(Relaxed).to_string()),
             ("last_lag_ms", stats.last_lag_ms.load(Relaxed).to_string()),
-            ("beat", Utc::now().timestamp().to_string()),
-        ];
-        let written = async {
-            let mut conn = ferro_redis::connection(&redis)
-                .await
-                .map_err(|e| e.to_string())?;
-            redis::pipe()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .expire(&key, 30)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        if let Err(err) = written {
-            tracing::warn!(error = %err, "could not write the heartbeat");
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
-    if let Ok(mut conn) = ferro_redis::connection(&redis).await {
-        let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
-    }
+        ]
+    };
+    ferro_redis::heartbeat::run(
+        redis,
+        key,
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+        fields,
+        stop,
+    )
+    .await;
 }
 
 /// `scheduler ping`: true if an instance on `host` beat within `fresh`.
@@ -320,27 +302,7 @@ pub async fn ping(
     host: &str,
     fresh: Duration,
 ) -> Result<bool, String> {
-    let mut conn = ferro_redis::connection(redis)
-        .await
-        .map_err(|e| e.to_string())?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}schedulers:{host}:*"))
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    let now = Utc::now().timestamp();
-    for key in keys {
-        let beat: Option<i64> = redis::cmd("HGET")
-            .arg(&key)
-            .arg("beat")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if beat.is_some_and(|b| now - b <= fresh.as_secs() as i64) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    ferro_redis::heartbeat::any_fresh(redis, &format!("{prefix}schedulers:{host}:*"), fresh).await
 }
 
 /// `scheduler list`: each schedule with its next three fire times.
@@ -374,41 +336,10 @@ pub async fn list(db: &Db) -> Result<String, DbError> {
     Ok(out)
 }
 
-/// Installs the Prometheus recorder and serves `GET /metrics` (and `GET
-/// /health`, 200 while the process runs) on `listener` until `stop`.
-pub async fn serve_metrics(listener: tokio::net::TcpListener, stop: CancellationToken) {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("scheduler_fire_lag_seconds".to_owned()),
-            &[
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ],
-        )
-        .expect("non-empty buckets")
-        .install_recorder()
-        .expect("no other metrics recorder is installed");
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let body = handle.render();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        body,
-                    )
-                }
-            }),
-        )
-        .route("/health", axum::routing::get(|| async { "ok" }));
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
-        tracing::warn!(error = %err, "the metrics listener stopped");
-    }
-}
+/// Histogram buckets of the scheduler's metrics, in seconds.
+pub const HISTOGRAMS: &[(&str, &[f64])] = &[(
+    "scheduler_fire_lag_seconds",
+    &[
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ],
+)];

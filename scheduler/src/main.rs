@@ -20,9 +20,7 @@ async fn main() {
     let pool = ferro_redis::create_pool(redis.url.expose(), 2, Duration::from_secs(2))
         .unwrap_or_else(|e| exit_on_config_error(NAME, format!("REDIS_URL: {e}")));
     if command.as_deref() == Some("ping") {
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "scheduler".into());
+        let host = ferro_redis::heartbeat::host_name();
         match scheduler::ping(&pool, &redis.key_prefix, &host, Duration::from_secs(15)).await {
             Ok(true) => std::process::exit(0),
             Ok(false) => {
@@ -93,16 +91,16 @@ async fn main() {
     let beat_stop = CancellationToken::new();
     // SCHEDULER_METRICS_ADDR (e.g. 0.0.0.0:9102): Prometheus metrics; off when unset.
     if let Some(addr) = env.raw("SCHEDULER_METRICS_ADDR") {
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listener = ferro_telemetry::metrics::bind("SCHEDULER_METRICS_ADDR", addr)
             .await
-            .unwrap_or_else(|e| {
-                exit_on_config_error(
-                    NAME,
-                    format!("SCHEDULER_METRICS_ADDR: cannot listen on {addr}: {e}"),
-                )
-            });
+            .unwrap_or_else(|e| exit_on_config_error(NAME, e));
         tracing::info!(addr, "serving metrics");
-        tokio::spawn(scheduler::serve_metrics(listener, beat_stop.clone()));
+        let handle = ferro_telemetry::metrics::install_recorder(scheduler::HISTOGRAMS);
+        tokio::spawn(ferro_telemetry::metrics::serve(
+            listener,
+            handle,
+            beat_stop.clone(),
+        ));
     }
     let beating = tokio::spawn(scheduler::heartbeat(
         pool,

@@ -11,6 +11,7 @@
 
 mod email;
 pub mod handlers;
+pub mod metrics;
 mod snmp;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use handlers::{JobContext, JobError};
+use metrics::Outcome;
 
 /// The worker's own settings.
 #[derive(Debug, Clone)]
@@ -147,8 +149,8 @@ async fn heartbeat(
         .rsplit_once(':')
         .map(|(h, _)| h.to_owned())
         .unwrap_or_default();
-    loop {
-        let fields = [
+    let fields = move || {
+        vec![
             ("worker_id", settings.worker_id.clone()),
             ("host", host.clone()),
             ("pid", std::process::id().to_string()),
@@ -157,33 +159,17 @@ async fn heartbeat(
             ("processed", stats.processed.load(Relaxed).to_string()),
             ("failed", stats.failed.load(Relaxed).to_string()),
             ("started", started.clone()),
-            ("beat", chrono::Utc::now().timestamp().to_string()),
-        ];
-        let written = async {
-            let mut conn = ferro_redis::connection(&events.redis)
-                .await
-                .map_err(|e| e.to_string())?;
-            redis::pipe()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .expire(&key, HEARTBEAT_TTL.as_secs() as i64)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        if let Err(err) = written {
-            tracing::warn!(error = %err, "could not write the heartbeat");
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-        }
-    }
-    if let Ok(mut conn) = ferro_redis::connection(&events.redis).await {
-        let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
-    }
+        ]
+    };
+    ferro_redis::heartbeat::run(
+        events.redis,
+        key,
+        HEARTBEAT_EVERY,
+        HEARTBEAT_TTL,
+        fields,
+        stop,
+    )
+    .await;
 }
 
 /// `worker ping`: true if a worker on `host` wrote its heartbeat within `fresh`.
@@ -193,34 +179,12 @@ pub async fn ping(
     host: &str,
     fresh: Duration,
 ) -> Result<bool, String> {
-    let mut conn = ferro_redis::connection(redis)
-        .await
-        .map_err(|e| e.to_string())?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}workers:{host}:*"))
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    let now = chrono::Utc::now().timestamp();
-    for key in keys {
-        let beat: Option<i64> = redis::cmd("HGET")
-            .arg(&key)
-            .arg("beat")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if beat.is_some_and(|b| now - b <= fresh.as_secs() as i64) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    ferro_redis::heartbeat::any_fresh(redis, &format!("{prefix}workers:{host}:*"), fresh).await
 }
 
 /// This machine's host name, as the heartbeat records it.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "worker".into())
+    ferro_redis::heartbeat::host_name()
 }
 
 /// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... at most 10 minutes.
@@ -244,6 +208,11 @@ pub async fn run(
     let mut running = JoinSet::new();
     let stats = Arc::new(Stats::default());
     let beat_stop = CancellationToken::new();
+    metrics::set_concurrency(settings.concurrency);
+    let depths = tokio::spawn(metrics::report_queue_depths(
+        broker.clone(),
+        beat_stop.clone(),
+    ));
     let beating = events.clone().map(|events| {
         tokio::spawn(heartbeat(
             events,
@@ -272,7 +241,9 @@ pub async fn run(
         running.spawn(async move {
             use std::sync::atomic::Ordering::Relaxed;
             stats.active.fetch_add(1, Relaxed);
+            metrics::job_started();
             let failed = process(&db, &broker, events.as_ref(), &settings, delivery).await;
+            metrics::job_ended();
             stats.active.fetch_sub(1, Relaxed);
             stats.processed.fetch_add(1, Relaxed);
             if failed {
@@ -305,6 +276,7 @@ pub async fn run(
     if let Some(beating) = beating {
         let _ = beating.await;
     }
+    let _ = depths.await;
 }
 
 async fn process(
@@ -436,6 +408,7 @@ async fn handle(
             )
         }),
     };
+    let started = std::time::Instant::now();
     let watcher = tokio::spawn(watch(
         db.clone(),
         ctx,
@@ -457,16 +430,17 @@ async fn handle(
         ))),
     };
     watcher.abort();
+    let took = started.elapsed();
 
     let mut tx = db.begin(ctx).await?;
-    let settle = match result {
+    let (settle, outcome) = match result {
         Ok(rows) => {
             for row in &rows {
                 jobs::add_result(&mut tx, envelope.job_id, claimed.attempts, row).await?;
             }
             jobs::finish(&mut tx, envelope.job_id, JobStatus::Succeeded, None).await?;
             tracing::info!(results = rows.len(), "job succeeded");
-            Settle::Ack
+            (Settle::Ack, Outcome::Succeeded)
         }
         Err(JobError::Cancelled) => {
             jobs::finish(
@@ -477,7 +451,7 @@ async fn handle(
             )
             .await?;
             tracing::info!("job cancelled");
-            Settle::Ack
+            (Settle::Ack, Outcome::Cancelled)
         }
         Err(JobError::Transient(error)) if claimed.attempts < claimed.max_attempts => {
             let delay = backoff(claimed.attempts);
@@ -487,15 +461,16 @@ async fn handle(
             };
             jobs::retry_later(&mut tx, &next, &error, delay).await?;
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-            Settle::Ack
+            (Settle::Ack, Outcome::Retrying)
         }
         Err(JobError::Transient(error) | JobError::Permanent(error)) => {
             jobs::finish(&mut tx, envelope.job_id, JobStatus::Failed, Some(&error)).await?;
             tracing::warn!(%error, "job failed for good; dead-lettering it");
-            Settle::DeadLetter
+            (Settle::DeadLetter, Outcome::Failed)
         }
     };
     tx.commit().await?;
+    metrics::job_finished(kind, outcome, took);
     if let Some(events) = events {
         events.emit(db, ctx, envelope.job_id).await;
     }

@@ -67,6 +67,20 @@ async fn main() {
             .unwrap_or_else(|e| exit_on_config_error("worker", format!("BROKER_URL: {e}"))),
     );
     let shutdown = CancellationToken::new();
+    // WORKER_METRICS_ADDR (e.g. 0.0.0.0:9101): Prometheus metrics; off when unset.
+    let metrics_stop = CancellationToken::new();
+    if let Some(addr) = env.raw("WORKER_METRICS_ADDR") {
+        let listener = ferro_telemetry::metrics::bind("WORKER_METRICS_ADDR", addr)
+            .await
+            .unwrap_or_else(|e| exit_on_config_error("worker", e));
+        tracing::info!(addr, "serving metrics");
+        let handle = ferro_telemetry::metrics::install_recorder(worker::metrics::HISTOGRAMS);
+        tokio::spawn(ferro_telemetry::metrics::serve(
+            listener,
+            handle,
+            metrics_stop.clone(),
+        ));
+    }
     let relay = {
         let (db, broker, stop) = (db.clone(), broker.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -98,5 +112,6 @@ async fn main() {
     let _ = relay.await;
     signal.abort();
     db.close().await;
+    metrics_stop.cancel();
     tracing::info!("worker stopped");
 }

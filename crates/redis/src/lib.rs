@@ -7,6 +7,8 @@
 //! extra round trip) on every `get()`. Commands are bounded by a response
 //! timeout, so a dead Redis gives an error in seconds, not a hang.
 
+pub mod heartbeat;
+
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleResult};

@@ -1,5 +1,8 @@
 //! Start-up hooks every binary runs first: the rustls crypto provider and the
-//! tracing subscriber (JSON or pretty, filtered by `RUST_LOG`).
+//! tracing subscriber (JSON or pretty, filtered by `RUST_LOG`); signals; the
+//! Prometheus endpoint of the worker and the scheduler ([`metrics`]).
+
+pub mod metrics;
 
 use ferro_config::{LogConfig, LogFormat};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
