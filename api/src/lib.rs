@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod healthcheck;
 pub mod observe;
 pub mod routes;
 pub mod state;
@@ -80,6 +81,7 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::jobs::router())
         .merge(routes::schedules::router())
         .merge(routes::logs::router())
+        .merge(routes::monitor::router())
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     let v1 = OpenApiRouter::new()
         .merge(auth::public_router())
@@ -135,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(routes::health::live))
         .route("/metrics", get(routes::health::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .route("/monitor", get(routes::monitor::page))
         .route("/redoc", get(routes::docs::redoc_page))
         .route(
             "/redoc/redoc.standalone.js",

@@ -9,6 +9,19 @@ use ferro_telemetry::exit_on_config_error;
 #[tokio::main]
 async fn main() {
     let env = Env::load();
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        // For container health checks: exit 0 only if this host's api answers.
+        let port = env
+            .parse_or("PORT", 8001u16, "a TCP port from 0 to 65535")
+            .unwrap_or_else(|e| exit_on_config_error("api", e));
+        match api::healthcheck::check(port, std::time::Duration::from_secs(2)).await {
+            Ok(()) => std::process::exit(0),
+            Err(err) => {
+                eprintln!("api: unhealthy: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
     let config = api::ApiConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("api", e));
     ferro_telemetry::init("api", &config.log);
     if let Err(err) = api::run(config).await {

@@ -6,6 +6,7 @@ pub mod docs;
 pub mod health;
 pub mod jobs;
 pub mod logs;
+pub mod monitor;
 pub mod roles;
 pub mod schedules;
 pub mod tenants;

@@ -187,6 +187,16 @@ pub async fn list(
     Ok((jobs, total))
 }
 
+/// How many of the tenant's jobs are in each status (statuses with none are
+/// left out).
+pub async fn count_by_status(tx: &mut TenantTx) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(
+        sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")
+            .fetch_all(&mut **tx)
+            .await?,
+    )
+}
+
 /// A page of a job's results, oldest first, and the total.
 pub async fn results(
     tx: &mut TenantTx,
