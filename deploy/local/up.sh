@@ -53,6 +53,10 @@ export NGINX_PORT=${NGINX_PORT:-8000}
 export WORKER_METRICS_ADDR=${WORKER_METRICS_ADDR:-127.0.0.1:9101}
 export SCHEDULER_METRICS_ADDR=${SCHEDULER_METRICS_ADDR:-127.0.0.1:9102}
 export API_UPSTREAM=${API_UPSTREAM:-127.0.0.1:$PORT}
+# nginx resolves relative certificate paths against its own prefix: anchor them here.
+for v in TLS_CERT TLS_KEY; do
+  if [ -n "${!v:-}" ] && [[ ${!v} != /* ]]; then export "$v=$root/${!v}"; fi
+done
 profile=${FERRO_PROFILE:-release}
 run_dir=${FERRO_RUN_DIR:-$root/deploy/local/run}
 start_timeout=${FERRO_START_TIMEOUT:-60}
@@ -159,8 +163,6 @@ wait_ready() {
   say "$name is ready"
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 say "migrate up"
 "$bin_dir/migrate" up > >(prefix migrate) 2>&1
 status=$?
@@ -179,7 +181,8 @@ mkdir -p "$run_dir"
 "$root/proxy-config/render.sh" "$run_dir/nginx" >/dev/null || fail "could not render the nginx configuration"
 nginx -t -q -p "$run_dir/nginx" -c "$run_dir/nginx/nginx.conf" || fail "nginx -t refused the configuration"
 start nginx nginx -p "$run_dir/nginx" -c "$run_dir/nginx/nginx.conf" -g "daemon off;"
-wait_ready nginx "${pids[-1]}" port_open "$NGINX_PORT"
+# Ready when the api answers through it (the api's own check, on nginx's port).
+wait_ready nginx "${pids[-1]}" env PORT="$NGINX_PORT" "$bin_dir/api" healthcheck
 
 if ((!stopping)); then
   cat <<EOF
@@ -192,6 +195,9 @@ if ((!stopping)); then
 [up]   http://$WORKER_METRICS_ADDR/metrics, http://$SCHEDULER_METRICS_ADDR/metrics
 [up]   administrator: ${ADMIN_USERNAME:-admin} (password ADMIN_PASSWORD) in tenant default
 EOF
+  if [ -n "${TLS_CERT:-}" ] && [ -n "${TLS_KEY:-}" ]; then
+    say "  https://localhost:${TLS_PORT:-8443}/            the same over TLS"
+  fi
 fi
 
 # --- supervise ------------------------------------------------------------------

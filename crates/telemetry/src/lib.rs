@@ -37,7 +37,14 @@ pub fn init(service: &'static str, config: &LogConfig) {
                     .with_target(true),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(true)).try_init(),
+        // Colours only on a terminal, not in files or deploy/local/up.sh's prefixed output.
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .with_target(true)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
+            .try_init(),
     };
     if result.is_ok() {
         tracing::info!(service, "logging initialised");
