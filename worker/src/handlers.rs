@@ -43,16 +43,18 @@ impl JobContext {
     pub async fn progress(&self, percent: u8) {
         let result = async {
             let mut tx = self.db.begin(self.ctx).await?;
-            ferro_tasks::jobs::set_progress(&mut tx, self.job_id, percent).await?;
-            tx.commit().await
+            let state = ferro_tasks::jobs::set_progress(&mut tx, self.job_id, percent).await?;
+            tx.commit().await?;
+            Ok::<_, ferro_db::DbError>(state)
         }
         .await;
         match result {
-            Ok(()) => {
+            Ok(Some(state)) => {
                 if let Some(events) = &self.events {
-                    events.emit(&self.db, self.ctx, self.job_id).await;
+                    events.publish(self.ctx.tenant_id, &state).await;
                 }
             }
+            Ok(None) => {}
             Err(err) => tracing::warn!(error = %err, "could not record progress"),
         }
     }

@@ -90,29 +90,49 @@ pub struct Events {
 }
 
 impl Events {
-    /// Publishes the job's current state; best effort (events are a view, the
-    /// database is the record).
+    /// Publishes a change of a job, from the state its statement returned;
+    /// best effort (events are a view, the database is the record).
+    pub async fn publish(&self, tenant_id: uuid::Uuid, state: &jobs::JobState) {
+        let event = ferro_tasks::events::JobEvent::of_state(state);
+        self.send(tenant_id, &event).await;
+    }
+
+    /// Publishes the job's current state, read from the database (for the
+    /// paths where no statement of ours returned it).
     pub async fn emit(&self, db: &Db, ctx: TenantCtx, job_id: uuid::Uuid) {
-        let result = async {
-            let mut tx = db.begin(ctx).await.map_err(|e| e.to_string())?;
-            let job = jobs::get(&mut tx, job_id)
-                .await
-                .map_err(|e| e.to_string())?;
+        let read = async {
+            let mut tx = db.begin(ctx).await?;
+            let job = jobs::get(&mut tx, job_id).await?;
             tx.end_read_only();
-            let Some(job) = job else { return Ok(()) };
-            let event = ferro_tasks::events::JobEvent::of(&job);
-            let payload = serde_json::to_string(&event).map_err(|e| e.to_string())?;
-            ferro_redis::publish(
-                &self.redis,
-                &ferro_tasks::events::channel(&self.prefix, ctx.tenant_id),
-                &payload,
-            )
-            .await?;
-            Ok::<_, String>(())
+            Ok::<_, DbError>(job)
         }
         .await;
+        match read {
+            Ok(Some(job)) => {
+                let event = ferro_tasks::events::JobEvent::of(&job);
+                self.send(ctx.tenant_id, &event).await;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(%job_id, error = %err, "could not read the job for its event")
+            }
+        }
+    }
+
+    async fn send(&self, tenant_id: uuid::Uuid, event: &ferro_tasks::events::JobEvent) {
+        let result = match serde_json::to_string(event) {
+            Ok(payload) => {
+                ferro_redis::publish(
+                    &self.redis,
+                    &ferro_tasks::events::channel(&self.prefix, tenant_id),
+                    &payload,
+                )
+                .await
+            }
+            Err(err) => Err(err.to_string()),
+        };
         if let Err(err) = result {
-            tracing::warn!(%job_id, error = %err, "could not publish a job event");
+            tracing::warn!(job_id = %event.job_id, error = %err, "could not publish a job event");
         }
     }
 }
@@ -385,7 +405,9 @@ async fn handle(
     };
     tracing::info!("job started");
     if let Some(events) = events {
-        events.emit(db, ctx, envelope.job_id).await;
+        events
+            .publish(ctx.tenant_id, &claimed.state(envelope.job_id))
+            .await;
     }
 
     let cancel = CancellationToken::new();
@@ -433,17 +455,17 @@ async fn handle(
     let took = started.elapsed();
 
     let mut tx = db.begin(ctx).await?;
-    let (settle, outcome) = match result {
+    let (settle, outcome, state) = match result {
         Ok(rows) => {
             for row in &rows {
                 jobs::add_result(&mut tx, envelope.job_id, claimed.attempts, row).await?;
             }
-            jobs::finish(&mut tx, envelope.job_id, JobStatus::Succeeded, None).await?;
+            let state = jobs::finish(&mut tx, envelope.job_id, JobStatus::Succeeded, None).await?;
             tracing::info!(results = rows.len(), "job succeeded");
-            (Settle::Ack, Outcome::Succeeded)
+            (Settle::Ack, Outcome::Succeeded, state)
         }
         Err(JobError::Cancelled) => {
-            jobs::finish(
+            let state = jobs::finish(
                 &mut tx,
                 envelope.job_id,
                 JobStatus::Cancelled,
@@ -451,7 +473,7 @@ async fn handle(
             )
             .await?;
             tracing::info!("job cancelled");
-            (Settle::Ack, Outcome::Cancelled)
+            (Settle::Ack, Outcome::Cancelled, state)
         }
         Err(JobError::Transient(error)) if claimed.attempts < claimed.max_attempts => {
             let delay = backoff(claimed.attempts);
@@ -459,20 +481,21 @@ async fn handle(
                 attempt: claimed.attempts as u32,
                 ..envelope.clone()
             };
-            jobs::retry_later(&mut tx, &next, &error, delay).await?;
+            let state = jobs::retry_later(&mut tx, &next, &error, delay).await?;
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-            (Settle::Ack, Outcome::Retrying)
+            (Settle::Ack, Outcome::Retrying, state)
         }
         Err(JobError::Transient(error) | JobError::Permanent(error)) => {
-            jobs::finish(&mut tx, envelope.job_id, JobStatus::Failed, Some(&error)).await?;
+            let state =
+                jobs::finish(&mut tx, envelope.job_id, JobStatus::Failed, Some(&error)).await?;
             tracing::warn!(%error, "job failed for good; dead-lettering it");
-            (Settle::DeadLetter, Outcome::Failed)
+            (Settle::DeadLetter, Outcome::Failed, state)
         }
     };
     tx.commit().await?;
     metrics::job_finished(kind, outcome, took);
-    if let Some(events) = events {
-        events.emit(db, ctx, envelope.job_id).await;
+    if let (Some(events), Some(state)) = (events, state) {
+        events.publish(ctx.tenant_id, &state).await;
     }
     Ok(settle)
 }

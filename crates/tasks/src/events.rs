@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::jobs::Job;
+use crate::jobs::{Job, JobState};
 
 /// One change of a job, as published and as streamed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -28,6 +28,18 @@ impl JobEvent {
             progress: job.progress,
             attempts: job.attempts,
             error: job.error.clone(),
+            at: Utc::now(),
+        }
+    }
+
+    /// The event of a change, from the state the changing statement returned.
+    pub fn of_state(state: &JobState) -> Self {
+        Self {
+            job_id: state.id,
+            status: state.status.clone(),
+            progress: state.progress,
+            attempts: state.attempts,
+            error: state.error.clone(),
             at: Utc::now(),
         }
     }

@@ -36,6 +36,19 @@ pub struct Job {
 const COLUMNS: &str = "id, kind, device_id, params, status, progress, attempts, max_attempts, error, \
     schedule_id, scheduled_for, cancel_requested_at, created_at, started_at, finished_at";
 
+/// What a job's events carry: its state right after a change, as the
+/// changing statement returns it (no second read).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct JobState {
+    pub id: Uuid,
+    pub status: String,
+    pub progress: i16,
+    pub attempts: i32,
+    pub error: Option<String>,
+}
+
+const STATE: &str = "id, status, progress, attempts, error";
+
 /// One result row a job attempt recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct JobResult {
@@ -320,6 +333,21 @@ pub struct Claimed {
     pub params: Value,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// The previous attempt's error, if any (kept until the outcome).
+    pub error: Option<String>,
+}
+
+impl Claimed {
+    /// The job's state right after the claim: running, progress 0.
+    pub fn state(&self, id: Uuid) -> JobState {
+        JobState {
+            id,
+            status: JobStatus::Running.as_str().to_owned(),
+            progress: 0,
+            attempts: self.attempts,
+            error: self.error.clone(),
+        }
+    }
 }
 
 /// Why a delivery did not lead to a claim.
@@ -350,7 +378,7 @@ pub async fn claim(
            lease_expires_at = now() + make_interval(secs => $3) \
          WHERE id = $1 AND cancel_requested_at IS NULL \
            AND (status IN ('queued', 'retrying') OR (status = 'running' AND lease_expires_at < now())) \
-         RETURNING kind, device_id, params, attempts, max_attempts",
+         RETURNING kind, device_id, params, attempts, max_attempts, error",
     )
     .bind(id)
     .bind(worker_id)
@@ -417,13 +445,21 @@ pub async fn cancel_requested(tx: &mut TenantTx, id: Uuid) -> Result<bool, DbErr
     .unwrap_or(true))
 }
 
-pub async fn set_progress(tx: &mut TenantTx, id: Uuid, progress: u8) -> Result<(), DbError> {
-    sqlx::query("UPDATE jobs SET progress = $2 WHERE id = $1 AND status = 'running'")
+/// Records progress of a running job; its new state, or `None` if it is no
+/// longer running.
+pub async fn set_progress(
+    tx: &mut TenantTx,
+    id: Uuid,
+    progress: u8,
+) -> Result<Option<JobState>, DbError> {
+    let sql = format!(
+        "UPDATE jobs SET progress = $2 WHERE id = $1 AND status = 'running' RETURNING {STATE}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(i16::from(progress.min(100)))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 pub async fn add_result(
@@ -441,25 +477,26 @@ pub async fn add_result(
     Ok(())
 }
 
-/// Ends the job: succeeded (progress 100), failed or cancelled.
+/// Ends the job: succeeded (progress 100), failed or cancelled. Returns its
+/// final state, or `None` if it had already ended.
 pub async fn finish(
     tx: &mut TenantTx,
     id: Uuid,
     status: JobStatus,
     error: Option<&str>,
-) -> Result<(), DbError> {
+) -> Result<Option<JobState>, DbError> {
     debug_assert!(status.is_final());
-    sqlx::query(
+    let sql = format!(
         "UPDATE jobs SET status = $2, error = $3, finished_at = now(), lease_expires_at = NULL, \
            progress = CASE WHEN $2 = 'succeeded' THEN 100 ELSE progress END \
-         WHERE id = $1 AND status IN ('queued', 'running', 'retrying')",
-    )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(error.map(|e| e.chars().take(2000).collect::<String>()))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+         WHERE id = $1 AND status IN ('queued', 'running', 'retrying') RETURNING {STATE}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(status.as_str())
+        .bind(error.map(|e| e.chars().take(2000).collect::<String>()))
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 /// Schedules another attempt after `delay`: the job becomes `retrying` and
@@ -470,15 +507,16 @@ pub async fn retry_later(
     envelope: &TaskEnvelope,
     error: &str,
     delay: std::time::Duration,
-) -> Result<(), DbError> {
-    sqlx::query(
+) -> Result<Option<JobState>, DbError> {
+    let sql = format!(
         "UPDATE jobs SET status = 'retrying', error = $2, lease_expires_at = NULL \
-         WHERE id = $1 AND status = 'running'",
-    )
-    .bind(envelope.job_id)
-    .bind(error.chars().take(2000).collect::<String>())
-    .execute(&mut **tx)
-    .await?;
+         WHERE id = $1 AND status = 'running' RETURNING {STATE}"
+    );
+    let state: Option<JobState> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(envelope.job_id)
+        .bind(error.chars().take(2000).collect::<String>())
+        .fetch_optional(&mut **tx)
+        .await?;
     let next = envelope.next_attempt();
     sqlx::query(
         "INSERT INTO job_outbox (tenant_id, job_id, payload, available_at) \
@@ -489,5 +527,5 @@ pub async fn retry_later(
     .bind(delay.as_secs_f64())
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(state)
 }
