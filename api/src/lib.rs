@@ -136,7 +136,12 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/health", get(routes::health::live))
         .route("/metrics", get(routes::health::metrics))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(
+            SwaggerUi::new("/docs")
+                .url("/openapi.json", openapi)
+                // No badge from validator.swagger.io: the page loads nothing from outside.
+                .config(utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none")),
+        )
         .route("/monitor", get(routes::monitor::page))
         .route("/redoc", get(routes::docs::redoc_page))
         .route(

@@ -58,8 +58,12 @@ struct Nginx {
 
 impl Nginx {
     fn start(app: &TestApp) -> Self {
+        Self::start_with(app, &[])
+    }
+
+    fn start_with(app: &TestApp, extra: &[(&str, String)]) -> Self {
         let port = free_port();
-        let dir = render(app.addr.port(), port, &[]);
+        let dir = render(app.addr.port(), port, extra);
         let child = Command::new("nginx")
             .arg("-p")
             .arg(&dir)
@@ -100,6 +104,28 @@ impl Drop for Nginx {
     }
 }
 
+/// The headers nginx puts on every answer, errors and streams included.
+fn assert_security_headers(h: &reqwest::header::HeaderMap, what: &str) {
+    assert_eq!(h["x-frame-options"], "DENY", "{what}");
+    assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+    assert_eq!(
+        h["referrer-policy"], "strict-origin-when-cross-origin",
+        "{what}"
+    );
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'"),
+        "{what}"
+    );
+    assert_eq!(h.get_all("x-request-id").iter().count(), 1, "{what}");
+    assert!(
+        h.get("strict-transport-security").is_none(),
+        "{what}: HSTS only on TLS"
+    );
+}
+
 #[test]
 fn the_rendered_configuration_passes_nginx_t_with_and_without_tls() {
     let dir = render(18001, free_port(), &[]);
@@ -137,10 +163,64 @@ fn the_rendered_configuration_passes_nginx_t_with_and_without_tls() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tls_conf = std::fs::read_to_string(tls.join("conf.d/ferrostack.tls.conf")).unwrap();
-    assert!(tls_conf.contains("Strict-Transport-Security"));
+    assert!(tls.join("conf.d/ferrostack.tls.conf").exists());
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&tls);
+}
+
+/// `curl -sk -D -` of a URL: the status line and headers.
+async fn curl_headers(url: &str) -> String {
+    // Async: the api under test runs on this test's runtime.
+    let out = tokio::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-o", "/dev/null", "-D", "-", url])
+        .output()
+        .await
+        .expect("curl is installed (.ci/run installs it)");
+    assert!(out.status.success(), "curl {url}");
+    String::from_utf8_lossy(&out.stdout).to_lowercase()
+}
+
+#[tokio::test]
+async fn the_tls_server_answers_with_hsts_and_the_plain_one_without() {
+    let app = TestApp::spawn().await;
+    let certs = std::env::temp_dir().join(format!("ferro-certs-{}", uuid::Uuid::new_v4().simple()));
+    let made = Command::new(proxy_config().join("make-dev-cert.sh"))
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let tls_port = free_port();
+    let nginx = Nginx::start_with(
+        &app,
+        &[
+            ("TLS_CERT", certs.join("dev.crt").display().to_string()),
+            ("TLS_KEY", certs.join("dev.key").display().to_string()),
+            ("TLS_PORT", tls_port.to_string()),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        assert!(Instant::now() < deadline, "the TLS server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secure = curl_headers(&format!("https://127.0.0.1:{tls_port}/api/v1/health")).await;
+    assert!(
+        secure.starts_with("http/2 200") || secure.starts_with("http/1.1 200"),
+        "{secure}"
+    );
+    assert!(
+        secure.contains("strict-transport-security: max-age=31536000"),
+        "{secure}"
+    );
+    assert!(secure.contains("x-frame-options: deny"), "{secure}");
+    let problem = curl_headers(&format!("https://127.0.0.1:{tls_port}/no-such-page")).await;
+    assert!(
+        problem.contains("strict-transport-security"),
+        "errors too: {problem}"
+    );
+    let plain = curl_headers(&nginx.url("/api/v1/health")).await;
+    assert!(!plain.contains("strict-transport-security"), "{plain}");
+    let _ = std::fs::remove_dir_all(&certs);
 }
 
 #[tokio::test]
@@ -180,6 +260,14 @@ async fn nginx_routes_sets_headers_compresses_and_hides_metrics() {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "trace-abc-123");
+    // One the api would not accept either is replaced, so both log the same id.
+    let res = client
+        .get(nginx.url("/api/v1/health"))
+        .header("x-request-id", "has spaces; and more")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"].len(), 32);
 
     for (path, status) in [
         ("/", StatusCode::OK),
@@ -213,6 +301,7 @@ async fn nginx_routes_sets_headers_compresses_and_hides_metrics() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_security_headers(res.headers(), "413");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "payload_too_large");
 }
@@ -238,6 +327,8 @@ async fn logins_are_rate_limited_per_address_with_a_problem() {
     }
     let res = limited.expect("nginx limits logins per address");
     assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_security_headers(res.headers(), "429");
+    assert!(res.headers().contains_key("retry-after"));
     let body: Value = res.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("this address"));
 }
@@ -274,6 +365,7 @@ async fn job_events_stream_through_nginx_unbuffered_and_the_websocket_upgrades()
             .unwrap()
             .starts_with("text/event-stream")
     );
+    assert_security_headers(res.headers(), "SSE");
     let mut stream = res.bytes_stream();
     let first = tokio::time::timeout(Duration::from_secs(3), stream.next())
         .await
@@ -296,4 +388,35 @@ async fn job_events_stream_through_nginx_unbuffered_and_the_websocket_upgrades()
         .await
         .expect("the WebSocket upgrade passes nginx");
     assert_eq!(response.status().as_u16(), 101);
+}
+
+#[tokio::test]
+async fn the_api_sees_the_request_id_and_the_client_address_nginx_passes_on() {
+    let app = TestApp::spawn().await;
+    let nginx = Nginx::start(&app);
+    let token = app.admin_token().await;
+    let client = reqwest::Client::new();
+    // The client is on loopback, which the api trusts as a proxy too, so the
+    // address it claims in X-Forwarded-For is believed: nginx appends
+    // 127.0.0.1 and the api takes the right-most untrusted one.
+    let res = client
+        .post(nginx.url("/api/v1/devices"))
+        .bearer_auth(&token)
+        .header("x-request-id", "trace-device-42")
+        .header("x-forwarded-for", "203.0.113.7")
+        .json(&json!({"name": "edge-1", "protocol": "http", "host": "10.0.0.9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let audit = app.get("/api/v1/audit-logs?size=100", &token).await;
+    let row = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/api/v1/devices" && r["method"] == "POST")
+        .cloned()
+        .unwrap_or_else(|| panic!("an audit row: {}", audit.body));
+    assert_eq!(row["request_id"], "trace-device-42");
+    assert_eq!(row["ip"], "203.0.113.7");
 }

@@ -5,8 +5,8 @@
 #
 #   deploy/local/up.sh            # Ctrl-C stops everything
 #
-# Settings come from the environment, then .env, then .env.example (the first
-# one that sets a variable wins), so a fresh clone runs as it is. Every line a
+# Settings come from the environment, then .env (variables already set win);
+# without a .env, from .env.example, so a fresh clone runs as it is. Every line a
 # service prints is prefixed with its name. Exits non-zero if a service fails
 # to start or dies; 0 after Ctrl-C (or SIGTERM) once everything has stopped.
 #
@@ -20,6 +20,7 @@
 #   FERRO_ENSURE_SERVICES  1 (default): start local PostgreSQL, Redis and
 #                       RabbitMQ if they are not answering (ensure-services.sh)
 #   FERRO_START_TIMEOUT seconds each service may take to become ready (60)
+#   FERRO_STOP_TIMEOUT  seconds all services together may take to stop (40)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -45,9 +46,15 @@ load_env_file() {
     export "$key=$value"
   done <"$file"
 }
-load_env_file .env
-load_env_file .env.example
+if [ -f .env ]; then
+  load_env_file .env
+else
+  say "no .env: using the development defaults of .env.example"
+  load_env_file .env.example
+fi
 
+# The api is reached through nginx: by default it listens on loopback only.
+export HOST=${HOST:-127.0.0.1}
 export PORT=${PORT:-8001}
 export NGINX_PORT=${NGINX_PORT:-8000}
 export WORKER_METRICS_ADDR=${WORKER_METRICS_ADDR:-127.0.0.1:9101}
@@ -138,7 +145,8 @@ stop_all() {
 on_signal() {
   stopping=1
 }
-trap on_signal INT TERM
+# HUP too: a closed terminal must not leave nginx (which reloads on HUP) behind.
+trap on_signal INT TERM HUP
 
 fail() {
   printf '[up] error: %s\n' "$*" >&2
@@ -163,19 +171,30 @@ wait_ready() {
   say "$name is ready"
 }
 
+# Ports must be free: a readiness check must not find some other process.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for spec in "api:$PORT" "nginx:$NGINX_PORT" "worker metrics:${WORKER_METRICS_ADDR##*:}" \
+  "scheduler metrics:${SCHEDULER_METRICS_ADDR##*:}"; do
+  port_in_use "${spec##*:}" && die "port ${spec##*:} (${spec%:*}) is already in use"
+done
+
 say "migrate up"
 "$bin_dir/migrate" up > >(prefix migrate) 2>&1
 status=$?
+if ((stopping)); then
+  say "stopped"
+  exit 0
+fi
 ((status == 0)) || die "migrate up failed (exit $status)"
 
 start api "$bin_dir/api"
 wait_ready api "${pids[-1]}" "$bin_dir/api" healthcheck
 
 start worker "$bin_dir/worker"
-wait_ready worker "${pids[-1]}" "$bin_dir/worker" ping
+wait_ready worker "${pids[-1]}" "$bin_dir/worker" ping --pid "${pids[-1]}"
 
 start scheduler "$bin_dir/scheduler"
-wait_ready scheduler "${pids[-1]}" "$bin_dir/scheduler" ping
+wait_ready scheduler "${pids[-1]}" "$bin_dir/scheduler" ping --pid "${pids[-1]}"
 
 mkdir -p "$run_dir"
 "$root/proxy-config/render.sh" "$run_dir/nginx" >/dev/null || fail "could not render the nginx configuration"

@@ -190,6 +190,7 @@ fn the_topology_is_the_contracts() {
         service(&doc, "api")["environment"]["TRUSTED_PROXIES"],
         nginx_ip
     );
+    assert_eq!(nginx_ip, "172.28.0.10", "outside the automatic range");
     // Files the compose file mounts exist.
     for (name, mounts) in doc["services"].as_object().unwrap() {
         for mount in mounts["volumes"].as_array().into_iter().flatten() {

@@ -295,14 +295,18 @@ pub async fn heartbeat(
     .await;
 }
 
-/// `scheduler ping`: true if an instance on `host` beat within `fresh`.
+/// `scheduler ping [--pid N]`: true if an instance on `host` (process `pid`,
+/// when given) beat within `fresh`.
 pub async fn ping(
     redis: &ferro_redis::RedisPool,
     prefix: &str,
     host: &str,
+    pid: Option<u32>,
     fresh: Duration,
 ) -> Result<bool, String> {
-    ferro_redis::heartbeat::any_fresh(redis, &format!("{prefix}schedulers:{host}:*"), fresh).await
+    let pid = pid.map_or_else(|| "*".to_owned(), |p| p.to_string());
+    ferro_redis::heartbeat::any_fresh(redis, &format!("{prefix}schedulers:{host}:{pid}"), fresh)
+        .await
 }
 
 /// `scheduler list`: each schedule with its next three fire times.

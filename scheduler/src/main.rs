@@ -21,7 +21,18 @@ async fn main() {
         .unwrap_or_else(|e| exit_on_config_error(NAME, format!("REDIS_URL: {e}")));
     if command.as_deref() == Some("ping") {
         let host = ferro_redis::heartbeat::host_name();
-        match scheduler::ping(&pool, &redis.key_prefix, &host, Duration::from_secs(15)).await {
+        let args: Vec<String> = std::env::args().collect();
+        let pid = ferro_redis::heartbeat::pid_arg(&args)
+            .unwrap_or_else(|e| exit_on_config_error(NAME, e));
+        match scheduler::ping(
+            &pool,
+            &redis.key_prefix,
+            &host,
+            pid,
+            Duration::from_secs(15),
+        )
+        .await
+        {
             Ok(true) => std::process::exit(0),
             Ok(false) => {
                 eprintln!("scheduler: no live scheduler on this host");

@@ -192,14 +192,17 @@ async fn heartbeat(
     .await;
 }
 
-/// `worker ping`: true if a worker on `host` wrote its heartbeat within `fresh`.
+/// `worker ping [--pid N]`: true if a worker on `host` (process `pid`, when
+/// given) wrote its heartbeat within `fresh`.
 pub async fn ping(
     redis: &ferro_redis::RedisPool,
     prefix: &str,
     host: &str,
+    pid: Option<u32>,
     fresh: Duration,
 ) -> Result<bool, String> {
-    ferro_redis::heartbeat::any_fresh(redis, &format!("{prefix}workers:{host}:*"), fresh).await
+    let pid = pid.map_or_else(|| "*".to_owned(), |p| p.to_string());
+    ferro_redis::heartbeat::any_fresh(redis, &format!("{prefix}workers:{host}:{pid}"), fresh).await
 }
 
 /// This machine's host name, as the heartbeat records it.

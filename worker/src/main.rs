@@ -25,10 +25,13 @@ async fn main() {
             RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("worker", e));
         let pool = ferro_redis::create_pool(redis.url.expose(), 1, Duration::from_secs(2))
             .unwrap_or_else(|e| exit_on_config_error("worker", format!("REDIS_URL: {e}")));
+        let pid = ferro_redis::heartbeat::pid_arg(&args)
+            .unwrap_or_else(|e| exit_on_config_error("worker", e));
         match worker::ping(
             &pool,
             &redis.key_prefix,
             &worker::host_name(),
+            pid,
             Duration::from_secs(15),
         )
         .await

@@ -84,6 +84,7 @@ pub struct DatabaseConfig {
 impl DatabaseConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let url = postgres_url(env, "DATABASE_URL")?;
+        refuse_shipped_password(AppEnv::from_env(env)?, "DATABASE_URL", &url)?;
         let max_connections = env.parse_or(
             "DATABASE_MAX_CONNECTIONS",
             10u32,
@@ -129,6 +130,28 @@ fn postgres_url(env: &Env, variable: &'static str) -> Result<SecretUrl, ConfigEr
     Ok(url)
 }
 
+/// The development passwords that `.env.example` and `docker-compose.yml`
+/// ship with; production refuses database URLs that still use them.
+const SHIPPED_PASSWORDS: [&str; 2] = ["app-password", "postgres"];
+
+fn refuse_shipped_password(
+    app_env: AppEnv,
+    variable: &'static str,
+    url: &SecretUrl,
+) -> Result<(), ConfigError> {
+    use secrecy::ExposeSecret;
+    let shipped = url
+        .password()
+        .is_some_and(|p| SHIPPED_PASSWORDS.contains(&p.expose_secret()));
+    if app_env.is_production() && shipped {
+        return Err(ConfigError::Invalid {
+            variable,
+            expected: "a password of your own in production, not the development default",
+        });
+    }
+    Ok(())
+}
+
 /// Everything `migrate` needs.
 #[derive(Debug, Clone)]
 pub struct MigrateConfig {
@@ -150,7 +173,11 @@ impl MigrateConfig {
         let app_env = AppEnv::from_env(env)?;
         let app = DatabaseConfig::from_env(env)?;
         let owner_url = match env.raw("MIGRATE_DATABASE_URL") {
-            Some(_) => postgres_url(env, "MIGRATE_DATABASE_URL")?,
+            Some(_) => {
+                let url = postgres_url(env, "MIGRATE_DATABASE_URL")?;
+                refuse_shipped_password(app_env, "MIGRATE_DATABASE_URL", &url)?;
+                url
+            }
             None => app.url.clone(),
         };
         let admin_username = env.raw("ADMIN_USERNAME").unwrap_or("admin").to_owned();
@@ -556,6 +583,41 @@ mod tests {
         );
         let dev = HttpConfig::from_env(&base()).unwrap();
         assert!(dev.jwt_secret_generated);
+    }
+
+    #[test]
+    fn production_refuses_the_shipped_database_passwords() {
+        let shipped = Env::from_pairs([
+            (
+                "DATABASE_URL",
+                "postgres://ferrostack_app:app-password@db:5432/ferrostack",
+            ),
+            ("APP_ENV", "production"),
+        ]);
+        assert_eq!(
+            DatabaseConfig::from_env(&shipped).unwrap_err().variable(),
+            "DATABASE_URL"
+        );
+        let owner = base()
+            .with("APP_ENV", "production")
+            .with("ADMIN_PASSWORD", "long-enough-password")
+            .with(
+                "MIGRATE_DATABASE_URL",
+                "postgres://postgres:postgres@db/ferrostack",
+            );
+        assert_eq!(
+            MigrateConfig::from_env(&owner).unwrap_err().variable(),
+            "MIGRATE_DATABASE_URL"
+        );
+        // Development keeps them; production takes any other password.
+        assert!(DatabaseConfig::from_env(&shipped.clone().with("APP_ENV", "development")).is_ok());
+        assert!(
+            MigrateConfig::from_env(&owner.with(
+                "MIGRATE_DATABASE_URL",
+                "postgres://postgres:s3cret-0wner@db/ferrostack"
+            ))
+            .is_ok()
+        );
     }
 
     #[test]

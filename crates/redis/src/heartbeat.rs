@@ -105,6 +105,19 @@ pub async fn any_fresh(pool: &RedisPool, pattern: &str, fresh: Duration) -> Resu
     }))
 }
 
+/// The `--pid N` of a `ping` command line (`worker ping --pid 42`): which
+/// process's heartbeat to look for; `None` for any on this host.
+pub fn pid_arg(args: &[String]) -> Result<Option<u32>, String> {
+    match args.iter().position(|a| a == "--pid") {
+        None => Ok(None),
+        Some(at) => args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .ok_or_else(|| "--pid needs a process id".to_owned()),
+    }
+}
+
 /// This machine's host name, as heartbeats record it (`/etc/hostname`; in a
 /// container, the container's).
 pub fn host_name() -> String {
@@ -171,6 +184,18 @@ mod tests {
             list(&pool, &pattern).await.unwrap().is_empty(),
             "deleted on stop"
         );
+    }
+
+    #[test]
+    fn the_pid_argument() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(pid_arg(&args(&["worker", "ping"])), Ok(None));
+        assert_eq!(
+            pid_arg(&args(&["worker", "ping", "--pid", "42"])),
+            Ok(Some(42))
+        );
+        assert!(pid_arg(&args(&["worker", "ping", "--pid"])).is_err());
+        assert!(pid_arg(&args(&["worker", "ping", "--pid", "x"])).is_err());
     }
 
     fn uuid_like() -> String {
