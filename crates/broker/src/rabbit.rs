@@ -55,9 +55,21 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
 }
 
+/// The largest AMQP frame we ask for, unless `BROKER_URL` sets `frame_max`.
+/// lapin keeps 32 frames of buffer each way per connection: at RabbitMQ's
+/// default of 128 KiB that is 8 MiB a connection, at 16 KiB 1 MiB. Task
+/// envelopes are well under 1 KiB; bigger messages span several frames.
+const FRAME_MAX: u32 = 16 * 1024;
+
 async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, props)
+    let mut uri: lapin::uri::AMQPUri = url
+        .parse()
+        .map_err(|e: String| BrokerError::Unavailable(format!("BROKER_URL: {e}")))?;
+    if uri.query.frame_max.is_none() {
+        uri.query.frame_max = Some(FRAME_MAX);
+    }
+    Connection::connect_uri(uri, props)
         .await
         .map_err(|e| BrokerError::Unavailable(e.to_string()))
 }
