@@ -1,16 +1,14 @@
 //! Two (then three) real `scheduler` processes over one database, a schedule
-//! firing every second, and the leader killed with SIGKILL twice: every slot
-//! makes at most one job, and no gap between fired slots exceeds a few seconds.
+//! firing every second created through the real api, the leader killed with
+//! SIGKILL twice and a standby once: every slot makes at most one job, and
+//! no gap between fired slots exceeds a few seconds.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ferro_db::TenantCtx;
-use ferro_tasks::JobKind;
-use ferro_tasks::cron::MisfirePolicy;
-use ferro_tasks::schedules::{self, ScheduleSpec};
 use ferro_testkit::TestDb;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 struct Rig {
@@ -76,37 +74,53 @@ async fn killing_the_leader_loses_a_few_seconds_and_doubles_nothing() {
         redis_prefix: format!("test:{run}:"),
         broker_prefix: format!("test-{}", &run[..12]),
     };
-    let app = rig.db.app().await;
-    let mut tx = app
-        .begin(TenantCtx::new(rig.db.default_tenant(), None))
+    // The schedule comes through the real api, as a client would make it.
+    let env = rig
+        .db
+        .env()
+        .with("REDIS_KEY_PREFIX", rig.redis_prefix.clone())
+        .with("BROKER_URL", "redis://127.0.0.1:6379/0")
+        .with("BROKER_PREFIX", rig.broker_prefix.clone())
+        .with("JWT_SECRET", "failover-secret-failover-secret-failover!");
+    let state = api::build_state(api::ApiConfig::from_env(&env).unwrap())
         .await
         .unwrap();
-    let schedule = schedules::create(
-        &mut tx,
-        &ScheduleSpec {
-            name: "every second".into(),
-            cron: "* * * * * *".into(),
-            timezone: "UTC".into(),
-            kind: JobKind::Noop,
-            device_id: None,
-            params: serde_json::json!({}),
-            enabled: true,
-            misfire_policy: MisfirePolicy::FireOnce,
-        },
-        "api",
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(api::serve(listener, state, std::future::pending()));
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": ferro_testkit::ADMIN_USERNAME, "password": ferro_testkit::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let created = http
+        .post(format!("{base}/api/v1/schedules"))
+        .bearer_auth(token)
+        .json(
+            &json!({"name": "every second", "cron": "* * * * * *", "timezone": "UTC",
+                      "kind": "noop", "params": {}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let schedule: Uuid = created["id"].as_str().unwrap().parse().unwrap();
 
     // A starts alone, so it leads; B and then C stand by.
     let mut a = rig.scheduler();
-    rig.wait_for_slots(schedule.id, 2).await;
+    rig.wait_for_slots(schedule, 2).await;
     let mut b = rig.scheduler();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = rig.slots(schedule.id).await.len();
+    let before = rig.slots(schedule).await.len();
     kill(&mut a, "-KILL");
-    rig.wait_for_slots(schedule.id, before + 3).await;
+    rig.wait_for_slots(schedule, before + 3).await;
 
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -118,9 +132,16 @@ async fn killing_the_leader_loses_a_few_seconds_and_doubles_nothing() {
         format!("127.0.0.1:{metrics_port}"),
     )]);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rig.slots(schedule.id).await.len();
+    let before = rig.slots(schedule).await.len();
     kill(&mut b, "-KILL");
-    rig.wait_for_slots(schedule.id, before + 3).await;
+    rig.wait_for_slots(schedule, before + 3).await;
+
+    // Killing a standby changes nothing.
+    let mut d = rig.scheduler();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rig.slots(schedule).await.len();
+    kill(&mut d, "-KILL");
+    rig.wait_for_slots(schedule, before + 2).await;
 
     // The new leader's metrics, and `scheduler list`.
     let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
@@ -157,7 +178,7 @@ async fn killing_the_leader_loses_a_few_seconds_and_doubles_nothing() {
     );
     kill(&mut c, "-TERM");
 
-    let slots = rig.slots(schedule.id).await;
+    let slots = rig.slots(schedule).await;
     let mut distinct = slots.clone();
     distinct.dedup();
     assert_eq!(distinct.len(), slots.len(), "a slot fired twice: {slots:?}");
