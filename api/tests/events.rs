@@ -12,25 +12,7 @@ use support::TestApp;
 use tokio_util::sync::CancellationToken;
 
 async fn start_worker(app: &TestApp) -> CancellationToken {
-    let stop = CancellationToken::new();
-    // The worker uses the api's broker handle: the same BROKER_URL and prefix.
-    let broker = app.state.broker.clone();
-    let events = worker::Events {
-        redis: ferro_redis::create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2))
-            .unwrap(),
-        prefix: app.prefix.clone(),
-    };
-    let settings = worker::WorkerSettings {
-        concurrency: 2,
-        lease: Duration::from_secs(10),
-        grace: Duration::from_secs(5),
-        worker_id: "events-test".into(),
-        smtp: None,
-    };
-    let db = app.db.app().await;
-    let token = stop.clone();
-    tokio::spawn(async move { worker::run(db, broker, Some(events), settings, token).await });
-    stop
+    support::start_worker(app, app.db.app().await, "events-test", 2)
 }
 
 /// Reads the whole event stream (it ends when the job ends): (event, id, data) triples.

@@ -9,26 +9,6 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::TestApp;
-use tokio_util::sync::CancellationToken;
-
-fn start_worker(app: &TestApp, db: ferro_db::Db) -> CancellationToken {
-    let stop = CancellationToken::new();
-    let events = worker::Events {
-        redis: ferro_redis::create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2))
-            .unwrap(),
-        prefix: app.prefix.clone(),
-    };
-    let settings = worker::WorkerSettings {
-        concurrency: 3,
-        lease: Duration::from_secs(10),
-        grace: Duration::from_secs(5),
-        worker_id: "monitor-host:4242".into(),
-        smtp: None,
-    };
-    let (broker, token) = (app.state.broker.clone(), stop.clone());
-    tokio::spawn(async move { worker::run(db, broker, Some(events), settings, token).await });
-    stop
-}
 
 async fn wait_for(app: &TestApp, token: &str, what: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -51,7 +31,7 @@ async fn wait_for(app: &TestApp, token: &str, what: impl Fn(&Value) -> bool) -> 
 async fn platform_administrators_see_jobs_workers_and_queues() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
-    let stop = start_worker(&app, app.db.app().await);
+    let stop = support::start_worker(&app, app.db.app().await, "monitor-host:4242", 3);
     for _ in 0..2 {
         let reply = app
             .post("/api/v1/jobs", &admin, json!({"kind": "noop"}))

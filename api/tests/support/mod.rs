@@ -274,3 +274,34 @@ impl Drop for TestApp {
         .join();
     }
 }
+
+/// A worker running in-process on the api's broker handle (the same
+/// `BROKER_URL` and prefix), publishing events under the app's Redis prefix
+/// and writing its heartbeat as `worker_id`. Cancel the token to stop it.
+pub fn start_worker(
+    app: &TestApp,
+    db: ferro_db::Db,
+    worker_id: &str,
+    concurrency: usize,
+) -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let events = worker::Events {
+        redis: ferro_redis::create_pool(
+            "redis://127.0.0.1:6379/0",
+            2,
+            std::time::Duration::from_secs(2),
+        )
+        .unwrap(),
+        prefix: app.prefix.clone(),
+    };
+    let settings = worker::WorkerSettings {
+        concurrency,
+        lease: std::time::Duration::from_secs(10),
+        grace: std::time::Duration::from_secs(5),
+        worker_id: worker_id.into(),
+        smtp: None,
+    };
+    let (broker, token) = (app.state.broker.clone(), stop.clone());
+    tokio::spawn(async move { worker::run(db, broker, Some(events), settings, token).await });
+    stop
+}
