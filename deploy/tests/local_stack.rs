@@ -67,6 +67,11 @@ struct Stack {
 
 impl Stack {
     fn start(db: &TestDb, ports: Ports) -> Self {
+        Self::start_with(db, ports, &[])
+    }
+
+    /// Starts up.sh; `extra` settings go last, over the test's own.
+    fn start_with(db: &TestDb, ports: Ports, extra: &[(&str, &str)]) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let run_dir = std::env::temp_dir().join(format!("ferro-up-{id}"));
         let mut command = Command::new(repo_root().join("deploy/local/up.sh"));
@@ -99,6 +104,7 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .envs(extra.iter().copied())
             // Its own process group, like a shell job: SIGINT goes to all of it.
             .process_group(0);
         if let Some(bins) = built_binaries() {
@@ -422,25 +428,17 @@ async fn up_sh_runs_the_whole_stack_behind_nginx_and_ctrl_c_stops_all_of_it() {
     assert!(stack.has_line(|l| l == "[up] stopped"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn up_sh_exits_non_zero_and_stops_the_rest_when_a_service_cannot_start() {
-    let db = TestDb::new().await;
-    // nginx's port is taken: nginx dies at start.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let ports = Ports {
+fn fresh_ports() -> Ports {
+    Ports {
         api: free_port(),
-        nginx: taken.local_addr().unwrap().port(),
+        nginx: free_port(),
         worker_metrics: free_port(),
         scheduler_metrics: free_port(),
-    };
-    let mut stack = Stack::start(&db, ports);
-    let status = tokio::task::block_in_place(|| stack.wait_exit(Duration::from_secs(240)));
-    assert!(!status.success(), "{}", stack.output());
-    assert!(
-        stack.has_line(|l| l.contains("nginx exited during start-up")),
-        "{}",
-        stack.output()
-    );
+    }
+}
+
+/// Waits until no process of up.sh's group is left.
+fn assert_all_gone(stack: &Stack) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while stack.group_alive() {
         assert!(
@@ -450,6 +448,52 @@ async fn up_sh_exits_non_zero_and_stops_the_rest_when_a_service_cannot_start() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_sh_exits_non_zero_and_stops_the_rest_when_a_service_cannot_start() {
+    let db = TestDb::new().await;
+    // The worker refuses its configuration and exits at start, after the api
+    // is already up: up.sh must say so, stop the api, and exit non-zero.
+    let mut stack = Stack::start_with(&db, fresh_ports(), &[("WORKER_CONCURRENCY", "0")]);
+    let status = tokio::task::block_in_place(|| stack.wait_exit(Duration::from_secs(240)));
+    assert!(!status.success(), "{}", stack.output());
+    assert!(
+        stack.has_line(|l| l.contains("worker exited during start-up")),
+        "{}",
+        stack.output()
+    );
+    assert!(
+        stack.has_line(|l| l == "[up] api is ready"),
+        "{}",
+        stack.output()
+    );
+    assert!(!stack.has_line(|l| l.starts_with("[up] Ferrostack is up")));
+    assert_all_gone(&stack);
     assert!(!port_open(stack.ports.api), "the api was stopped too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_sh_refuses_to_start_on_a_port_in_use() {
+    let db = TestDb::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ports = Ports {
+        nginx: taken.local_addr().unwrap().port(),
+        ..fresh_ports()
+    };
+    let mut stack = Stack::start(&db, ports);
+    let status = tokio::task::block_in_place(|| stack.wait_exit(Duration::from_secs(240)));
+    assert!(!status.success(), "{}", stack.output());
+    let expected = format!("port {} (nginx) is already in use", stack.ports.nginx);
+    assert!(
+        stack.has_line(|l| l.contains(&expected)),
+        "{}",
+        stack.output()
+    );
+    assert!(
+        !stack.has_line(|l| l.starts_with("[api]")),
+        "nothing was started"
+    );
+    assert_all_gone(&stack);
     drop(taken);
 }
