@@ -3,6 +3,7 @@
 
 mod support;
 
+use ferro_testkit::free_port;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -12,14 +13,6 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::TestApp;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn proxy_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proxy-config")

@@ -3,6 +3,7 @@
 
 mod support;
 
+use ferro_testkit::free_port;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -355,14 +356,6 @@ async fn cors_allows_only_configured_origins_and_responses_are_compressed() {
         .await
         .unwrap();
     assert_eq!(gz.headers()["content-encoding"], "gzip");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! The binaries are the debug ones `cargo nextest run --workspace` has just
 //! built beside this test; if they are missing, up.sh builds them.
 
+use ferro_testkit::free_port;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -23,14 +24,6 @@ use ferro_deploy::{
 use ferro_testkit::TestDb;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
