@@ -215,6 +215,33 @@ async fn login(client: &reqwest::Client, stack: &Stack) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// `GET url` with the bearer token, as JSON.
+async fn get_json(client: &reqwest::Client, url: String, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `POST url` with the bearer token and a JSON body, as JSON.
+async fn post_json(client: &reqwest::Client, url: String, token: &str, body: Value) -> Value {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn scrape(client: &reqwest::Client, port: u16) -> String {
     let res = client
         .get(format!("http://127.0.0.1:{port}/metrics"))
@@ -244,35 +271,27 @@ async fn up_sh_runs_the_whole_stack_behind_nginx_and_ctrl_c_stops_all_of_it() {
     let token = login(&client, &stack).await;
 
     // A schedule firing every second, created through nginx.
-    let schedule: Value = client
-        .post(stack.nginx("/api/v1/schedules"))
-        .bearer_auth(&token)
-        .json(
-            &json!({"name": "every second", "cron": "* * * * * *", "timezone": "UTC",
-                      "kind": "noop", "params": {}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schedule = post_json(
+        &client,
+        stack.nginx("/api/v1/schedules"),
+        &token,
+        json!({"name": "every second", "cron": "* * * * * *", "timezone": "UTC",
+               "kind": "noop", "params": {}}),
+    )
+    .await;
     let schedule_id = schedule["id"]
         .as_str()
         .expect("schedule created")
         .to_owned();
 
     // A job whose events stream through nginx as they happen.
-    let job: Value = client
-        .post(stack.nginx("/api/v1/jobs"))
-        .bearer_auth(&token)
-        .json(&json!({"kind": "noop", "params": {"sleep_ms": 1500}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = post_json(
+        &client,
+        stack.nginx("/api/v1/jobs"),
+        &token,
+        json!({"kind": "noop", "params": {"sleep_ms": 1500}}),
+    )
+    .await;
     let job_id = job["id"].as_str().expect("job accepted");
     let res = client
         .get(stack.nginx(&format!("/api/v1/jobs/events/{job_id}")))
@@ -305,15 +324,8 @@ async fn up_sh_runs_the_whole_stack_behind_nginx_and_ctrl_c_stops_all_of_it() {
     // The schedule fires once per second through the outbox: distinct slots.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let fired: Value = client
-            .get(stack.nginx(&format!("/api/v1/jobs?schedule_id={schedule_id}&size=100")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = stack.nginx(&format!("/api/v1/jobs?schedule_id={schedule_id}&size=100"));
+        let fired = get_json(&client, url, &token).await;
         let slots: BTreeSet<String> = fired["items"]
             .as_array()
             .unwrap()
@@ -344,15 +356,7 @@ async fn up_sh_runs_the_whole_stack_behind_nginx_and_ctrl_c_stops_all_of_it() {
     // The monitor sees one worker and one leading scheduler.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let monitor: Value = client
-            .get(stack.nginx("/api/v1/monitor"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let monitor = get_json(&client, stack.nginx("/api/v1/monitor"), &token).await;
         let cluster = &monitor["cluster"];
         let workers = cluster["workers"].as_array().map_or(0, Vec::len);
         let leader = cluster["schedulers"]
