@@ -9,6 +9,7 @@
 //! rest fail and are dead-lettered. On shutdown the worker stops taking
 //! deliveries, gives running jobs a grace period, and hands the rest back.
 
+pub mod batch;
 mod email;
 pub mod handlers;
 pub mod metrics;
@@ -20,12 +21,13 @@ use std::time::Duration;
 use ferro_broker::{Broker, Delivery};
 use ferro_config::{ConfigError, Env};
 use ferro_db::{Db, DbError, TenantCtx};
-use ferro_tasks::jobs::{self, NotClaimed};
+use ferro_tasks::jobs::{self, Finish, NotClaimed};
 use ferro_tasks::{JobKind, JobStatus, TaskEnvelope};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use batch::Recorder;
 use handlers::{JobContext, JobError};
 use metrics::Outcome;
 
@@ -228,6 +230,7 @@ pub async fn run(
         &settings.worker_id,
     );
     let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let recorder = Recorder::new(db.clone(), settings.worker_id.clone(), settings.lease);
     let mut running = JoinSet::new();
     let stats = Arc::new(Stats::default());
     let beat_stop = CancellationToken::new();
@@ -254,8 +257,9 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             delivery = consumer.next() => delivery,
         };
-        let (db, broker, settings, events, stats) = (
+        let (db, recorder, broker, settings, events, stats) = (
             db.clone(),
+            recorder.clone(),
             broker.clone(),
             settings.clone(),
             events.clone(),
@@ -265,7 +269,14 @@ pub async fn run(
             use std::sync::atomic::Ordering::Relaxed;
             stats.active.fetch_add(1, Relaxed);
             metrics::job_started();
-            let failed = process(&db, &broker, events.as_ref(), &settings, delivery).await;
+            let jobs = Jobs {
+                db: &db,
+                recorder: &recorder,
+                broker: &broker,
+                events: events.as_ref(),
+                settings: &settings,
+            };
+            let failed = process(jobs, delivery).await;
             metrics::job_ended();
             stats.active.fetch_sub(1, Relaxed);
             stats.processed.fetch_add(1, Relaxed);
@@ -302,13 +313,17 @@ pub async fn run(
     let _ = depths.await;
 }
 
-async fn process(
-    db: &Db,
-    broker: &Broker,
-    events: Option<&Events>,
-    settings: &WorkerSettings,
-    delivery: Delivery,
-) -> bool {
+/// What running a job needs.
+#[derive(Clone, Copy)]
+struct Jobs<'a> {
+    db: &'a Db,
+    recorder: &'a Recorder,
+    broker: &'a Broker,
+    events: Option<&'a Events>,
+    settings: &'a WorkerSettings,
+}
+
+async fn process(jobs: Jobs<'_>, delivery: Delivery) -> bool {
     let envelope = match &delivery.envelope {
         Ok(envelope) => envelope.clone(),
         Err(err) => {
@@ -319,7 +334,7 @@ async fn process(
     };
     let span = tracing::info_span!("job", job_id = %envelope.job_id, kind = %envelope.kind, tenant_id = %envelope.tenant_id, attempt = envelope.attempt);
     let outcome =
-        tracing::Instrument::instrument(handle(db, broker, events, settings, &envelope), span)
+        tracing::Instrument::instrument(handle(jobs, &envelope), span)
             .await;
     let failed = matches!(outcome, Ok(Settle::DeadLetter));
     let settled = match outcome {
@@ -353,24 +368,16 @@ enum Unrecorded {
     Broker(#[from] ferro_broker::BrokerError),
 }
 
-async fn handle(
-    db: &Db,
-    broker: &Broker,
-    events: Option<&Events>,
-    settings: &WorkerSettings,
-    envelope: &TaskEnvelope,
-) -> Result<Settle, Unrecorded> {
+async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrecorded> {
+    let Jobs {
+        db,
+        recorder,
+        broker,
+        events,
+        settings,
+    } = jobs;
     let ctx = TenantCtx::new(envelope.tenant_id, envelope.user_id);
-    let mut tx = db.begin(ctx).await?;
-    let claimed = jobs::claim(
-        &mut tx,
-        envelope.job_id,
-        &settings.worker_id,
-        settings.lease,
-    )
-    .await?;
-    tx.commit().await?;
-    let claimed = match claimed {
+    let claimed = match recorder.claim(ctx, envelope.job_id).await? {
         Ok(c) => c,
         Err(NotClaimed::Leased(until)) => {
             // Another worker holds it, or held it and died: look again once
@@ -394,16 +401,16 @@ async fn handle(
             return Ok(Settle::Ack);
         }
     };
+    let end = |status, error: Option<&str>, results| Finish {
+        id: envelope.job_id,
+        attempt: claimed.attempts,
+        status,
+        error: error.map(str::to_owned),
+        results,
+    };
     let Some(kind) = JobKind::parse(&claimed.kind) else {
-        let mut tx = db.begin(ctx).await?;
-        jobs::finish(
-            &mut tx,
-            envelope.job_id,
-            JobStatus::Failed,
-            Some("unknown job kind"),
-        )
-        .await?;
-        tx.commit().await?;
+        let failed = end(JobStatus::Failed, Some("unknown job kind"), Vec::new());
+        recorder.finish(ctx, failed).await?;
         return Ok(Settle::DeadLetter);
     };
     tracing::info!("job started");
@@ -457,24 +464,22 @@ async fn handle(
     watcher.abort();
     let took = started.elapsed();
 
-    let mut tx = db.begin(ctx).await?;
     let (settle, outcome, state) = match result {
         Ok(rows) => {
-            for row in &rows {
-                jobs::add_result(&mut tx, envelope.job_id, claimed.attempts, row).await?;
-            }
-            let state = jobs::finish(&mut tx, envelope.job_id, JobStatus::Succeeded, None).await?;
-            tracing::info!(results = rows.len(), "job succeeded");
+            let count = rows.len();
+            let state = recorder
+                .finish(ctx, end(JobStatus::Succeeded, None, rows))
+                .await?;
+            tracing::info!(results = count, "job succeeded");
             (Settle::Ack, Outcome::Succeeded, state)
         }
         Err(JobError::Cancelled) => {
-            let state = jobs::finish(
-                &mut tx,
-                envelope.job_id,
+            let cancelled = end(
                 JobStatus::Cancelled,
                 Some("cancelled while running"),
-            )
-            .await?;
+                Vec::new(),
+            );
+            let state = recorder.finish(ctx, cancelled).await?;
             tracing::info!("job cancelled");
             (Settle::Ack, Outcome::Cancelled, state)
         }
@@ -484,18 +489,20 @@ async fn handle(
                 attempt: claimed.attempts as u32,
                 ..envelope.clone()
             };
+            let mut tx = db.begin(ctx).await?;
             let state = jobs::retry_later(&mut tx, &next, &error, delay).await?;
+            tx.commit().await?;
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
             (Settle::Ack, Outcome::Retrying, state)
         }
         Err(JobError::Transient(error) | JobError::Permanent(error)) => {
-            let state =
-                jobs::finish(&mut tx, envelope.job_id, JobStatus::Failed, Some(&error)).await?;
+            let state = recorder
+                .finish(ctx, end(JobStatus::Failed, Some(&error), Vec::new()))
+                .await?;
             tracing::warn!(%error, "job failed for good; dead-lettering it");
             (Settle::DeadLetter, Outcome::Failed, state)
         }
     };
-    tx.commit().await?;
     metrics::job_finished(kind, outcome, took);
     if let (Some(events), Some(state)) = (events, state) {
         events.publish(ctx.tenant_id, &state).await;

@@ -7,7 +7,7 @@ use crate::DbError;
 
 /// Who a transaction acts for: the tenant whose rows it may see and write,
 /// and the user (if any) on whose behalf it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TenantCtx {
     pub tenant_id: Uuid,
     pub user_id: Option<Uuid>,

@@ -363,31 +363,45 @@ pub enum NotClaimed {
     Cancelled,
 }
 
-/// Claims the job for one attempt with a guarded UPDATE: only a queued or
-/// retrying job, or a running one whose lease expired (its worker died), and
-/// never one whose cancellation was requested.
-pub async fn claim(
-    tx: &mut TenantTx,
+/// The guard of every claim: only a queued or retrying job, or a running one
+/// whose lease expired (its worker died), and never one whose cancellation
+/// was requested.
+const CLAIM_SQL: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
+       started_at = coalesce(started_at, now()), worker_id = $2, \
+       lease_expires_at = now() + make_interval(secs => $3) \
+     WHERE id = ANY($1) AND cancel_requested_at IS NULL \
+       AND (status IN ('queued', 'retrying') OR (status = 'running' AND lease_expires_at < now())) \
+     RETURNING id, kind, device_id, params, attempts, max_attempts, error";
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
     id: Uuid,
+    #[sqlx(flatten)]
+    claimed: Claimed,
+}
+
+/// Claims jobs of the tenant for one attempt each, in one guarded UPDATE
+/// (`CLAIM_SQL`), so a duplicate delivery or a job another worker holds is
+/// not run twice: the claimed ones come back. For an id that is not in the
+/// answer, [`why_not_claimed`] tells why. `ids` should hold each job once.
+pub async fn claim_many(
+    tx: &mut TenantTx,
+    ids: &[Uuid],
     worker_id: &str,
     lease: std::time::Duration,
-) -> Result<Result<Claimed, NotClaimed>, DbError> {
-    let claimed: Option<Claimed> = sqlx::query_as(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
-           started_at = coalesce(started_at, now()), worker_id = $2, \
-           lease_expires_at = now() + make_interval(secs => $3) \
-         WHERE id = $1 AND cancel_requested_at IS NULL \
-           AND (status IN ('queued', 'retrying') OR (status = 'running' AND lease_expires_at < now())) \
-         RETURNING kind, device_id, params, attempts, max_attempts, error",
-    )
-    .bind(id)
-    .bind(worker_id)
-    .bind(lease.as_secs_f64())
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(c) = claimed {
-        return Ok(Ok(c));
-    }
+) -> Result<Vec<(Uuid, Claimed)>, DbError> {
+    let rows: Vec<ClaimedRow> = sqlx::query_as(CLAIM_SQL)
+        .bind(ids)
+        .bind(worker_id)
+        .bind(lease.as_secs_f64())
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.claimed)).collect())
+}
+
+/// Why the guarded claim did not take the job. A job whose cancellation was
+/// requested and that nobody holds ends here, as `cancelled`.
+pub async fn why_not_claimed(tx: &mut TenantTx, id: Uuid) -> Result<NotClaimed, DbError> {
     // (status, lease_expires_at, cancel_requested_at)
     type State = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
     let state: Option<State> = sqlx::query_as(
@@ -396,7 +410,7 @@ pub async fn claim(
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(Err(match state {
+    Ok(match state {
         None => NotClaimed::Missing,
         Some((status, _, _)) if status.parse::<JobStatus>().is_ok_and(JobStatus::is_final) => {
             NotClaimed::Finished
@@ -411,7 +425,7 @@ pub async fn claim(
             // moment ago): look again once the lease can have expired.
             NotClaimed::Leased(lease.unwrap_or_else(Utc::now))
         }
-    }))
+    })
 }
 
 /// Extends the lease of a running job; false if the job is no longer ours.
@@ -462,19 +476,17 @@ pub async fn set_progress(
         .await?)
 }
 
-pub async fn add_result(
-    tx: &mut TenantTx,
-    id: Uuid,
-    attempt: i32,
-    data: &Value,
-) -> Result<(), DbError> {
-    sqlx::query("INSERT INTO job_results (tenant_id, job_id, attempt, data) VALUES (app_current_tenant(), $1, $2, $3)")
-        .bind(id)
-        .bind(attempt)
-        .bind(data)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// How one attempt ended, for [`finish_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub id: Uuid,
+    /// The attempt the result rows belong to.
+    pub attempt: i32,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub status: JobStatus,
+    pub error: Option<String>,
+    /// Result rows, in order.
+    pub results: Vec<Value>,
 }
 
 /// Ends the job: succeeded (progress 100), failed or cancelled. Returns its
@@ -485,17 +497,62 @@ pub async fn finish(
     status: JobStatus,
     error: Option<&str>,
 ) -> Result<Option<JobState>, DbError> {
-    debug_assert!(status.is_final());
+    let end = Finish {
+        id,
+        attempt: 1,
+        status,
+        error: error.map(str::to_owned),
+        results: Vec::new(),
+    };
+    Ok(finish_many(tx, &[end]).await?.pop())
+}
+
+/// Ends several of the tenant's jobs in one statement and records their
+/// result rows. Only jobs that had not ended yet change, and only their
+/// results are kept; their final states come back (in no particular order).
+/// `ends` should hold each job once.
+pub async fn finish_many(tx: &mut TenantTx, ends: &[Finish]) -> Result<Vec<JobState>, DbError> {
+    debug_assert!(ends.iter().all(|e| e.status.is_final()));
+    let ids: Vec<Uuid> = ends.iter().map(|e| e.id).collect();
+    let statuses: Vec<&str> = ends.iter().map(|e| e.status.as_str()).collect();
+    let errors: Vec<Option<String>> = ends
+        .iter()
+        .map(|e| e.error.as_ref().map(|m| m.chars().take(2000).collect()))
+        .collect();
+    let rows = ends.iter().flat_map(|e| e.results.iter().map(move |r| (e.id, e.attempt, r)));
+    let (mut result_jobs, mut attempts, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, attempt, row) in rows {
+        result_jobs.push(id);
+        attempts.push(attempt);
+        data.push(row);
+    }
+    // `created_at` is the transaction's time plus the row's place in
+    // microseconds, so that results sort in the order the handler gave them.
     let sql = format!(
-        "UPDATE jobs SET status = $2, error = $3, finished_at = now(), lease_expires_at = NULL, \
-           progress = CASE WHEN $2 = 'succeeded' THEN 100 ELSE progress END \
-         WHERE id = $1 AND status IN ('queued', 'running', 'retrying') RETURNING {STATE}"
+        "WITH ended AS ( \
+           UPDATE jobs j SET status = e.status, error = e.error, finished_at = now(), \
+             lease_expires_at = NULL, \
+             progress = CASE WHEN e.status = 'succeeded' THEN 100 ELSE j.progress END \
+           FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(id, status, error) \
+           WHERE j.id = e.id AND j.status IN ('queued', 'running', 'retrying') \
+           RETURNING j.{} \
+         ), kept AS ( \
+           INSERT INTO job_results (tenant_id, job_id, attempt, data, created_at) \
+           SELECT app_current_tenant(), r.job_id, r.attempt, r.data, \
+                  now() + r.n * interval '1 microsecond' \
+           FROM unnest($4::uuid[], $5::int[], $6::jsonb[]) WITH ORDINALITY AS r(job_id, attempt, data, n) \
+           WHERE r.job_id IN (SELECT id FROM ended) \
+         ) SELECT {STATE} FROM ended",
+        STATE.replace(", ", ", j.")
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(status.as_str())
-        .bind(error.map(|e| e.chars().take(2000).collect::<String>()))
-        .fetch_optional(&mut **tx)
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&errors)
+        .bind(&result_jobs)
+        .bind(&attempts)
+        .bind(&data)
+        .fetch_all(&mut **tx)
         .await?)
 }
 
