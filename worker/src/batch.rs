@@ -3,7 +3,7 @@
 //! Each running job asks for its claim and, later, for its outcome to be
 //! recorded, and waits for the answer. Requests that arrive while earlier
 //! ones are in the database are taken together: one transaction per tenant
-//! and user, with one set-based statement for all of them, so a busy worker
+//! and user, with one statement for all of them, so a busy worker
 //! pays one commit for many jobs while an idle one still answers a single job
 //! at once (a batch of one). If a batch's transaction fails, each of its
 //! requests is tried again alone, so one bad job cannot fail its neighbours.
@@ -29,8 +29,9 @@ struct Coalescer<Req, Resp> {
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
-    /// `run` answers a batch with one response per request, in order.
-    fn spawn<F, Fut>(run: F) -> Self
+    /// `run` answers a batch with one response per request, in order;
+    /// `what` names the batches in the logs.
+    fn spawn<F, Fut>(what: &'static str, run: F) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Resp>> + Send + 'static,
@@ -54,7 +55,9 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
                 let run = run.clone();
                 tokio::spawn(async move {
                     let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let (size, started) = (requests.len(), std::time::Instant::now());
                     let answers = run(requests).await;
+                    tracing::debug!(what, size, took_us = started.elapsed().as_micros() as u64, "batch recorded");
                     debug_assert_eq!(answers.len(), replies.len());
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(answer);
@@ -99,11 +102,11 @@ impl Recorder {
     pub fn new(db: Db, worker_id: String, lease: Duration) -> Self {
         let claim_db = db.clone();
         let worker_id = Arc::new(worker_id);
-        let claims = Coalescer::spawn(move |requests| {
+        let claims = Coalescer::spawn("claims", move |requests| {
             let (db, worker_id) = (claim_db.clone(), worker_id.clone());
             async move { claim_batch(&db, &worker_id, lease, requests).await }
         });
-        let finishes = Coalescer::spawn(move |requests| {
+        let finishes = Coalescer::spawn("outcomes", move |requests| {
             let db = db.clone();
             async move { finish_batch(&db, requests).await }
         });
@@ -194,8 +197,9 @@ async fn claim_group(
     lease: Duration,
 ) -> Result<Vec<Result<Claimed, NotClaimed>>, DbError> {
     let mut tx = db.begin(ctx).await?;
-    let mut seen = HashSet::new();
-    let unique: Vec<Uuid> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+    let mut unique = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
     let mut claimed: HashMap<Uuid, Claimed> = jobs::claim_many(&mut tx, &unique, worker_id, lease)
         .await?
         .into_iter()
@@ -221,9 +225,10 @@ async fn finish_batch(
         // A job twice in one batch (it cannot be, short of a bug) is recorded
         // alone, so the set-based statement sees each job once.
         let mut seen = HashSet::new();
-        let (together, alone): (Vec<usize>, Vec<usize>) = members
+        let (mut together, alone): (Vec<usize>, Vec<usize>) = members
             .into_iter()
             .partition(|&i| seen.insert(requests[i].end.id));
+        together.sort_by_key(|&i| requests[i].end.id);
         let ends: Vec<Finish> = together.iter().map(|&i| requests[i].end.clone()).collect();
         let mut retry = alone;
         match finish_group(db, ctx, &ends).await {

@@ -363,16 +363,6 @@ pub enum NotClaimed {
     Cancelled,
 }
 
-/// The guard of every claim: only a queued or retrying job, or a running one
-/// whose lease expired (its worker died), and never one whose cancellation
-/// was requested.
-const CLAIM_SQL: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
-       started_at = coalesce(started_at, now()), worker_id = $2, \
-       lease_expires_at = now() + make_interval(secs => $3) \
-     WHERE id = ANY($1) AND cancel_requested_at IS NULL \
-       AND (status IN ('queued', 'retrying') OR (status = 'running' AND lease_expires_at < now())) \
-     RETURNING id, kind, device_id, params, attempts, max_attempts, error";
-
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
     id: Uuid,
@@ -380,17 +370,24 @@ struct ClaimedRow {
     claimed: Claimed,
 }
 
-/// Claims jobs of the tenant for one attempt each, in one guarded UPDATE
-/// (`CLAIM_SQL`), so a duplicate delivery or a job another worker holds is
-/// not run twice: the claimed ones come back. For an id that is not in the
-/// answer, [`why_not_claimed`] tells why. `ids` should hold each job once.
+/// Claims jobs of the tenant for one attempt each, in one call: a guarded
+/// UPDATE per job (`app_claim_jobs`, migration `..._batched_job_updates`)
+/// takes only a queued or retrying job, or a running one whose lease expired
+/// (its worker died), and never one whose cancellation was requested, so a
+/// duplicate delivery or a job another worker holds is not run twice. The
+/// claimed ones come back; for an id that is not in the answer,
+/// [`why_not_claimed`] tells why. `ids` should hold each job once, sorted
+/// (rows are locked in that order).
 pub async fn claim_many(
     tx: &mut TenantTx,
     ids: &[Uuid],
     worker_id: &str,
     lease: std::time::Duration,
 ) -> Result<Vec<(Uuid, Claimed)>, DbError> {
-    let rows: Vec<ClaimedRow> = sqlx::query_as(CLAIM_SQL)
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
+        "SELECT id, kind, device_id, params, attempts, max_attempts, error \
+         FROM app_claim_jobs($1, $2, $3)",
+    )
         .bind(ids)
         .bind(worker_id)
         .bind(lease.as_secs_f64())
@@ -507,10 +504,10 @@ pub async fn finish(
     Ok(finish_many(tx, &[end]).await?.pop())
 }
 
-/// Ends several of the tenant's jobs in one statement and records their
-/// result rows. Only jobs that had not ended yet change, and only their
-/// results are kept; their final states come back (in no particular order).
-/// `ends` should hold each job once.
+/// Ends several of the tenant's jobs in one call (`app_finish_jobs`) and
+/// records their result rows. Only jobs that had not ended yet change, and
+/// only their results are kept; their final states come back. `ends` should
+/// hold each job once, sorted by id (rows are locked in that order).
 pub async fn finish_many(tx: &mut TenantTx, ends: &[Finish]) -> Result<Vec<JobState>, DbError> {
     debug_assert!(ends.iter().all(|e| e.status.is_final()));
     let ids: Vec<Uuid> = ends.iter().map(|e| e.id).collect();
@@ -526,25 +523,7 @@ pub async fn finish_many(tx: &mut TenantTx, ends: &[Finish]) -> Result<Vec<JobSt
         attempts.push(attempt);
         data.push(row);
     }
-    // `created_at` is the transaction's time plus the row's place in
-    // microseconds, so that results sort in the order the handler gave them.
-    let sql = format!(
-        "WITH ended AS ( \
-           UPDATE jobs j SET status = e.status, error = e.error, finished_at = now(), \
-             lease_expires_at = NULL, \
-             progress = CASE WHEN e.status = 'succeeded' THEN 100 ELSE j.progress END \
-           FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(id, status, error) \
-           WHERE j.id = e.id AND j.status IN ('queued', 'running', 'retrying') \
-           RETURNING j.{} \
-         ), kept AS ( \
-           INSERT INTO job_results (tenant_id, job_id, attempt, data, created_at) \
-           SELECT app_current_tenant(), r.job_id, r.attempt, r.data, \
-                  now() + r.n * interval '1 microsecond' \
-           FROM unnest($4::uuid[], $5::int[], $6::jsonb[]) WITH ORDINALITY AS r(job_id, attempt, data, n) \
-           WHERE r.job_id IN (SELECT id FROM ended) \
-         ) SELECT {STATE} FROM ended",
-        STATE.replace(", ", ", j.")
-    );
+    let sql = format!("SELECT {STATE} FROM app_finish_jobs($1, $2, $3, $4, $5, $6)");
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&ids)
         .bind(&statuses)
