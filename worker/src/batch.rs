@@ -57,7 +57,12 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
                     let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                     let (size, started) = (requests.len(), std::time::Instant::now());
                     let answers = run(requests).await;
-                    tracing::debug!(what, size, took_us = started.elapsed().as_micros() as u64, "batch recorded");
+                    tracing::debug!(
+                        what,
+                        size,
+                        took_us = started.elapsed().as_micros() as u64,
+                        "batch recorded"
+                    );
                     debug_assert_eq!(answers.len(), replies.len());
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(answer);

@@ -333,9 +333,7 @@ async fn process(jobs: Jobs<'_>, delivery: Delivery) -> bool {
         }
     };
     let span = tracing::info_span!("job", job_id = %envelope.job_id, kind = %envelope.kind, tenant_id = %envelope.tenant_id, attempt = envelope.attempt);
-    let outcome =
-        tracing::Instrument::instrument(handle(jobs, &envelope), span)
-            .await;
+    let outcome = tracing::Instrument::instrument(handle(jobs, &envelope), span).await;
     let failed = matches!(outcome, Ok(Settle::DeadLetter));
     let settled = match outcome {
         Ok(Settle::Ack) => delivery.ack().await,

@@ -718,3 +718,136 @@ async fn devices_poll_marks_answering_devices_up_and_silent_ones_down_in_every_t
     assert_eq!(status(silent).await, ("down".into(), false));
     rig.stop().await;
 }
+
+/// Inserts `n` queued noop jobs into `tenant` (as the application role).
+async fn queued_jobs(app: &ferro_db::Db, tenant: Uuid, n: usize) -> Vec<Uuid> {
+    let mut tx = app.begin(TenantCtx::new(tenant, None)).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let new = NewJob {
+            kind: JobKind::Noop,
+            device_id: None,
+            params: json!({}),
+            idempotency_key: None,
+            schedule_id: None,
+            scheduled_for: None,
+        };
+        let Enqueued::Created { job, .. } = jobs::enqueue(&mut tx, new).await.unwrap() else {
+            panic!("not created")
+        };
+        ids.push(job.id);
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+/// The worker's batched claims and outcomes, called at once from many
+/// tasks so that batches form: two tenants' jobs in the same batches, a job
+/// asked for twice, a finished job, a missing one and another tenant's job
+/// each get the answer a lone claim would give; results keep their order.
+#[tokio::test]
+async fn batched_claims_and_outcomes_answer_each_job_as_alone() {
+    use ferro_tasks::JobStatus;
+    use ferro_tasks::jobs::{Finish, NotClaimed};
+    use worker::batch::Recorder;
+
+    let db = TestDb::new().await;
+    let app = db.app().await;
+    let (one, two) = (db.default_tenant(), db.create_tenant("second").await);
+    let first = queued_jobs(&app, one, 20).await;
+    let second = queued_jobs(&app, two, 20).await;
+    let recorder = Recorder::new(app.clone(), "batch-test:1".into(), Duration::from_secs(30));
+    let (ctx1, ctx2) = (TenantCtx::new(one, None), TenantCtx::new(two, None));
+
+    // Every job once, plus first[0] a second time, all at once.
+    let mut asks: Vec<(TenantCtx, Uuid)> = first.iter().map(|id| (ctx1, *id)).collect();
+    asks.extend(second.iter().map(|id| (ctx2, *id)));
+    asks.push((ctx1, first[0]));
+    let claims = futures_util::future::join_all(
+        asks.iter()
+            .map(|&(ctx, id)| recorder.claim(ctx, id))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let claims: Vec<_> = claims.into_iter().map(|c| c.unwrap()).collect();
+    let won = claims.iter().filter(|c| c.is_ok()).count();
+    assert_eq!(won, 40, "each job claimed once: {claims:?}");
+    let twice: Vec<_> = asks
+        .iter()
+        .zip(&claims)
+        .filter(|((_, id), _)| *id == first[0])
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert!(
+        matches!(
+            twice.as_slice(),
+            [Ok(_), Err(NotClaimed::Leased(_))] | [Err(NotClaimed::Leased(_)), Ok(_)]
+        ),
+        "{twice:?}"
+    );
+    assert!(claims.iter().flatten().all(|c| c.attempts == 1));
+
+    // Outcomes of both tenants at once; first[0] with three ordered results.
+    let ends = asks[..40].iter().map(|&(ctx, id)| {
+        let results = if id == first[0] {
+            vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]
+        } else {
+            vec![json!({"n": 0})]
+        };
+        let end = Finish {
+            id,
+            attempt: 1,
+            status: JobStatus::Succeeded,
+            error: None,
+            results,
+        };
+        recorder.finish(ctx, end)
+    });
+    let states = futures_util::future::join_all(ends.collect::<Vec<_>>()).await;
+    for state in &states {
+        let state = state.as_ref().unwrap().as_ref().expect("it had not ended");
+        assert_eq!((state.status.as_str(), state.progress), ("succeeded", 100));
+    }
+
+    // A finished job, a missing one, and a job of the other tenant.
+    let again = recorder.claim(ctx1, first[1]).await.unwrap();
+    assert_eq!(again, Err(NotClaimed::Finished));
+    let missing = recorder.claim(ctx1, Uuid::new_v4()).await.unwrap();
+    assert_eq!(missing, Err(NotClaimed::Missing));
+    let fresh = queued_jobs(&app, two, 1).await[0];
+    let foreign = recorder.claim(ctx1, fresh).await.unwrap();
+    assert_eq!(
+        foreign,
+        Err(NotClaimed::Missing),
+        "RLS hides the other tenant's job"
+    );
+    // Ending a job that already ended changes nothing and keeps no results.
+    let late = Finish {
+        id: first[1],
+        attempt: 1,
+        status: JobStatus::Failed,
+        error: Some("late".into()),
+        results: vec![json!({"late": true})],
+    };
+    assert_eq!(recorder.finish(ctx1, late).await.unwrap(), None);
+
+    let owner = db.owner().await;
+    let rows: Vec<Value> = sqlx::query_scalar(
+        "SELECT data FROM job_results WHERE job_id = $1 ORDER BY created_at, id",
+    )
+    .bind(first[0])
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]
+    );
+    let (succeeded, results): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM jobs WHERE status = 'succeeded'), (SELECT count(*) FROM job_results)",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!((succeeded, results), (40, 42));
+}

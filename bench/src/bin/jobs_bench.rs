@@ -157,7 +157,11 @@ impl Succeeded {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "only {} of {n} succeeded", done.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} succeeded",
+                done.len()
+            );
         }
         assert!(
             succeeded_rows(&su).await >= n,
@@ -326,7 +330,10 @@ async fn main() {
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "drain") {
         // BENCH_ONLY=drain: the raw loop and the drain, for working on the worker.
         let ratio = (drain / raw * 100.0).round();
-        println!("{}", json!({"raw_loop_per_s": raw.round(), "worker_drain_per_s": drain.round(), "drain_vs_raw": ratio}));
+        println!(
+            "{}",
+            json!({"raw_loop_per_s": raw.round(), "worker_drain_per_s": drain.round(), "drain_vs_raw": ratio})
+        );
         return;
     }
 

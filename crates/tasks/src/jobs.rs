@@ -388,11 +388,11 @@ pub async fn claim_many(
         "SELECT id, kind, device_id, params, attempts, max_attempts, error \
          FROM app_claim_jobs($1, $2, $3)",
     )
-        .bind(ids)
-        .bind(worker_id)
-        .bind(lease.as_secs_f64())
-        .fetch_all(&mut **tx)
-        .await?;
+    .bind(ids)
+    .bind(worker_id)
+    .bind(lease.as_secs_f64())
+    .fetch_all(&mut **tx)
+    .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.claimed)).collect())
 }
 
@@ -516,7 +516,9 @@ pub async fn finish_many(tx: &mut TenantTx, ends: &[Finish]) -> Result<Vec<JobSt
         .iter()
         .map(|e| e.error.as_ref().map(|m| m.chars().take(2000).collect()))
         .collect();
-    let rows = ends.iter().flat_map(|e| e.results.iter().map(move |r| (e.id, e.attempt, r)));
+    let rows = ends
+        .iter()
+        .flat_map(|e| e.results.iter().map(move |r| (e.id, e.attempt, r)));
     let (mut result_jobs, mut attempts, mut data) = (Vec::new(), Vec::new(), Vec::new());
     for (id, attempt, row) in rows {
         result_jobs.push(id);
