@@ -16,6 +16,7 @@ mod error;
 pub mod leader;
 mod pool;
 mod tenant;
+mod warm;
 
 pub use error::DbError;
 pub use pool::{Db, PoolStats, RoleSafety, connect_options, wait_for_database};

@@ -1,10 +1,12 @@
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferro_config::{AppEnv, DatabaseConfig};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
+use crate::warm::Warm;
 use crate::{DbError, TenantCtx, TenantTx};
 
 /// The services' handle on PostgreSQL. Cheap to clone. The pool inside is
@@ -13,6 +15,8 @@ use crate::{DbError, TenantCtx, TenantTx};
 #[derive(Clone)]
 pub struct Db {
     pub(crate) pool: PgPool,
+    /// Connections kept between tenant transactions ([`crate::warm`]).
+    warm: Arc<Warm>,
 }
 
 /// A snapshot of the pool for metrics.
@@ -101,7 +105,10 @@ impl Db {
                 })
             })
             .connect_lazy_with(options);
-        let db = Self { pool };
+        // Keep all but two connections warm for tenant transactions; those
+        // two stay with sqlx's pool for the cross-tenant calls and checks.
+        let warm = Warm::new((config.max_connections as usize).saturating_sub(2));
+        let db = Self { pool, warm };
         let safety = db.role_safety().await?;
         if !safety.is_safe() {
             if app_env.is_production() {
@@ -118,7 +125,7 @@ impl Db {
 
     /// Opens a transaction bound to `ctx`'s tenant and user.
     pub async fn begin(&self, ctx: TenantCtx) -> Result<TenantTx, DbError> {
-        TenantTx::begin(&self.pool, ctx).await
+        TenantTx::begin(&self.pool, &self.warm, ctx).await
     }
 
     /// Whether the connected role could bypass row-level security.
@@ -146,13 +153,14 @@ impl Db {
     pub fn pool_stats(&self) -> PoolStats {
         PoolStats {
             size: self.pool.size(),
-            idle: self.pool.num_idle() as u32,
+            idle: (self.pool.num_idle() + self.warm.len()) as u32,
             max: self.pool.options().get_max_connections(),
         }
     }
 
     /// Closes the pool, waiting for checked-out connections to return.
     pub async fn close(&self) {
+        self.warm.drain().await;
         self.pool.close().await;
     }
 }

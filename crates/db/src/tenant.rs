@@ -1,9 +1,12 @@
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use crate::DbError;
+use crate::warm::Warm;
 
 /// Who a transaction acts for: the tenant whose rows it may see and write,
 /// and the user (if any) on whose behalf it runs.
@@ -20,26 +23,71 @@ impl TenantCtx {
 }
 
 /// A transaction bound to one tenant and user. Dereferences to the
-/// connection, so queries run as `query.fetch_all(&mut *tx)`. Dropped without
-/// [`TenantTx::commit`], it rolls back.
+/// connection, so queries run as `query.fetch_all(&mut **tx)`. Dropped without
+/// [`TenantTx::commit`], it rolls back: at once on the connection's next use
+/// (the next `BEGIN` carries the `ROLLBACK`), or within
+/// [`crate::warm::ROLLBACK_AFTER`] if the connection stays unused.
 pub struct TenantTx {
-    tx: Transaction<'static, Postgres>,
+    /// `None` only after commit or rollback took it.
+    conn: Option<PoolConnection<Postgres>>,
+    warm: Arc<Warm>,
     ctx: TenantCtx,
 }
 
 impl TenantTx {
     /// Opens the transaction and binds the tenant and user in one round
     /// trip: `BEGIN` and the two transaction-local `set_config` calls go as
-    /// one simple-protocol message. The values are `Uuid`s, whose text form
-    /// is hex digits and dashes, so nothing can be injected.
-    pub(crate) async fn begin(pool: &sqlx::PgPool, ctx: TenantCtx) -> Result<Self, DbError> {
+    /// one simple-protocol message (after the `ROLLBACK` of the previous
+    /// transaction on the connection, if that one was left open). The values
+    /// are `Uuid`s, whose text form is hex digits and dashes, so nothing can
+    /// be injected.
+    pub(crate) async fn begin(
+        pool: &sqlx::PgPool,
+        warm: &Arc<Warm>,
+        ctx: TenantCtx,
+    ) -> Result<Self, DbError> {
         let user = ctx.user_id.map(|u| u.to_string()).unwrap_or_default();
-        let statement = format!(
+        let begin = format!(
             "BEGIN; SELECT set_config('app.tenant_id', '{}', true), set_config('app.user_id', '{user}', true)",
             ctx.tenant_id
         );
-        let tx = pool.begin_with(sqlx::AssertSqlSafe(statement)).await?;
-        Ok(Self { tx, ctx })
+        // A kept connection may have broken while it waited (the server
+        // restarted): then it is closed and a fresh one is tried.
+        while let Some(idle) = warm.take() {
+            let mut conn = idle.conn;
+            let sql = if idle.needs_rollback {
+                format!("ROLLBACK; {begin}")
+            } else {
+                begin.clone()
+            };
+            match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await
+            {
+                Ok(_) => return Ok(Self::on(conn, warm, ctx)),
+                Err(err) => {
+                    tracing::debug!(error = %err, "a kept connection failed; trying another");
+                    conn.close_on_drop();
+                }
+            }
+        }
+        let mut conn = pool.acquire().await?;
+        if let Err(err) = sqlx::raw_sql(sqlx::AssertSqlSafe(begin))
+            .execute(&mut *conn)
+            .await
+        {
+            conn.close_on_drop();
+            return Err(err.into());
+        }
+        Ok(Self::on(conn, warm, ctx))
+    }
+
+    fn on(conn: PoolConnection<Postgres>, warm: &Arc<Warm>, ctx: TenantCtx) -> Self {
+        Self {
+            conn: Some(conn),
+            warm: warm.clone(),
+            ctx,
+        }
     }
 
     pub fn ctx(&self) -> TenantCtx {
@@ -55,31 +103,66 @@ impl TenantTx {
     }
 
     pub async fn commit(self) -> Result<(), DbError> {
-        self.tx.commit().await.map_err(DbError::from)
+        self.end("COMMIT").await
     }
 
     /// Ends a transaction that only read. Nothing needs committing, so it is
-    /// dropped: sqlx queues the ROLLBACK and sends it together with the check
-    /// it makes when the connection returns to the pool, which saves the
-    /// round trip a COMMIT would cost.
+    /// dropped: the connection is kept with its transaction open and the next
+    /// `BEGIN` on it carries the `ROLLBACK`, which saves the round trip an
+    /// explicit end would cost.
     pub fn end_read_only(self) {
         drop(self);
     }
 
     pub async fn rollback(self) -> Result<(), DbError> {
-        self.tx.rollback().await.map_err(DbError::from)
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), DbError> {
+        let mut conn = self
+            .conn
+            .take()
+            .expect("the connection is there until the end");
+        match sqlx::raw_sql(statement).execute(&mut *conn).await {
+            Ok(_) => {
+                self.warm.put(conn, false);
+                Ok(())
+            }
+            // The server refused (a deferred constraint, a serialization
+            // failure): the transaction is over and the connection is fine.
+            Err(err @ sqlx::Error::Database(_)) => {
+                self.warm.put(conn, false);
+                Err(err.into())
+            }
+            Err(err) => {
+                conn.close_on_drop();
+                Err(err.into())
+            }
+        }
+    }
+}
+
+impl Drop for TenantTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.warm.put(conn, true);
+        }
     }
 }
 
 impl Deref for TenantTx {
     type Target = PgConnection;
     fn deref(&self) -> &PgConnection {
-        &self.tx
+        self.conn
+            .as_ref()
+            .expect("the connection is there until the end")
     }
 }
 
 impl DerefMut for TenantTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        self.conn
+            .as_mut()
+            .expect("the connection is there until the end")
     }
 }

@@ -1,0 +1,129 @@
+//! Tenant transactions on kept ("warm") connections, against the real
+//! PostgreSQL: a transaction left open is rolled back (on the connection's
+//! next use, or by the janitor when it stays unused), never committed, and a
+//! kept connection that broke is replaced.
+
+use std::time::{Duration, Instant};
+
+use ferro_db::TenantCtx;
+use ferro_testkit::TestDb;
+use sqlx::PgPool;
+
+async fn backend_pid(tx: &mut ferro_db::TenantTx) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut **tx)
+        .await
+        .unwrap()
+}
+
+async fn state_of(owner: &PgPool, pid: i32) -> String {
+    sqlx::query_scalar("SELECT state FROM pg_stat_activity WHERE pid = $1")
+        .bind(pid)
+        .fetch_one(owner)
+        .await
+        .unwrap()
+}
+
+async fn insert_device(tx: &mut ferro_db::TenantTx, name: &str) {
+    sqlx::query(
+        "INSERT INTO devices (tenant_id, name, protocol, host, port) VALUES (app_current_tenant(), $1, 'http', '192.0.2.1', 80)",
+    )
+    .bind(name)
+    .execute(&mut **tx)
+    .await
+    .unwrap();
+}
+
+async fn devices_named(owner: &PgPool, name: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM devices WHERE name = $1")
+        .bind(name)
+        .fetch_one(owner)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dropped_transaction_is_rolled_back_on_the_next_begin() {
+    let db = TestDb::new().await;
+    let (app, owner) = (db.app().await, db.owner().await);
+    let one = TenantCtx::new(db.default_tenant(), None);
+    let other = TenantCtx::new(db.create_tenant("other").await, None);
+
+    let mut tx = app.begin(one).await.unwrap();
+    let pid = backend_pid(&mut tx).await;
+    insert_device(&mut tx, "never-committed").await;
+    drop(tx);
+
+    // The next transaction gets the same connection, for another tenant.
+    let mut tx = app.begin(other).await.unwrap();
+    assert_eq!(
+        backend_pid(&mut tx).await,
+        pid,
+        "the kept connection is reused"
+    );
+    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT app_current_tenant()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(tenant, other.tenant_id, "bound to the new tenant only");
+    let seen: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM devices WHERE name = 'never-committed'")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(seen, 0);
+    tx.commit().await.unwrap();
+    assert_eq!(devices_named(&owner, "never-committed").await, 0);
+
+    // Committed work stays.
+    let mut tx = app.begin(one).await.unwrap();
+    insert_device(&mut tx, "committed").await;
+    tx.commit().await.unwrap();
+    assert_eq!(devices_named(&owner, "committed").await, 1);
+}
+
+#[tokio::test]
+async fn an_open_transaction_left_unused_is_rolled_back_within_moments() {
+    let db = TestDb::new().await;
+    let (app, owner) = (db.app().await, db.owner().await);
+    let mut tx = app
+        .begin(TenantCtx::new(db.default_tenant(), None))
+        .await
+        .unwrap();
+    let pid = backend_pid(&mut tx).await;
+    insert_device(&mut tx, "abandoned").await;
+    tx.end_read_only();
+    assert_eq!(state_of(&owner, pid).await, "idle in transaction");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while state_of(&owner, pid).await != "idle" {
+        assert!(
+            Instant::now() < deadline,
+            "still in a transaction after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(devices_named(&owner, "abandoned").await, 0);
+}
+
+#[tokio::test]
+async fn a_kept_connection_that_broke_is_replaced() {
+    let db = TestDb::new().await;
+    let (app, owner) = (db.app().await, db.owner().await);
+    let ctx = TenantCtx::new(db.default_tenant(), None);
+    let mut tx = app.begin(ctx).await.unwrap();
+    let pid = backend_pid(&mut tx).await;
+    tx.commit().await.unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert!(killed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut tx = app.begin(ctx).await.expect("a fresh connection");
+    assert_ne!(backend_pid(&mut tx).await, pid);
+    insert_device(&mut tx, "after-restart").await;
+    tx.commit().await.unwrap();
+    assert_eq!(devices_named(&owner, "after-restart").await, 1);
+}
