@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::DbError;
@@ -28,9 +29,12 @@ impl TenantCtx {
 /// (the next `BEGIN` carries the `ROLLBACK`), or within
 /// [`crate::warm::ROLLBACK_AFTER`] if the connection stays unused.
 pub struct TenantTx {
-    /// `None` only after commit or rollback took it.
+    /// `None` only once the transaction ended cleanly (its connection is
+    /// back with [`Warm`]) or the connection was closed.
     conn: Option<PoolConnection<Postgres>>,
     warm: Arc<Warm>,
+    /// One of [`Warm`]'s slots, held for the transaction's life.
+    _slot: Option<OwnedSemaphorePermit>,
     ctx: TenantCtx,
 }
 
@@ -41,6 +45,9 @@ impl TenantTx {
     /// transaction on the connection, if that one was left open). The values
     /// are `Uuid`s, whose text form is hex digits and dashes, so nothing can
     /// be injected.
+    ///
+    /// Cancel-safe: from the moment it has a connection, the value that
+    /// owns it is a `TenantTx`, whose drop marks the connection for rollback.
     pub(crate) async fn begin(
         pool: &sqlx::PgPool,
         warm: &Arc<Warm>,
@@ -51,42 +58,48 @@ impl TenantTx {
             "BEGIN; SELECT set_config('app.tenant_id', '{}', true), set_config('app.user_id', '{user}', true)",
             ctx.tenant_id
         );
+        let slot = warm.slot().await;
+        let mut tx = Self {
+            conn: None,
+            warm: warm.clone(),
+            _slot: slot,
+            ctx,
+        };
         // A kept connection may have broken while it waited (the server
         // restarted): then it is closed and a fresh one is tried.
         while let Some(idle) = warm.take() {
-            let mut conn = idle.conn;
             let sql = if idle.needs_rollback {
                 format!("ROLLBACK; {begin}")
             } else {
                 begin.clone()
             };
+            tx.conn = Some(idle.conn);
             match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await
             {
-                Ok(_) => return Ok(Self::on(conn, warm, ctx)),
+                Ok(_) => return Ok(tx),
                 Err(err) => {
                     tracing::debug!(error = %err, "a kept connection failed; trying another");
-                    conn.close_on_drop();
+                    tx.close();
                 }
             }
         }
-        let mut conn = pool.acquire().await?;
+        tx.conn = Some(pool.acquire().await?);
         if let Err(err) = sqlx::raw_sql(sqlx::AssertSqlSafe(begin))
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await
         {
-            conn.close_on_drop();
+            tx.close();
             return Err(err.into());
         }
-        Ok(Self::on(conn, warm, ctx))
+        Ok(tx)
     }
 
-    fn on(conn: PoolConnection<Postgres>, warm: &Arc<Warm>, ctx: TenantCtx) -> Self {
-        Self {
-            conn: Some(conn),
-            warm: warm.clone(),
-            ctx,
+    /// Closes the connection (the server rolls back whatever was open).
+    fn close(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
         }
     }
 
@@ -119,25 +132,29 @@ impl TenantTx {
     }
 
     async fn end(mut self, statement: &'static str) -> Result<(), DbError> {
-        let mut conn = self
-            .conn
-            .take()
-            .expect("the connection is there until the end");
-        match sqlx::raw_sql(statement).execute(&mut *conn).await {
+        // The connection stays in `self` while the statement runs, so that a
+        // cancelled end leaves it marked for rollback (by `Drop`).
+        match sqlx::raw_sql(statement).execute(&mut *self).await {
             Ok(_) => {
-                self.warm.put(conn, false);
+                self.keep_clean();
                 Ok(())
             }
             // The server refused (a deferred constraint, a serialization
             // failure): the transaction is over and the connection is fine.
             Err(err @ sqlx::Error::Database(_)) => {
-                self.warm.put(conn, false);
+                self.keep_clean();
                 Err(err.into())
             }
             Err(err) => {
-                conn.close_on_drop();
+                self.close();
                 Err(err.into())
             }
+        }
+    }
+
+    fn keep_clean(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.warm.put(conn, false);
         }
     }
 }

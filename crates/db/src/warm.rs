@@ -10,14 +10,16 @@
 //! marked connections that wait longer than [`ROLLBACK_AFTER`], so that no
 //! abandoned transaction holds its locks or snapshot for long, and gives
 //! connections idle for [`RETURN_AFTER`] back to sqlx's pool, whose own
-//! idle handling and lifetimes then apply. At most `cap` connections are
-//! kept, leaving the rest of the pool to the callers that use it directly.
+//! idle handling and lifetimes then apply. Tenant transactions own at most
+//! `cap` connections (in use or kept), leaving the rest of the pool to the
+//! callers that use it directly.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A connection whose transaction was left open waits at most this long
 /// before the janitor rolls it back.
@@ -35,6 +37,12 @@ pub(crate) struct Idle {
 pub(crate) struct Warm {
     idle: Mutex<Vec<Idle>>,
     cap: usize,
+    /// `cap` slots, handed out first come, first served: a transaction holds
+    /// one for its life, so the connections this layer owns (in use or kept)
+    /// never exceed `cap`, and a kept connection goes to whoever waited
+    /// longest instead of being taken by a newcomer while earlier callers
+    /// starve in sqlx's queue.
+    slots: Arc<Semaphore>,
 }
 
 impl Warm {
@@ -44,6 +52,7 @@ impl Warm {
         let warm = Arc::new(Self {
             idle: Mutex::new(Vec::new()),
             cap,
+            slots: Arc::new(Semaphore::new(cap)),
         });
         if cap > 0
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -51,6 +60,20 @@ impl Warm {
             runtime.spawn(janitor(Arc::downgrade(&warm)));
         }
         warm
+    }
+
+    /// Waits for a slot (none needed when nothing is kept).
+    pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.cap == 0 {
+            return None;
+        }
+        Some(
+            self.slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed"),
+        )
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {

@@ -127,3 +127,71 @@ async fn a_kept_connection_that_broke_is_replaced() {
     tx.commit().await.unwrap();
     assert_eq!(devices_named(&owner, "after-restart").await, 1);
 }
+
+/// A commit cancelled half way (the request timed out, the client went
+/// away) must not leave its transaction open for the next one to inherit.
+#[tokio::test]
+async fn a_cancelled_commit_leaves_no_transaction_for_the_next_one() {
+    let db = TestDb::new().await;
+    let app = db.app().await;
+    let ctx = TenantCtx::new(db.default_tenant(), None);
+    for i in 0..20 {
+        let mut tx = app.begin(ctx).await.unwrap();
+        insert_device(&mut tx, &format!("cancelled-{i}")).await;
+        let _ = tokio::time::timeout(Duration::ZERO, tx.commit()).await;
+        let mut next = app.begin(ctx).await.unwrap();
+        let xid: Option<String> =
+            sqlx::query_scalar("SELECT pg_current_xact_id_if_assigned()::text")
+                .fetch_one(&mut *next)
+                .await
+                .unwrap();
+        assert_eq!(
+            xid, None,
+            "round {i}: the new transaction inherited a writing one"
+        );
+        next.commit().await.unwrap();
+    }
+}
+
+/// Many more callers than connections: every transaction gets one, first
+/// come first served, well within the acquire timeout.
+#[tokio::test]
+async fn many_callers_share_few_connections_without_starving() {
+    let db = TestDb::new().await;
+    let mut env = db.env_pairs();
+    env.push(("DATABASE_MAX_CONNECTIONS", "4".into()));
+    let env = ferro_config::Env::from_pairs(env);
+    let cfg = ferro_config::DatabaseConfig::from_env(&env).unwrap();
+    let app = ferro_db::Db::connect(&cfg, ferro_config::AppEnv::Production, "test")
+        .await
+        .unwrap();
+    let ctx = TenantCtx::new(db.default_tenant(), None);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let app = app.clone();
+        tasks.spawn(async move {
+            let mut slowest = Duration::ZERO;
+            for _ in 0..25 {
+                let asked = Instant::now();
+                let mut tx = app.begin(ctx).await.expect("a connection");
+                slowest = slowest.max(asked.elapsed());
+                let _: i64 = sqlx::query_scalar("SELECT count(*) FROM devices")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.end_read_only();
+            }
+            slowest
+        });
+    }
+    let mut slowest = Duration::ZERO;
+    while let Some(waited) = tasks.join_next().await {
+        slowest = slowest.max(waited.unwrap());
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a caller waited {slowest:?}"
+    );
+    let stats = app.pool_stats();
+    assert!(stats.size <= 4, "{stats:?}");
+}
