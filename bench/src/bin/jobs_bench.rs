@@ -110,17 +110,22 @@ impl Setup {
             .unwrap();
     }
 
-    /// Listens to the tenant's job events, for [`Succeeded::wait`]. Call it
-    /// before the jobs can start running.
-    async fn watch_succeeded(&self, tenant: Uuid) -> Succeeded {
+    /// A subscription to the tenant's job events.
+    async fn job_events(&self, tenant: Uuid) -> redis::aio::PubSub {
         let redis = redis::Client::open(REDIS_URL).unwrap();
         let mut pubsub = redis.get_async_pubsub().await.unwrap();
         pubsub
             .subscribe(ferro_tasks::events::channel(&self.redis_prefix, tenant))
             .await
             .unwrap();
+        pubsub
+    }
+
+    /// Listens to the tenant's job events, for [`Succeeded::wait`]. Call it
+    /// before the jobs can start running.
+    async fn watch_succeeded(&self, tenant: Uuid) -> Succeeded {
         Succeeded {
-            pubsub,
+            pubsub: self.job_events(tenant).await,
             su: self.su.clone(),
         }
     }
@@ -396,13 +401,7 @@ async fn main() {
     // Single jobs on the idle stack: POST to the `succeeded` event. The
     // queues are empty after the end-to-end run and stay as they are.
     setup.reset_rows().await;
-    let redis = redis::Client::open(REDIS_URL).unwrap();
-    let mut pubsub = redis.get_async_pubsub().await.unwrap();
-    pubsub
-        .subscribe(ferro_tasks::events::channel(&setup.redis_prefix, tenant))
-        .await
-        .unwrap();
-    let (_sink, mut messages) = pubsub.split();
+    let (_sink, mut messages) = setup.job_events(tenant).await.split();
     let mut latencies = Vec::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
