@@ -8,7 +8,7 @@
 //! at once (a batch of one). If a batch's transaction fails, each of its
 //! requests is tried again alone, so one bad job cannot fail its neighbours.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,27 +160,33 @@ fn by_ctx<T>(requests: &[T], ctx: impl Fn(&T) -> TenantCtx) -> Vec<(TenantCtx, V
     groups
 }
 
-async fn claim_batch(
-    db: &Db,
-    worker_id: &str,
-    lease: Duration,
-    requests: Vec<ClaimRequest>,
-) -> Vec<ClaimAnswer> {
-    let mut answers: Vec<Option<ClaimAnswer>> = requests.iter().map(|_| None).collect();
-    for (ctx, members) in by_ctx(&requests, |r| r.ctx) {
-        let ids: Vec<Uuid> = members.iter().map(|&i| requests[i].job_id).collect();
-        match claim_group(db, ctx, &ids, worker_id, lease).await {
+/// Runs `run` once per tenant group with the group's requests (it answers
+/// one per request, in order). If a group of several fails, each of its
+/// requests is run again alone, so one bad job cannot fail its neighbours.
+async fn in_groups<'a, R, A, F, Fut>(
+    what: &'static str,
+    requests: &'a [R],
+    ctx: fn(&R) -> TenantCtx,
+    run: F,
+) -> Vec<Result<A, DbError>>
+where
+    F: Fn(TenantCtx, Vec<&'a R>) -> Fut,
+    Fut: Future<Output = Result<Vec<A>, DbError>>,
+{
+    let mut answers: Vec<Option<Result<A, DbError>>> = requests.iter().map(|_| None).collect();
+    for (ctx, members) in by_ctx(requests, ctx) {
+        let group = members.iter().map(|&i| &requests[i]).collect();
+        match run(ctx, group).await {
             Ok(group) => {
                 for (&i, answer) in members.iter().zip(group) {
                     answers[i] = Some(Ok(answer));
                 }
             }
             Err(err) if members.len() > 1 => {
-                tracing::warn!(error = %err, jobs = ids.len(), "batched claim failed; claiming one at a time");
+                tracing::warn!(error = %err, jobs = members.len(), what, "batch failed; recording one job at a time");
                 for &i in &members {
-                    let one = [requests[i].job_id];
-                    let answer = claim_group(db, ctx, &one, worker_id, lease).await;
-                    answers[i] = Some(answer.map(|mut a| a.remove(0)));
+                    let alone = run(ctx, vec![&requests[i]]).await;
+                    answers[i] = Some(alone.map(|mut a| a.remove(0)));
                 }
             }
             Err(err) => answers[members[0]] = Some(Err(err)),
@@ -190,6 +196,24 @@ async fn claim_batch(
         .into_iter()
         .map(|a| a.expect("every request answered"))
         .collect()
+}
+
+async fn claim_batch(
+    db: &Db,
+    worker_id: &str,
+    lease: Duration,
+    requests: Vec<ClaimRequest>,
+) -> Vec<ClaimAnswer> {
+    in_groups(
+        "claims",
+        &requests,
+        |r| r.ctx,
+        |ctx, group| {
+            let ids: Vec<Uuid> = group.iter().map(|r| r.job_id).collect();
+            async move { claim_group(db, ctx, &ids, worker_id, lease).await }
+        },
+    )
+    .await
 }
 
 /// One transaction: the guarded claim of every job at once; those it did not
@@ -224,56 +248,32 @@ async fn finish_batch(
     db: &Db,
     requests: Vec<FinishRequest>,
 ) -> Vec<Result<Option<JobState>, DbError>> {
-    let mut answers: Vec<Option<Result<Option<JobState>, DbError>>> =
-        requests.iter().map(|_| None).collect();
-    for (ctx, members) in by_ctx(&requests, |r| r.ctx) {
-        // A job twice in one batch (it cannot be, short of a bug) is recorded
-        // alone, so the set-based statement sees each job once.
-        let mut seen = HashSet::new();
-        let (mut together, alone): (Vec<usize>, Vec<usize>) = members
-            .into_iter()
-            .partition(|&i| seen.insert(requests[i].end.id));
-        together.sort_by_key(|&i| requests[i].end.id);
-        let ends: Vec<Finish> = together.iter().map(|&i| requests[i].end.clone()).collect();
-        let mut retry = alone;
-        match finish_group(db, ctx, &ends).await {
-            Ok(mut states) => {
-                for &i in &together {
-                    answers[i] = Some(Ok(states.remove(&requests[i].end.id)));
-                }
-            }
-            Err(err) => {
-                if together.len() > 1 {
-                    tracing::warn!(error = %err, jobs = together.len(), "batched outcome failed; recording one at a time");
-                    retry.extend(together);
-                } else {
-                    answers[together[0]] = Some(Err(err));
-                }
-            }
-        }
-        retry.sort_unstable();
-        for i in retry {
-            let end = std::slice::from_ref(&requests[i].end);
-            answers[i] = Some(
-                finish_group(db, ctx, end)
-                    .await
-                    .map(|mut states| states.remove(&requests[i].end.id)),
-            );
-        }
-    }
-    answers
-        .into_iter()
-        .map(|a| a.expect("every request answered"))
-        .collect()
+    in_groups(
+        "outcomes",
+        &requests,
+        |r| r.ctx,
+        |ctx, group| {
+            let ends: Vec<&Finish> = group.iter().map(|r| &r.end).collect();
+            async move { finish_group(db, ctx, &ends).await }
+        },
+    )
+    .await
 }
 
+/// One transaction: every outcome at once, each job once and in id order
+/// (the order rows are locked in). A second outcome for the same job (it
+/// cannot be, short of a bug) finds the job ended, as it would alone.
 async fn finish_group(
     db: &Db,
     ctx: TenantCtx,
-    ends: &[Finish],
-) -> Result<HashMap<Uuid, JobState>, DbError> {
+    ends: &[&Finish],
+) -> Result<Vec<Option<JobState>>, DbError> {
+    let mut unique = ends.to_vec();
+    unique.sort_by_key(|e| e.id);
+    unique.dedup_by_key(|e| e.id);
     let mut tx = db.begin(ctx).await?;
-    let states = jobs::finish_many(&mut tx, ends).await?;
+    let states = jobs::finish_many(&mut tx, &unique).await?;
     tx.commit().await?;
-    Ok(states.into_iter().map(|s| (s.id, s)).collect())
+    let mut states: HashMap<Uuid, JobState> = states.into_iter().map(|s| (s.id, s)).collect();
+    Ok(ends.iter().map(|e| states.remove(&e.id)).collect())
 }

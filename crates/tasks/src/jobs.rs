@@ -501,14 +501,14 @@ pub async fn finish(
         error: error.map(str::to_owned),
         results: Vec::new(),
     };
-    Ok(finish_many(tx, &[end]).await?.pop())
+    Ok(finish_many(tx, &[&end]).await?.pop())
 }
 
 /// Ends several of the tenant's jobs in one call (`app_finish_jobs`) and
 /// records their result rows. Only jobs that had not ended yet change, and
 /// only their results are kept; their final states come back. `ends` should
 /// hold each job once, sorted by id (rows are locked in that order).
-pub async fn finish_many(tx: &mut TenantTx, ends: &[Finish]) -> Result<Vec<JobState>, DbError> {
+pub async fn finish_many(tx: &mut TenantTx, ends: &[&Finish]) -> Result<Vec<JobState>, DbError> {
     debug_assert!(ends.iter().all(|e| e.status.is_final()));
     let ids: Vec<Uuid> = ends.iter().map(|e| e.id).collect();
     let statuses: Vec<&str> = ends.iter().map(|e| e.status.as_str()).collect();
