@@ -87,7 +87,10 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(auth::public_router())
         .merge(routes::health::router())
         .merge(protected);
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+    // Each route carries its full path (`/api/v1/...` in its `#[utoipa::path]`)
+    // instead of being nested under `/api/v1`: a nested route rebuilds the
+    // request's URI without the prefix on every request.
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(v1)
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

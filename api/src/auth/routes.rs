@@ -131,7 +131,7 @@ fn tenant_ref(t: &UserTenant) -> TenantRef {
 /// A wrong user name and a wrong password get the same 401, in similar time.
 /// Repeated failures per user name or per client address get 429 with
 /// `Retry-After`. Every attempt is written to the login log.
-#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenPair),
         (status = 401, description = "Wrong user name or password", body = Problem, content_type = "application/problem+json"),
@@ -308,7 +308,7 @@ fn pair(
 
 /// Exchanges a refresh token for a new pair. Refresh tokens rotate: each
 /// works once, and presenting a used one revokes the whole session.
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair", body = TokenPair),
         (status = 401, description = "Unknown, expired or reused refresh token", body = Problem, content_type = "application/problem+json"),
@@ -360,7 +360,7 @@ async fn refresh(
 }
 
 /// Ends the current session; its access and refresh tokens stop working at once.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204, description = "Logged out"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
 async fn logout(
@@ -372,7 +372,7 @@ async fn logout(
 }
 
 /// The signed-in user, the current tenant, roles and permissions.
-#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, description = "The caller", body = Me),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
 async fn me(
@@ -416,7 +416,7 @@ async fn me(
 
 /// Moves the session into another tenant the user belongs to (any tenant for
 /// a platform administrator) and returns a new pair; the old tokens stop working.
-#[utoipa::path(post, path = "/auth/switch-tenant", tag = "auth", security(("bearer" = [])), request_body = SwitchTenantRequest,
+#[utoipa::path(post, path = "/api/v1/auth/switch-tenant", tag = "auth", security(("bearer" = [])), request_body = SwitchTenantRequest,
     responses((status = 200, description = "A new token pair for the tenant", body = TokenPair),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a member of that tenant", body = Problem, content_type = "application/problem+json")))]
@@ -461,7 +461,7 @@ async fn switch_tenant(
 }
 
 /// The caller's open sessions.
-#[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth", security(("bearer" = [])),
     responses((status = 200, description = "Open sessions, newest first", body = Vec<SessionView>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
 async fn list_sessions(
@@ -486,7 +486,7 @@ async fn list_sessions(
 }
 
 /// Revokes one of the caller's sessions.
-#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 204, description = "Revoked"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -504,7 +504,7 @@ async fn revoke_session(
 }
 
 /// Changes the caller's password; every other session of the user ends.
-#[utoipa::path(post, path = "/auth/change-password", tag = "auth", security(("bearer" = [])), request_body = ChangePasswordRequest,
+#[utoipa::path(post, path = "/api/v1/auth/change-password", tag = "auth", security(("bearer" = [])), request_body = ChangePasswordRequest,
     responses((status = 204, description = "Changed"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong current password or weak new one", body = Problem, content_type = "application/problem+json")))]

@@ -158,7 +158,7 @@ fn check_snmp(v: &mut Validator, snmp: &SnmpSettings) {
 }
 
 /// Lists devices, filtered and sorted, a page at a time.
-#[utoipa::path(get, path = "/devices", tag = "devices", security(("bearer" = [])), params(DeviceQuery),
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), params(DeviceQuery),
     responses((status = 200, description = "A page of devices", body = Paginated<Device>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing devices:read", body = Problem, content_type = "application/problem+json"),
@@ -259,7 +259,7 @@ async fn list_devices(
 }
 
 /// Registers a device.
-#[utoipa::path(post, path = "/devices", tag = "devices", security(("bearer" = [])), request_body = CreateDevice,
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), request_body = CreateDevice,
     responses((status = 201, description = "Created", body = Device),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
@@ -317,7 +317,7 @@ async fn create_device(
 }
 
 /// One device.
-#[utoipa::path(get, path = "/devices/{id}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Device id")),
     responses((status = 200, description = "The device", body = Device),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -340,7 +340,7 @@ async fn get_device(
 }
 
 /// Changes some fields of a device.
-#[utoipa::path(patch, path = "/devices/{id}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Device id")), request_body = UpdateDevice,
     responses((status = 200, description = "Updated", body = Device),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -412,7 +412,7 @@ async fn update_device(
 }
 
 /// Removes a device. Its past jobs stay, without the device reference.
-#[utoipa::path(delete, path = "/devices/{id}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Device id")),
     responses((status = 204, description = "Deleted"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),

@@ -47,14 +47,14 @@ pub struct Readiness {
 }
 
 /// Liveness: the process answers. Touches nothing.
-#[utoipa::path(get, path = "/health", tag = "health",
+#[utoipa::path(get, path = "/api/v1/health", tag = "health",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn live() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
 
 /// Readiness: PostgreSQL, Redis and the broker all answer.
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+#[utoipa::path(get, path = "/api/v1/health/ready", tag = "health",
     responses((status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "Something is down; `detail` names it", body = Readiness, content_type = "application/problem+json")))]
 async fn ready(State(state): State<AppState>) -> Response {

@@ -90,7 +90,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Submits a job: 202 with the job, queued. The job and its outbox record are
 /// written in one transaction and published to the broker after commit. A
 /// repeated `Idempotency-Key` returns the first job (with `Idempotent-Replayed: true`).
-#[utoipa::path(post, path = "/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe, per tenant")),
     responses((status = 202, description = "Queued (or the earlier job for this Idempotency-Key)", body = Job),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -242,7 +242,7 @@ async fn publish_now(
 }
 
 /// Lists the tenant's jobs, newest first.
-#[utoipa::path(get, path = "/jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
     responses((status = 200, description = "A page of jobs", body = Paginated<Job>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
@@ -289,7 +289,7 @@ async fn list_jobs(
 }
 
 /// One job.
-#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "The job", body = Job),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -307,7 +307,7 @@ async fn get_job(
 }
 
 /// What the job's attempts recorded, oldest first.
-#[utoipa::path(get, path = "/jobs/{id}/results", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/results", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id"), PageParams),
     responses((status = 200, description = "A page of results", body = Paginated<JobResult>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -331,7 +331,7 @@ async fn job_results(
 
 /// The file a finished job produced, as an attachment: the CSV of a
 /// `devices.export` job.
-#[utoipa::path(get, path = "/jobs/{id}/download", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/download", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "The file (Content-Disposition: attachment)", body = String, content_type = "text/csv"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -370,7 +370,7 @@ async fn job_download(
 
 /// Cancels a job: a queued one never starts (status `cancelled` at once); a
 /// running one is told to stop and ends `cancelled`.
-#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "Cancelled, or cancellation requested", body = Job),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -416,7 +416,7 @@ struct EventStream {
 /// every status (`event: status`) and progress (`event: progress`) change,
 /// each with an increasing `id` and the job as JSON data; the stream ends
 /// when the job ends. Comments keep the connection alive every 15 s.
-#[utoipa::path(get, path = "/jobs/events/{id}", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/events/{id}", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "text/event-stream of JobEvent", body = JobEvent, content_type = "text/event-stream"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -505,7 +505,7 @@ const WS_CHECK: Duration = Duration::from_secs(5);
 /// All of the tenant's job events over a WebSocket: one JSON `JobEvent` per
 /// text message, for as long as the client stays (and its session lives).
 /// Authenticate with the `Authorization: Bearer` header.
-#[utoipa::path(get, path = "/jobs/ws", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/ws", tag = "jobs", security(("bearer" = [])),
     responses((status = 101, description = "Switching to WebSocket; text messages carry JobEvent JSON", body = JobEvent),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),

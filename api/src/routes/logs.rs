@@ -70,7 +70,7 @@ pub struct LoginLogQuery {
 }
 
 /// Every mutating request made in this tenant.
-#[utoipa::path(get, path = "/audit-logs", tag = "logs", security(("bearer" = [])), params(AuditQuery),
+#[utoipa::path(get, path = "/api/v1/audit-logs", tag = "logs", security(("bearer" = [])), params(AuditQuery),
     responses((status = 200, description = "A page of audit entries", body = Paginated<AuditLog>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing audit:read", body = Problem, content_type = "application/problem+json"),
@@ -119,7 +119,7 @@ async fn list_audit_logs(
 }
 
 /// Login attempts into this tenant (and failed ones by its users).
-#[utoipa::path(get, path = "/login-logs", tag = "logs", security(("bearer" = [])), params(LoginLogQuery),
+#[utoipa::path(get, path = "/api/v1/login-logs", tag = "logs", security(("bearer" = [])), params(LoginLogQuery),
     responses((status = 200, description = "A page of login attempts", body = Paginated<LoginLog>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing audit:read", body = Problem, content_type = "application/problem+json"),

@@ -84,7 +84,7 @@ pub struct SchedulerBeat {
 }
 
 /// The tenant's jobs and, for platform administrators, the cluster.
-#[utoipa::path(get, path = "/monitor", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/monitor", tag = "jobs", security(("bearer" = [])),
     responses((status = 200, description = "Jobs, workers, schedulers and queues", body = Monitor),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Lacks jobs:read", body = Problem, content_type = "application/problem+json")))]

@@ -120,7 +120,7 @@ async fn set_permissions(tx: &mut TenantTx, role: Uuid, codes: &[String]) -> Res
 }
 
 /// Lists the tenant's roles with their permissions.
-#[utoipa::path(get, path = "/roles", tag = "roles", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), params(PageParams),
     responses((status = 200, description = "A page of roles", body = Paginated<Role>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json")))]
@@ -146,7 +146,7 @@ async fn list_roles(
 }
 
 /// Creates a custom role.
-#[utoipa::path(post, path = "/roles", tag = "roles", security(("bearer" = [])), request_body = CreateRole,
+#[utoipa::path(post, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), request_body = CreateRole,
     responses((status = 201, description = "Created", body = Role),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
@@ -186,7 +186,7 @@ async fn create_role(
 }
 
 /// One role.
-#[utoipa::path(get, path = "/roles/{id}", tag = "roles", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Role id")),
     responses((status = 200, description = "The role", body = Role),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -205,7 +205,7 @@ async fn get_role(
 
 /// Changes a custom role's description or permissions; members get the new
 /// permissions on their next request.
-#[utoipa::path(patch, path = "/roles/{id}", tag = "roles", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Role id")), request_body = UpdateRole,
     responses((status = 200, description = "Updated", body = Role),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -269,7 +269,7 @@ async fn update_role(
 }
 
 /// Deletes a custom role; its members lose its permissions at once.
-#[utoipa::path(delete, path = "/roles/{id}", tag = "roles", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Role id")),
     responses((status = 204, description = "Deleted"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -304,7 +304,7 @@ async fn delete_role(
 }
 
 /// The permission catalog.
-#[utoipa::path(get, path = "/permissions", tag = "roles", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/v1/permissions", tag = "roles", security(("bearer" = [])), params(PageParams),
     responses((status = 200, description = "A page of the catalog", body = Paginated<PermissionInfo>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json"),

@@ -165,7 +165,7 @@ fn built_in() -> ApiError {
 }
 
 /// Lists the tenant's schedules, oldest first.
-#[utoipa::path(get, path = "/schedules", tag = "schedules", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", security(("bearer" = [])), params(PageParams),
     responses((status = 200, description = "A page of schedules", body = Paginated<Schedule>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing schedules:read", body = Problem, content_type = "application/problem+json")))]
@@ -182,7 +182,7 @@ async fn list_schedules(
 }
 
 /// Creates a schedule; it fires from its next slot on.
-#[utoipa::path(post, path = "/schedules", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules", security(("bearer" = [])),
     request_body = CreateSchedule,
     responses((status = 201, description = "Created, with next_run_at", body = Schedule),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -203,7 +203,7 @@ async fn create_schedule(
 }
 
 /// One schedule.
-#[utoipa::path(get, path = "/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 200, description = "The schedule", body = Schedule),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -223,7 +223,7 @@ async fn get_schedule(
 }
 
 /// Changes a schedule; `next_run_at` is recomputed from now.
-#[utoipa::path(patch, path = "/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Schedule id")), request_body = UpdateSchedule,
     responses((status = 200, description = "The schedule", body = Schedule),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -296,7 +296,7 @@ async fn set_enabled(
 
 /// Enables a schedule: it fires from its next slot after now (missed slots
 /// while disabled do not fire).
-#[utoipa::path(post, path = "/schedules/{id}/enable", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/enable", tag = "schedules", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 200, description = "The schedule", body = Schedule),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -312,7 +312,7 @@ async fn enable_schedule(
 }
 
 /// Disables a schedule: it stops firing (`next_run_at` becomes null).
-#[utoipa::path(post, path = "/schedules/{id}/disable", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/disable", tag = "schedules", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 200, description = "The schedule", body = Schedule),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -328,7 +328,7 @@ async fn disable_schedule(
 }
 
 /// Deletes a schedule; the jobs it made stay.
-#[utoipa::path(delete, path = "/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 204, description = "Deleted"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -353,7 +353,7 @@ async fn delete_schedule(
 }
 
 /// The jobs this schedule made, newest first: its run history.
-#[utoipa::path(get, path = "/schedules/{id}/runs", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/schedules/{id}/runs", tag = "schedules", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Schedule id"), PageParams),
     responses((status = 200, description = "A page of jobs", body = Paginated<Job>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),

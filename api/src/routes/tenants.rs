@@ -66,7 +66,7 @@ fn check_name(v: &mut Validator, name: &str) {
 }
 
 /// Lists every tenant.
-#[utoipa::path(get, path = "/tenants", tag = "tenants", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), params(PageParams),
     responses((status = 200, description = "A page of tenants", body = Paginated<Tenant>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json")))]
@@ -91,7 +91,7 @@ async fn list_tenants(
 }
 
 /// Creates a tenant with the built-in roles `admin`, `operator` and `viewer`.
-#[utoipa::path(post, path = "/tenants", tag = "tenants", security(("bearer" = [])), request_body = CreateTenant,
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), request_body = CreateTenant,
     responses((status = 201, description = "Created", body = Tenant),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json"),
@@ -121,7 +121,7 @@ async fn create_tenant(
 }
 
 /// One tenant.
-#[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses((status = 200, description = "The tenant", body = Tenant),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -143,7 +143,7 @@ async fn get_tenant(
 }
 
 /// Renames or (de)activates a tenant.
-#[utoipa::path(patch, path = "/tenants/{id}", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Tenant id")), request_body = UpdateTenant,
     responses((status = 200, description = "Updated", body = Tenant),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),

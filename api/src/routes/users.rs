@@ -198,7 +198,7 @@ async fn replace_roles(tx: &mut TenantTx, user: Uuid, roles: &[Uuid]) -> Result<
 }
 
 /// Lists the tenant's users.
-#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(UserQuery),
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(UserQuery),
     responses((status = 200, description = "A page of users", body = Paginated<User>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing users:read", body = Problem, content_type = "application/problem+json"),
@@ -235,7 +235,7 @@ async fn list_users(
 }
 
 /// Creates a user who is a member of the current tenant.
-#[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
     responses((status = 201, description = "Created", body = User),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
@@ -286,7 +286,7 @@ async fn create_user(
 }
 
 /// One user of the tenant.
-#[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, description = "The user", body = User),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -305,7 +305,7 @@ async fn get_user(
 
 /// Changes a user's email or password (home tenant only) or (de)activates
 /// the user in this tenant.
-#[utoipa::path(patch, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")), request_body = UpdateUser,
     responses((status = 200, description = "Updated", body = User),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -400,7 +400,7 @@ async fn update_user(
 }
 
 /// Removes the user from this tenant and ends their sessions.
-#[utoipa::path(delete, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 204, description = "Removed from the tenant"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -448,7 +448,7 @@ async fn remove_user(
 }
 
 /// Replaces the user's roles in this tenant; takes effect on their next request.
-#[utoipa::path(put, path = "/users/{id}/roles", tag = "users", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")), request_body = SetRoles,
     responses((status = 200, description = "The user with the new roles", body = User),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
