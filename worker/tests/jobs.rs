@@ -851,3 +851,85 @@ async fn batched_claims_and_outcomes_answer_each_job_as_alone() {
     .unwrap();
     assert_eq!((succeeded, results), (40, 42));
 }
+
+/// Claims and outcomes read only the rows of their batch even when the jobs
+/// table has no statistics (never analyzed, as after a TRUNCATE or before
+/// autovacuum's first look): the planner must not trade the lookups by
+/// primary key for a walk through every job of the tenant.
+#[tokio::test]
+async fn batches_read_only_their_own_rows_without_statistics() {
+    use ferro_tasks::JobStatus;
+    use ferro_tasks::jobs::Finish;
+
+    let db = TestDb::new().await;
+    let app = db.app().await;
+    let owner = db.owner().await;
+    let tenant = db.default_tenant();
+    sqlx::query("ALTER TABLE jobs SET (autovacuum_enabled = false)")
+        .execute(&owner)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (tenant_id, kind) SELECT $1, 'noop' FROM generate_series(1, 3000)",
+    )
+    .bind(tenant)
+    .execute(&owner)
+    .await
+    .unwrap();
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY id LIMIT 64")
+        .fetch_all(&owner)
+        .await
+        .unwrap();
+    let analyzed: bool = sqlx::query_scalar(
+        "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL \
+         FROM pg_stat_user_tables WHERE relname = 'jobs'",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert!(!analyzed, "the table must have no statistics for this test");
+
+    // Rows of the jobs table this transaction has read so far.
+    async fn read(tx: &mut ferro_db::TenantTx) -> i64 {
+        sqlx::query_scalar(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) \
+             FROM pg_stat_xact_user_tables WHERE relname = 'jobs'",
+        )
+        .fetch_one(&mut **tx)
+        .await
+        .unwrap()
+    }
+    let mut tx = app.begin(TenantCtx::new(tenant, None)).await.unwrap();
+    let claimed = jobs::claim_many(&mut tx, &ids, "rows-test:1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 64);
+    let by_claim = read(&mut tx).await;
+    assert!(
+        by_claim <= 2 * 64,
+        "the claim read {by_claim} rows for 64 jobs"
+    );
+
+    let ends: Vec<Finish> = ids
+        .iter()
+        .map(|&id| Finish {
+            id,
+            attempt: 1,
+            status: JobStatus::Succeeded,
+            error: None,
+            results: vec![json!({"ok": true})],
+        })
+        .collect();
+    let states = jobs::finish_many(&mut tx, &ends.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(states.len(), 64);
+    assert!(states.iter().all(|s| s.status.as_str() == "succeeded"));
+    // The lookups, plus the foreign-key check of each result row.
+    let by_finish = read(&mut tx).await - by_claim;
+    assert!(
+        by_finish <= 3 * 64,
+        "the outcomes read {by_finish} rows for 64 jobs"
+    );
+    tx.commit().await.unwrap();
+}

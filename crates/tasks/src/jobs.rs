@@ -370,9 +370,10 @@ struct ClaimedRow {
     claimed: Claimed,
 }
 
-/// Claims jobs of the tenant for one attempt each, in one call: a guarded
-/// UPDATE per job (`app_claim_jobs`, migration `..._batched_job_updates`)
-/// takes only a queued or retrying job, or a running one whose lease expired
+/// Claims jobs of the tenant for one attempt each, in one call
+/// (`app_claim_jobs`, migration `..._hot_job_updates`): each job is locked by
+/// primary key under the claim's guards, then one UPDATE claims the locked
+/// rows. It takes only a queued or retrying job, or a running one whose lease expired
 /// (its worker died), and never one whose cancellation was requested, so a
 /// duplicate delivery or a job another worker holds is not run twice. The
 /// claimed ones come back; for an id that is not in the answer,
