@@ -57,7 +57,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn service(&self, name: &str, extra: &[(&str, String)]) -> Child {
+    fn service(&self, name: &str, extra: &[(&str, String)]) -> Service {
         let mut cmd = Command::new(format!("{}/{name}", self.bin));
         // BENCH_SERVICE_LOG: a RUST_LOG for the services, whose logs then
         // go to BENCH_SERVICE_LOG_DIR/NAME.log (default: warnings, dropped).
@@ -75,10 +75,12 @@ impl Setup {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"))
+        Service(Some(
+            cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}")),
+        ))
     }
 
-    fn worker(&self) -> Child {
+    fn worker(&self) -> Service {
         self.service(
             "worker",
             &[("WORKER_CONCURRENCY", self.concurrency.to_string())],
@@ -183,15 +185,37 @@ async fn succeeded_rows(su: &PgPool) -> usize {
     done as usize
 }
 
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+/// A service this benchmark started. If the benchmark fails (a panic),
+/// dropping it kills the process, so that no worker or api outlives the run.
+struct Service(Option<Child>);
+
+impl Service {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
 }
 
-fn rss_mb(child: &Child) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Stops a service with SIGTERM (its graceful shutdown) and waits for it.
+fn stop(mut service: Service) {
+    if let Some(mut child) = service.0.take() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+}
+
+fn rss_mb(service: &Service) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", service.id())).unwrap();
     let kb: f64 = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
