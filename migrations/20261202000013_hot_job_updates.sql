@@ -25,6 +25,21 @@ ALTER TABLE jobs SET (fillfactor = 70);
 -- (after a TRUNCATE, or before autovacuum sees a burst of new jobs). The
 -- function's SET clauses keep those switches inside the function. SECURITY
 -- INVOKER as before: row-level security applies to the caller.
+-- Leaves the TID scan as the only way to read a table (p_only), or enables
+-- every scan again, until the calling function returns: the callers below
+-- name these settings in their SET clauses, which restore them on the way
+-- out. This function has no SET clause of its own, so its changes reach
+-- its caller.
+CREATE FUNCTION app_plan_by_tid_only(p_only boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v text := CASE WHEN p_only THEN 'off' ELSE 'on' END;
+BEGIN
+    PERFORM set_config('enable_seqscan', v, true), set_config('enable_indexscan', v, true),
+            set_config('enable_bitmapscan', v, true);
+END $$;
+
 CREATE OR REPLACE FUNCTION app_claim_jobs(p_ids uuid[], p_worker_id text, p_lease_secs double precision)
 RETURNS TABLE (id uuid, kind text, device_id uuid, params jsonb, attempts integer,
                max_attempts integer, error text)
@@ -51,8 +66,7 @@ BEGIN
     IF cardinality(v_tids) = 0 THEN
         RETURN;
     END IF;
-    PERFORM set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true),
-            set_config('enable_bitmapscan', 'off', true);
+    PERFORM app_plan_by_tid_only(true);
     -- The guards held when each row was locked, and still hold.
     RETURN QUERY
     UPDATE jobs j
@@ -96,8 +110,7 @@ BEGIN
     IF cardinality(v_tids) = 0 THEN
         RETURN;
     END IF;
-    PERFORM set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true),
-            set_config('enable_bitmapscan', 'off', true);
+    PERFORM app_plan_by_tid_only(true);
     RETURN QUERY
     UPDATE jobs j
     SET status = u.status, error = u.error, finished_at = now(), lease_expires_at = NULL,
@@ -105,8 +118,7 @@ BEGIN
     FROM unnest(v_tids, v_statuses, v_errors) AS u(tid, status, error)
     WHERE j.ctid = u.tid
     RETURNING j.id, j.status, j.progress, j.attempts, j.error;
-    PERFORM set_config('enable_seqscan', 'on', true), set_config('enable_indexscan', 'on', true),
-            set_config('enable_bitmapscan', 'on', true);
+    PERFORM app_plan_by_tid_only(false);
     -- created_at: the transaction's time plus the row's place in
     -- microseconds, so that a job's results sort in the order it gave them.
     INSERT INTO job_results (tenant_id, job_id, attempt, data, created_at)
