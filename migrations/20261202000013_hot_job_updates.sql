@@ -39,6 +39,7 @@ BEGIN
     PERFORM set_config('enable_seqscan', v, true), set_config('enable_indexscan', v, true),
             set_config('enable_bitmapscan', v, true);
 END $$;
+REVOKE ALL ON FUNCTION app_plan_by_tid_only(boolean) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION app_claim_jobs(p_ids uuid[], p_worker_id text, p_lease_secs double precision)
 RETURNS TABLE (id uuid, kind text, device_id uuid, params jsonb, attempts integer,
