@@ -177,17 +177,13 @@ pub async fn list(
     let filter_sql = "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2) \
                       AND ($3::uuid IS NULL OR device_id = $3) AND ($4::uuid IS NULL OR schedule_id = $4)";
     let status = filter.status.map(JobStatus::as_str);
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM jobs {filter_sql}"
-    )))
-    .bind(status)
-    .bind(&filter.kind)
-    .bind(filter.device_id)
-    .bind(filter.schedule_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let jobs: Vec<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM jobs {filter_sql} ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+    // One statement: the page, each row carrying the total from a scalar
+    // subquery, so both come from one snapshot (a job created between two
+    // statements made the total disagree with the page). Only an empty page
+    // needs a separate count.
+    let rows: Vec<CountedJob> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM jobs {filter_sql}) AS total, {COLUMNS} FROM jobs {filter_sql} \
+         ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
     )))
     .bind(status)
     .bind(&filter.kind)
@@ -197,7 +193,28 @@ pub async fn list(
     .bind(offset)
     .fetch_all(&mut **tx)
     .await?;
-    Ok((jobs, total))
+    let total = match rows.first() {
+        Some(row) => row.total,
+        None => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM jobs {filter_sql}"
+            )))
+            .bind(status)
+            .bind(&filter.kind)
+            .bind(filter.device_id)
+            .bind(filter.schedule_id)
+            .fetch_one(&mut **tx)
+            .await?
+        }
+    };
+    Ok((rows.into_iter().map(|r| r.job).collect(), total))
+}
+
+#[derive(sqlx::FromRow)]
+struct CountedJob {
+    total: i64,
+    #[sqlx(flatten)]
+    job: Job,
 }
 
 /// How many of the tenant's jobs are in each status (statuses with none are
