@@ -5,7 +5,7 @@
 //!   is one consumer of the group (named by its worker id);
 //! - an entry is acknowledged (`XACK`) and deleted (`XDEL`) in one `MULTI`
 //!   after the job's outcome committed, so the stream holds only work that
-//!   is waiting or in flight;
+//!   is waiting or in flight; the acks of one moment share that `MULTI`;
 //! - entries a consumer read but did not settle within the visibility
 //!   timeout (its process died) are taken over by another consumer with
 //!   `XAUTOCLAIM` and delivered again, marked redelivered. A live consumer
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisError, Value};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::{BrokerError, Envelope};
@@ -238,6 +239,51 @@ fn payload(entry: &StreamId) -> Vec<u8> {
 struct InFlightSet {
     ids: Mutex<HashSet<String>>,
     freed: tokio::sync::Notify,
+    /// The consumer's acknowledger, started by the first ack.
+    acks: std::sync::OnceLock<mpsc::UnboundedSender<AckRequest>>,
+}
+
+/// An entry to acknowledge, and who waits for the answer.
+type AckRequest = (String, oneshot::Sender<Result<(), String>>);
+
+/// Most entries acknowledged in one round trip.
+const ACKS_PER_BATCH: usize = 512;
+
+/// The acknowledger task: the entries whose acks arrive while the previous
+/// batch is with Redis are acknowledged and deleted together, one `XACK`
+/// and one `XDEL` for all of them in a `MULTI`. An idle worker's ack goes
+/// alone and at once.
+fn start_acknowledger(pool: RedisPool, keys: Keys) -> mpsc::UnboundedSender<AckRequest> {
+    let (sender, mut requests) = mpsc::unbounded_channel::<AckRequest>();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(ACKS_PER_BATCH);
+        while requests.recv_many(&mut batch, ACKS_PER_BATCH).await > 0 {
+            let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+            let result = async {
+                let mut conn = connection(&pool).await?;
+                redis::pipe()
+                    .atomic()
+                    .cmd("XACK")
+                    .arg(&keys.stream)
+                    .arg(GROUP)
+                    .arg(&ids)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(&keys.stream)
+                    .arg(&ids)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok::<_, BrokerError>(())
+            }
+            .await
+            .map_err(|err| err.to_string());
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(result.clone());
+            }
+        }
+    });
+    sender
 }
 
 impl InFlightSet {
@@ -263,25 +309,20 @@ impl Receipt {
         self.in_flight.freed.notify_one();
     }
 
+    /// Acknowledges and deletes the entry (batched with the consumer's
+    /// other acks of the moment: see [`start_acknowledger`]).
     pub(crate) async fn ack(&self) -> Result<(), BrokerError> {
-        let result = async {
-            let mut conn = connection(&self.pool).await?;
-            redis::pipe()
-                .atomic()
-                .cmd("XACK")
-                .arg(&self.keys.stream)
-                .arg(GROUP)
-                .arg(&self.id)
-                .ignore()
-                .cmd("XDEL")
-                .arg(&self.keys.stream)
-                .arg(&self.id)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await?;
-            Ok(())
+        let acks = self
+            .in_flight
+            .acks
+            .get_or_init(|| start_acknowledger(self.pool.clone(), self.keys.clone()));
+        let (reply, answer) = oneshot::channel();
+        let stopped = || "the acknowledger stopped".to_owned();
+        let result = match acks.send((self.id.clone(), reply)) {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
+            Err(_) => Err(stopped()),
         }
-        .await;
+        .map_err(BrokerError::Unavailable);
         // Settled or not, stop keeping it fresh: if the ack was lost, the
         // entry is delivered again after the visibility timeout and the
         // worker's guarded claim skips it.
