@@ -2,10 +2,11 @@
 //!
 //! Each running job asks for its claim and, later, for its outcome to be
 //! recorded, and waits for the answer. Requests that arrive while earlier
-//! ones are in the database are taken together: one transaction per tenant
-//! and user, with one statement for all of them, so a busy worker
-//! pays one commit for many jobs while an idle one still answers a single job
-//! at once (a batch of one). If a batch's transaction fails, each of its
+//! ones are in the database are taken together, claims and outcomes alike:
+//! one transaction per tenant and user, with one statement for all the
+//! outcomes and one for all the claims, so a busy worker pays one commit for
+//! many jobs while an idle one still answers a single job at once (a batch of
+//! one). If a batch's transaction fails, each of its
 //! requests is tried again alone, so one bad job cannot fail its neighbours.
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 /// Most requests in one batch.
 const MAX_BATCH: usize = 128;
-/// Batches of one kind in the database at once.
+/// Batches in the database at once.
 const IN_FLIGHT: usize = 2;
 
 /// Hands requests to a background task that runs them in batches.
@@ -86,57 +87,72 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
 /// A claim's answer: the claimed job, or why it was not claimed.
 pub type ClaimAnswer = Result<Result<Claimed, NotClaimed>, DbError>;
 
-struct ClaimRequest {
-    ctx: TenantCtx,
-    job_id: Uuid,
+/// What a running job asks to have recorded.
+enum Request {
+    /// Claim the job for one attempt.
+    Claim { ctx: TenantCtx, job_id: Uuid },
+    /// End the job with its outcome.
+    Finish { ctx: TenantCtx, end: Finish },
 }
 
-struct FinishRequest {
-    ctx: TenantCtx,
-    end: Finish,
+impl Request {
+    fn ctx(&self) -> TenantCtx {
+        match self {
+            Request::Claim { ctx, .. } | Request::Finish { ctx, .. } => *ctx,
+        }
+    }
 }
 
-/// The worker's batched access to its jobs' rows.
+/// What was recorded for one request.
+enum Recorded {
+    Claim(Result<Claimed, NotClaimed>),
+    /// The job's final state, or `None` if it had already ended.
+    Finish(Option<JobState>),
+}
+
+/// The worker's batched access to its jobs' rows: the claims and the
+/// outcomes that are waiting at the same time share one transaction (per
+/// tenant), so a busy worker pays one commit for both.
 #[derive(Clone)]
 pub struct Recorder {
-    claims: Arc<Coalescer<ClaimRequest, ClaimAnswer>>,
-    finishes: Arc<Coalescer<FinishRequest, Result<Option<JobState>, DbError>>>,
+    batches: Arc<Coalescer<Request, Result<Recorded, DbError>>>,
 }
 
 impl Recorder {
     pub fn new(db: Db, worker_id: String, lease: Duration) -> Self {
-        let claim_db = db.clone();
         let worker_id = Arc::new(worker_id);
-        let claims = Coalescer::spawn("claims", move |requests| {
-            let (db, worker_id) = (claim_db.clone(), worker_id.clone());
-            async move { claim_batch(&db, &worker_id, lease, requests).await }
-        });
-        let finishes = Coalescer::spawn("outcomes", move |requests| {
-            let db = db.clone();
-            async move { finish_batch(&db, requests).await }
+        let batches = Coalescer::spawn("jobs", move |requests| {
+            let (db, worker_id) = (db.clone(), worker_id.clone());
+            async move { record_batch(&db, &worker_id, lease, requests).await }
         });
         Self {
-            claims: Arc::new(claims),
-            finishes: Arc::new(finishes),
+            batches: Arc::new(batches),
         }
+    }
+
+    async fn call(&self, request: Request) -> Result<Recorded, DbError> {
+        self.batches
+            .call(request)
+            .await
+            .unwrap_or_else(|| Err(lost()))
     }
 
     /// Claims the job for one attempt (the guarded UPDATE of [`jobs::claim_many`]).
     pub async fn claim(&self, ctx: TenantCtx, job_id: Uuid) -> ClaimAnswer {
-        self.claims
-            .call(ClaimRequest { ctx, job_id })
-            .await
-            .unwrap_or_else(|| Err(lost()))
+        match self.call(Request::Claim { ctx, job_id }).await? {
+            Recorded::Claim(answer) => Ok(answer),
+            Recorded::Finish(_) => unreachable!("a claim is answered as a claim"),
+        }
     }
 
     /// Ends the job and records its results ([`jobs::finish_many`]); its
     /// final state, or `None` if it had already ended. Committed when this
     /// returns.
     pub async fn finish(&self, ctx: TenantCtx, end: Finish) -> Result<Option<JobState>, DbError> {
-        self.finishes
-            .call(FinishRequest { ctx, end })
-            .await
-            .unwrap_or_else(|| Err(lost()))
+        match self.call(Request::Finish { ctx, end }).await? {
+            Recorded::Finish(state) => Ok(state),
+            Recorded::Claim(_) => unreachable!("an outcome is answered as an outcome"),
+        }
     }
 }
 
@@ -146,11 +162,11 @@ fn lost() -> DbError {
 }
 
 /// Positions of the requests, grouped by who they act for.
-fn by_ctx<T>(requests: &[T], ctx: impl Fn(&T) -> TenantCtx) -> Vec<(TenantCtx, Vec<usize>)> {
+fn by_ctx(requests: &[Request]) -> Vec<(TenantCtx, Vec<usize>)> {
     let mut groups: Vec<(TenantCtx, Vec<usize>)> = Vec::new();
     let mut index: HashMap<TenantCtx, usize> = HashMap::new();
     for (i, request) in requests.iter().enumerate() {
-        let ctx = ctx(request);
+        let ctx = request.ctx();
         let group = *index.entry(ctx).or_insert_with(|| {
             groups.push((ctx, Vec::new()));
             groups.len() - 1
@@ -160,32 +176,29 @@ fn by_ctx<T>(requests: &[T], ctx: impl Fn(&T) -> TenantCtx) -> Vec<(TenantCtx, V
     groups
 }
 
-/// Runs `run` once per tenant group with the group's requests (it answers
-/// one per request, in order). If a group of several fails, each of its
-/// requests is run again alone, so one bad job cannot fail its neighbours.
-async fn in_groups<'a, R, A, F, Fut>(
-    what: &'static str,
-    requests: &'a [R],
-    ctx: fn(&R) -> TenantCtx,
-    run: F,
-) -> Vec<Result<A, DbError>>
-where
-    F: Fn(TenantCtx, Vec<&'a R>) -> Fut,
-    Fut: Future<Output = Result<Vec<A>, DbError>>,
-{
-    let mut answers: Vec<Option<Result<A, DbError>>> = requests.iter().map(|_| None).collect();
-    for (ctx, members) in by_ctx(requests, ctx) {
-        let group = members.iter().map(|&i| &requests[i]).collect();
-        match run(ctx, group).await {
-            Ok(group) => {
-                for (&i, answer) in members.iter().zip(group) {
+/// Records the batch in one transaction per tenant group (answers one per
+/// request, in order). If a group of several fails, each of its requests is
+/// recorded again alone, so one bad job cannot fail its neighbours.
+async fn record_batch(
+    db: &Db,
+    worker_id: &str,
+    lease: Duration,
+    requests: Vec<Request>,
+) -> Vec<Result<Recorded, DbError>> {
+    let mut answers: Vec<Option<Result<Recorded, DbError>>> =
+        requests.iter().map(|_| None).collect();
+    for (ctx, members) in by_ctx(&requests) {
+        let group: Vec<&Request> = members.iter().map(|&i| &requests[i]).collect();
+        match record_group(db, ctx, &group, worker_id, lease).await {
+            Ok(recorded) => {
+                for (&i, answer) in members.iter().zip(recorded) {
                     answers[i] = Some(Ok(answer));
                 }
             }
             Err(err) if members.len() > 1 => {
-                tracing::warn!(error = %err, jobs = members.len(), what, "batch failed; recording one job at a time");
+                tracing::warn!(error = %err, jobs = members.len(), "batch failed; recording one job at a time");
                 for &i in &members {
-                    let alone = run(ctx, vec![&requests[i]]).await;
+                    let alone = record_group(db, ctx, &[&requests[i]], worker_id, lease).await;
                     answers[i] = Some(alone.map(|mut a| a.remove(0)));
                 }
             }
@@ -198,82 +211,57 @@ where
         .collect()
 }
 
-async fn claim_batch(
-    db: &Db,
-    worker_id: &str,
-    lease: Duration,
-    requests: Vec<ClaimRequest>,
-) -> Vec<ClaimAnswer> {
-    in_groups(
-        "claims",
-        &requests,
-        |r| r.ctx,
-        |ctx, group| {
-            let ids: Vec<Uuid> = group.iter().map(|r| r.job_id).collect();
-            async move { claim_group(db, ctx, &ids, worker_id, lease).await }
-        },
-    )
-    .await
-}
-
-/// One transaction: the guarded claim of every job at once; those it did not
-/// take (and a second request for the same job) are looked at one by one.
-async fn claim_group(
+/// One transaction for one tenant's requests: first every outcome at once,
+/// each job once and in id order (the order rows are locked in), then the
+/// guarded claim of every job at once; the jobs the claim did not take (and a
+/// second request for the same job) are looked at one by one. A second
+/// outcome for the same job (it cannot be, short of a bug) finds the job
+/// ended, as it would alone.
+async fn record_group(
     db: &Db,
     ctx: TenantCtx,
-    ids: &[Uuid],
+    group: &[&Request],
     worker_id: &str,
     lease: Duration,
-) -> Result<Vec<Result<Claimed, NotClaimed>>, DbError> {
+) -> Result<Vec<Recorded>, DbError> {
+    let mut ends: Vec<&Finish> = Vec::new();
+    let mut claims: Vec<Uuid> = Vec::new();
+    for request in group {
+        match request {
+            Request::Finish { end, .. } => ends.push(end),
+            Request::Claim { job_id, .. } => claims.push(*job_id),
+        }
+    }
+    ends.sort_by_key(|e| e.id);
+    ends.dedup_by_key(|e| e.id);
+    claims.sort_unstable();
+    claims.dedup();
+
     let mut tx = db.begin(ctx).await?;
-    let mut unique = ids.to_vec();
-    unique.sort_unstable();
-    unique.dedup();
-    let mut claimed: HashMap<Uuid, Claimed> = jobs::claim_many(&mut tx, &unique, worker_id, lease)
-        .await?
-        .into_iter()
-        .collect();
-    let mut answers = Vec::with_capacity(ids.len());
-    for id in ids {
-        answers.push(match claimed.remove(id) {
-            Some(c) => Ok(c),
-            None => Err(jobs::why_not_claimed(&mut tx, *id).await?),
+    let mut ended: HashMap<Uuid, JobState> = if ends.is_empty() {
+        HashMap::new()
+    } else {
+        let states = jobs::finish_many(&mut tx, &ends).await?;
+        states.into_iter().map(|s| (s.id, s)).collect()
+    };
+    let mut claimed: HashMap<Uuid, Claimed> = if claims.is_empty() {
+        HashMap::new()
+    } else {
+        jobs::claim_many(&mut tx, &claims, worker_id, lease)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut answers = Vec::with_capacity(group.len());
+    for request in group {
+        answers.push(match request {
+            Request::Finish { end, .. } => Recorded::Finish(ended.remove(&end.id)),
+            Request::Claim { job_id, .. } => Recorded::Claim(match claimed.remove(job_id) {
+                Some(c) => Ok(c),
+                None => Err(jobs::why_not_claimed(&mut tx, *job_id).await?),
+            }),
         });
     }
     tx.commit().await?;
     Ok(answers)
-}
-
-async fn finish_batch(
-    db: &Db,
-    requests: Vec<FinishRequest>,
-) -> Vec<Result<Option<JobState>, DbError>> {
-    in_groups(
-        "outcomes",
-        &requests,
-        |r| r.ctx,
-        |ctx, group| {
-            let ends: Vec<&Finish> = group.iter().map(|r| &r.end).collect();
-            async move { finish_group(db, ctx, &ends).await }
-        },
-    )
-    .await
-}
-
-/// One transaction: every outcome at once, each job once and in id order
-/// (the order rows are locked in). A second outcome for the same job (it
-/// cannot be, short of a bug) finds the job ended, as it would alone.
-async fn finish_group(
-    db: &Db,
-    ctx: TenantCtx,
-    ends: &[&Finish],
-) -> Result<Vec<Option<JobState>>, DbError> {
-    let mut unique = ends.to_vec();
-    unique.sort_by_key(|e| e.id);
-    unique.dedup_by_key(|e| e.id);
-    let mut tx = db.begin(ctx).await?;
-    let states = jobs::finish_many(&mut tx, &unique).await?;
-    tx.commit().await?;
-    let mut states: HashMap<Uuid, JobState> = states.into_iter().map(|s| (s.id, s)).collect();
-    Ok(ends.iter().map(|e| states.remove(&e.id)).collect())
 }

@@ -85,13 +85,46 @@ impl WorkerSettings {
 }
 
 /// Where job events go: the tenant's Redis pub/sub channel.
+///
+/// Events are handed to one publisher task, which sends whatever has queued
+/// up meanwhile as one pipeline: a busy worker pays one round trip for many
+/// events, an idle one sends each at once, and every job's events reach
+/// Redis in the order they were published.
 #[derive(Clone)]
 pub struct Events {
     pub redis: ferro_redis::RedisPool,
     pub prefix: String,
+    queue: tokio::sync::mpsc::Sender<Outgoing>,
 }
 
+enum Outgoing {
+    Event {
+        channel: String,
+        payload: String,
+    },
+    /// Answered once everything queued before it was sent.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Events waiting for the publisher; a publisher that falls this far behind
+/// slows the jobs down instead of growing without bound.
+const EVENTS_QUEUED: usize = 10_000;
+/// Most events in one pipeline.
+const EVENTS_PER_PIPELINE: usize = 256;
+
 impl Events {
+    /// Starts the publisher task (on the current runtime); it ends when the
+    /// last clone is dropped, after sending what is queued.
+    pub fn new(redis: ferro_redis::RedisPool, prefix: String) -> Self {
+        let (queue, receiver) = tokio::sync::mpsc::channel(EVENTS_QUEUED);
+        tokio::spawn(publish_events(redis.clone(), receiver));
+        Self {
+            redis,
+            prefix,
+            queue,
+        }
+    }
+
     /// Publishes a change of a job, from the state its statement returned;
     /// best effort (events are a view, the database is the record).
     pub async fn publish(&self, tenant_id: uuid::Uuid, state: &jobs::JobState) {
@@ -121,20 +154,56 @@ impl Events {
         }
     }
 
+    /// Waits until every event published so far has been sent to Redis (or
+    /// failed to be).
+    pub async fn flush(&self) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        if self.queue.send(Outgoing::Flush(done)).await.is_ok() {
+            let _ = sent.await;
+        }
+    }
+
     async fn send(&self, tenant_id: uuid::Uuid, event: &ferro_tasks::events::JobEvent) {
-        let result = match serde_json::to_string(event) {
-            Ok(payload) => {
-                ferro_redis::publish(
-                    &self.redis,
-                    &ferro_tasks::events::channel(&self.prefix, tenant_id),
-                    &payload,
-                )
-                .await
+        let payload = match serde_json::to_string(event) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::warn!(job_id = %event.job_id, error = %err, "could not encode a job event");
+                return;
             }
-            Err(err) => Err(err.to_string()),
         };
-        if let Err(err) = result {
-            tracing::warn!(job_id = %event.job_id, error = %err, "could not publish a job event");
+        let channel = ferro_tasks::events::channel(&self.prefix, tenant_id);
+        if self
+            .queue
+            .send(Outgoing::Event { channel, payload })
+            .await
+            .is_err()
+        {
+            tracing::warn!(job_id = %event.job_id, "the event publisher has stopped");
+        }
+    }
+}
+
+/// The publisher task: sends the queued events in order, a pipeline at a time.
+async fn publish_events(
+    redis: ferro_redis::RedisPool,
+    mut queue: tokio::sync::mpsc::Receiver<Outgoing>,
+) {
+    let mut taken = Vec::with_capacity(EVENTS_PER_PIPELINE);
+    let mut events = Vec::with_capacity(EVENTS_PER_PIPELINE);
+    let mut flushed = Vec::new();
+    while queue.recv_many(&mut taken, EVENTS_PER_PIPELINE).await > 0 {
+        for item in taken.drain(..) {
+            match item {
+                Outgoing::Event { channel, payload } => events.push((channel, payload)),
+                Outgoing::Flush(done) => flushed.push(done),
+            }
+        }
+        if let Err(err) = ferro_redis::publish_many(&redis, &events).await {
+            tracing::warn!(events = events.len(), error = %err, "could not publish job events");
+        }
+        events.clear();
+        for done in flushed.drain(..) {
+            let _ = done.send(());
         }
     }
 }
@@ -306,6 +375,9 @@ pub async fn run(
     }
     // Closing the connection returns every unacknowledged delivery to the queue.
     consumer.close().await;
+    if let Some(events) = &events {
+        events.flush().await;
+    }
     beat_stop.cancel();
     if let Some(beating) = beating {
         let _ = beating.await;

@@ -104,10 +104,7 @@ async fn main() {
         })
     };
     let events = match ferro_redis::create_pool(redis.url.expose(), 4, Duration::from_secs(2)) {
-        Ok(pool) => Some(worker::Events {
-            redis: pool,
-            prefix: redis.key_prefix.clone(),
-        }),
+        Ok(pool) => Some(worker::Events::new(pool, redis.key_prefix.clone())),
         Err(err) => exit_on_config_error("worker", format!("REDIS_URL: {err}")),
     };
     worker::run(db.clone(), broker, events, settings, shutdown.clone()).await;

@@ -562,10 +562,7 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
     let broker = Arc::new(Backend::RabbitMq.broker(&broker_prefix));
     let pool =
         ferro_redis::create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2)).unwrap();
-    let events = worker::Events {
-        redis: pool.clone(),
-        prefix: redis_prefix.clone(),
-    };
+    let events = worker::Events::new(pool.clone(), redis_prefix.clone());
     let worker_id = format!("{}:{}", worker::host_name(), std::process::id());
     let settings = worker::WorkerSettings {
         concurrency: 3,
@@ -742,7 +739,8 @@ async fn queued_jobs(app: &ferro_db::Db, tenant: Uuid, n: usize) -> Vec<Uuid> {
 }
 
 /// The worker's batched claims and outcomes, called at once from many
-/// tasks so that batches form: two tenants' jobs in the same batches, a job
+/// tasks so that batches form: two tenants' jobs in the same batches, claims
+/// and outcomes in the same batch, a job
 /// asked for twice, a finished job, a missing one and another tenant's job
 /// each get the answer a lone claim would give; results keep their order.
 #[tokio::test]
@@ -803,7 +801,20 @@ async fn batched_claims_and_outcomes_answer_each_job_as_alone() {
         };
         recorder.finish(ctx, end)
     });
-    let states = futures_util::future::join_all(ends.collect::<Vec<_>>()).await;
+    // Claims of more jobs at the same time: they share the outcomes' batch.
+    let more = queued_jobs(&app, one, 10).await;
+    let (states, more_claims) = tokio::join!(
+        futures_util::future::join_all(ends.collect::<Vec<_>>()),
+        futures_util::future::join_all(more.iter().map(|id| recorder.claim(ctx1, *id))),
+    );
+    for claim in &more_claims {
+        let claim = claim
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .expect("a queued job is claimed");
+        assert_eq!(claim.attempts, 1);
+    }
     for state in &states {
         let state = state.as_ref().unwrap().as_ref().expect("it had not ended");
         assert_eq!((state.status.as_str(), state.progress), ("succeeded", 100));
@@ -850,6 +861,13 @@ async fn batched_claims_and_outcomes_answer_each_job_as_alone() {
     .await
     .unwrap();
     assert_eq!((succeeded, results), (40, 42));
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'running' AND id = ANY($1)")
+            .bind(&more)
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert_eq!(running, 10);
 }
 
 /// Claims and outcomes read only the rows of their batch even when the jobs

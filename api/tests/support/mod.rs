@@ -285,15 +285,15 @@ pub fn start_worker(
     concurrency: usize,
 ) -> tokio_util::sync::CancellationToken {
     let stop = tokio_util::sync::CancellationToken::new();
-    let events = worker::Events {
-        redis: ferro_redis::create_pool(
+    let events = worker::Events::new(
+        ferro_redis::create_pool(
             "redis://127.0.0.1:6379/0",
             2,
             std::time::Duration::from_secs(2),
         )
         .unwrap(),
-        prefix: app.prefix.clone(),
-    };
+        app.prefix.clone(),
+    );
     let settings = worker::WorkerSettings {
         concurrency,
         lease: std::time::Duration::from_secs(10),

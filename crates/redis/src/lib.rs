@@ -91,6 +91,22 @@ pub async fn publish(pool: &RedisPool, channel: &str, payload: &str) -> Result<i
         .map_err(|e| e.to_string())
 }
 
+/// Publishes every `(channel, payload)` in one pipeline, in order (one
+/// round trip for all of them).
+pub async fn publish_many(pool: &RedisPool, messages: &[(String, String)]) -> Result<(), String> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut conn = connection(pool).await.map_err(|e| e.to_string())?;
+    let mut pipe = redis::pipe();
+    for (channel, payload) in messages {
+        pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+    }
+    pipe.query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod pubsub_tests {
     use std::time::Duration;
@@ -112,6 +128,18 @@ mod pubsub_tests {
             .expect("a message")
             .unwrap();
         assert_eq!(msg.get_payload::<String>().unwrap(), "hello");
+
+        let many: Vec<(String, String)> = (1..=3)
+            .map(|n| (channel.clone(), format!("message {n}")))
+            .collect();
+        super::publish_many(&pool, &many).await.unwrap();
+        for n in 1..=3 {
+            let msg = tokio::time::timeout(Duration::from_secs(2), stream.next())
+                .await
+                .expect("a message")
+                .unwrap();
+            assert_eq!(msg.get_payload::<String>().unwrap(), format!("message {n}"));
+        }
     }
 }
 
