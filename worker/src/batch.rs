@@ -1,88 +1,27 @@
-//! Claims and outcomes coalesced into few transactions.
+//! The worker's claims and outcomes, coalesced ([`ferro_db::coalesce`]).
 //!
 //! Each running job asks for its claim and, later, for its outcome to be
 //! recorded, and waits for the answer. Requests that arrive while earlier
 //! ones are in the database are taken together, claims and outcomes alike:
 //! one transaction per tenant and user, with one statement for all the
 //! outcomes and one for all the claims, so a busy worker pays one commit for
-//! many jobs while an idle one still answers a single job at once (a batch of
-//! one). If a batch's transaction fails, each of its
-//! requests is tried again alone, so one bad job cannot fail its neighbours.
+//! many jobs while an idle one still answers a single job at once. If a
+//! batch's transaction fails, each of its requests is tried again alone, so
+//! one bad job cannot fail its neighbours.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferro_db::coalesce::{self, Coalescer};
 use ferro_db::{Db, DbError, TenantCtx};
 use ferro_tasks::jobs::{self, Claimed, Finish, JobState, NotClaimed};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 /// Most requests in one batch.
 const MAX_BATCH: usize = 128;
 /// Batches in the database at once.
 const IN_FLIGHT: usize = 2;
-
-/// Hands requests to a background task that runs them in batches.
-struct Coalescer<Req, Resp> {
-    sender: mpsc::UnboundedSender<(Req, oneshot::Sender<Resp>)>,
-}
-
-impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
-    /// `run` answers a batch with one response per request, in order;
-    /// `what` names the batches in the logs.
-    fn spawn<F, Fut>(what: &'static str, run: F) -> Self
-    where
-        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<Resp>> + Send + 'static,
-    {
-        let (sender, mut receiver) = mpsc::unbounded_channel::<(Req, oneshot::Sender<Resp>)>();
-        let run = Arc::new(run);
-        tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-            loop {
-                let permit = slots.clone().acquire_owned().await.expect("never closed");
-                let Some(first) = receiver.recv().await else {
-                    return;
-                };
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match receiver.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let run = run.clone();
-                tokio::spawn(async move {
-                    let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    let (size, started) = (requests.len(), std::time::Instant::now());
-                    let answers = run(requests).await;
-                    tracing::debug!(
-                        what,
-                        size,
-                        took_us = started.elapsed().as_micros() as u64,
-                        "batch recorded"
-                    );
-                    debug_assert_eq!(answers.len(), replies.len());
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                    drop(permit);
-                });
-            }
-        });
-        Self { sender }
-    }
-
-    /// Runs `request` in the next batch; `None` if the batch task died
-    /// (a panic), which the caller treats as a database failure.
-    async fn call(&self, request: Req) -> Option<Resp> {
-        let (reply, answer) = oneshot::channel();
-        self.sender.send((request, reply)).ok()?;
-        answer.await.ok()
-    }
-}
 
 /// A claim's answer: the claimed job, or why it was not claimed.
 pub type ClaimAnswer = Result<Result<Claimed, NotClaimed>, DbError>;
@@ -121,7 +60,7 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(db: Db, worker_id: String, lease: Duration) -> Self {
         let worker_id = Arc::new(worker_id);
-        let batches = Coalescer::spawn("jobs", move |requests| {
+        let batches = Coalescer::spawn("jobs", MAX_BATCH, IN_FLIGHT, move |requests| {
             let (db, worker_id) = (db.clone(), worker_id.clone());
             async move { record_batch(&db, &worker_id, lease, requests).await }
         });
@@ -134,7 +73,7 @@ impl Recorder {
         self.batches
             .call(request)
             .await
-            .unwrap_or_else(|| Err(lost()))
+            .unwrap_or_else(|| Err(coalesce::lost()))
     }
 
     /// Claims the job for one attempt (the guarded UPDATE of [`jobs::claim_many`]).
@@ -156,59 +95,17 @@ impl Recorder {
     }
 }
 
-fn lost() -> DbError {
-    // The batch task panicked: as if the database had gone away.
-    DbError::Unavailable(sqlx::Error::WorkerCrashed)
-}
-
-/// Positions of the requests, grouped by who they act for.
-fn by_ctx(requests: &[Request]) -> Vec<(TenantCtx, Vec<usize>)> {
-    let mut groups: Vec<(TenantCtx, Vec<usize>)> = Vec::new();
-    let mut index: HashMap<TenantCtx, usize> = HashMap::new();
-    for (i, request) in requests.iter().enumerate() {
-        let ctx = request.ctx();
-        let group = *index.entry(ctx).or_insert_with(|| {
-            groups.push((ctx, Vec::new()));
-            groups.len() - 1
-        });
-        groups[group].1.push(i);
-    }
-    groups
-}
-
-/// Records the batch in one transaction per tenant group (answers one per
-/// request, in order). If a group of several fails, each of its requests is
-/// recorded again alone, so one bad job cannot fail its neighbours.
+/// Records the batch in one transaction per tenant group.
 async fn record_batch(
     db: &Db,
     worker_id: &str,
     lease: Duration,
     requests: Vec<Request>,
 ) -> Vec<Result<Recorded, DbError>> {
-    let mut answers: Vec<Option<Result<Recorded, DbError>>> =
-        requests.iter().map(|_| None).collect();
-    for (ctx, members) in by_ctx(&requests) {
-        let group: Vec<&Request> = members.iter().map(|&i| &requests[i]).collect();
-        match record_group(db, ctx, &group, worker_id, lease).await {
-            Ok(recorded) => {
-                for (&i, answer) in members.iter().zip(recorded) {
-                    answers[i] = Some(Ok(answer));
-                }
-            }
-            Err(err) if members.len() > 1 => {
-                tracing::warn!(error = %err, jobs = members.len(), "batch failed; recording one job at a time");
-                for &i in &members {
-                    let alone = record_group(db, ctx, &[&requests[i]], worker_id, lease).await;
-                    answers[i] = Some(alone.map(|mut a| a.remove(0)));
-                }
-            }
-            Err(err) => answers[members[0]] = Some(Err(err)),
-        }
-    }
-    answers
-        .into_iter()
-        .map(|a| a.expect("every request answered"))
-        .collect()
+    coalesce::by_tenant(&requests, Request::ctx, |ctx, group| {
+        record_group(db, ctx, group, worker_id, lease)
+    })
+    .await
 }
 
 /// One transaction for one tenant's requests: first every outcome at once,
@@ -220,13 +117,13 @@ async fn record_batch(
 async fn record_group(
     db: &Db,
     ctx: TenantCtx,
-    group: &[&Request],
+    group: Vec<&Request>,
     worker_id: &str,
     lease: Duration,
 ) -> Result<Vec<Recorded>, DbError> {
     let mut ends: Vec<&Finish> = Vec::new();
     let mut claims: Vec<Uuid> = Vec::new();
-    for request in group {
+    for request in &group {
         match request {
             Request::Finish { end, .. } => ends.push(end),
             Request::Claim { job_id, .. } => claims.push(*job_id),
@@ -253,7 +150,7 @@ async fn record_group(
             .collect()
     };
     let mut answers = Vec::with_capacity(group.len());
-    for request in group {
+    for request in &group {
         answers.push(match request {
             Request::Finish { end, .. } => Recorded::Finish(ended.remove(&end.id)),
             Request::Claim { job_id, .. } => Recorded::Claim(match claimed.remove(job_id) {

@@ -11,6 +11,7 @@
 //! each a call to one narrow SECURITY DEFINER function (listed with its
 //! justification in ARCHITECTURE.md).
 
+pub mod coalesce;
 pub mod cross_tenant;
 mod error;
 pub mod leader;
