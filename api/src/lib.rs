@@ -4,6 +4,7 @@
 //! the whole application (used as is by the tests), [`serve`] runs it with
 //! graceful shutdown.
 
+pub mod after_request;
 pub mod auth;
 pub mod config;
 pub mod error;

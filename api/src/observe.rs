@@ -14,6 +14,7 @@ use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
+use crate::after_request::AuditRow;
 use crate::auth::Principal;
 use crate::error::{ApiError, problem_response};
 use crate::state::AppState;
@@ -127,24 +128,17 @@ impl AuditContext {
         started: Instant,
     ) {
         let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-        let result = async {
-            let mut tx = state.db.begin(principal.ctx()).await?;
-            sqlx_audit_insert(
-                &mut tx,
-                principal.user_id,
-                method.as_str(),
-                route,
-                status as i16,
-                latency_ms,
-                self.ip,
-                self.user_agent,
-                Some(self.request_id),
-            )
-            .await?;
-            tx.commit().await
-        }
-        .await;
-        if let Err(err) = result {
+        let row = AuditRow {
+            user_id: principal.user_id,
+            method: method.as_str().to_owned(),
+            route: route.to_owned(),
+            status: status as i16,
+            latency_ms,
+            ip: self.ip,
+            user_agent: self.user_agent,
+            request_id: Some(self.request_id),
+        };
+        if let Err(err) = state.after.audit(principal.ctx(), row).await {
             tracing::error!(error = %crate::error::error_chain(&err), "could not write the audit log");
         }
     }
@@ -243,35 +237,6 @@ pub fn peer_ip(req: &Request) -> Option<IpAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn sqlx_audit_insert(
-    tx: &mut ferro_db::TenantTx,
-    user_id: uuid::Uuid,
-    method: &str,
-    route: &str,
-    status: i16,
-    latency_ms: i32,
-    ip: Option<IpAddr>,
-    user_agent: Option<String>,
-    request_id: Option<String>,
-) -> Result<(), ferro_db::DbError> {
-    sqlx::query(
-        "INSERT INTO audit_logs (tenant_id, user_id, method, route, status, latency_ms, ip, user_agent, request_id) \
-         VALUES (app_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(user_id)
-    .bind(method)
-    .bind(route)
-    .bind(status)
-    .bind(latency_ms)
-    .bind(ip)
-    .bind(user_agent)
-    .bind(request_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// The answer to a panic in a handler: a bare 500 problem.

@@ -23,6 +23,8 @@ pub struct Inner {
     /// Publishes jobs right after they commit (the outbox relay in the
     /// worker publishes whatever this could not).
     pub broker: Arc<ferro_broker::Broker>,
+    /// Audit rows and outbox marks, coalesced across requests.
+    pub after: crate::after_request::AfterRequest,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,6 +62,7 @@ impl AppState {
             config.http.jwt_secret_bytes(),
             config.http.jwt_expires_in.as_secs() as i64,
         );
+        let after = crate::after_request::AfterRequest::new(db.clone());
         Self(Arc::new(Inner {
             config,
             db,
@@ -69,6 +72,7 @@ impl AppState {
             jwt,
             metrics,
             broker,
+            after,
         }))
     }
 }

@@ -251,7 +251,7 @@ async fn publish(db: &Db, broker: &Broker, ctx: TenantCtx, envelope: ferro_tasks
     }
     let marked = async {
         let mut tx = db.begin(ctx).await?;
-        jobs::mark_published(&mut tx, job_id).await?;
+        jobs::mark_published(&mut tx, &[job_id]).await?;
         tx.commit().await
     }
     .await;

@@ -170,7 +170,7 @@ impl Rig {
         .unwrap() else {
             panic!("not created")
         };
-        jobs::mark_published(&mut tx, job.id).await.unwrap();
+        jobs::mark_published(&mut tx, &[job.id]).await.unwrap();
         tx.commit().await.unwrap();
         self.broker.publish(&envelope).await.unwrap();
         job.id
@@ -870,8 +870,8 @@ async fn batched_claims_and_outcomes_answer_each_job_as_alone() {
     assert_eq!(running, 10);
 }
 
-/// Claims and outcomes read only the rows of their batch even when the jobs
-/// table has no statistics (never analyzed, as after a TRUNCATE or before
+/// Outbox marks, claims and outcomes read only the rows of their batch even
+/// when the tables have no statistics (never analyzed, as after a TRUNCATE or before
 /// autovacuum's first look): the planner must not trade the lookups by
 /// primary key for a walk through every job of the tenant.
 #[tokio::test]
@@ -883,14 +883,24 @@ async fn batches_read_only_their_own_rows_without_statistics() {
     let app = db.app().await;
     let owner = db.owner().await;
     let tenant = db.default_tenant();
-    sqlx::query("ALTER TABLE jobs SET (autovacuum_enabled = false)")
+    for table in ["jobs", "job_outbox"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+        )))
         .execute(&owner)
         .await
         .unwrap();
+    }
     sqlx::query(
         "INSERT INTO jobs (tenant_id, kind) SELECT $1, 'noop' FROM generate_series(1, 3000)",
     )
     .bind(tenant)
+    .execute(&owner)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO job_outbox (tenant_id, job_id, payload) SELECT tenant_id, id, '{}' FROM jobs",
+    )
     .execute(&owner)
     .await
     .unwrap();
@@ -907,16 +917,35 @@ async fn batches_read_only_their_own_rows_without_statistics() {
     .unwrap();
     assert!(!analyzed, "the table must have no statistics for this test");
 
-    // Rows of the jobs table this transaction has read so far.
-    async fn read(tx: &mut ferro_db::TenantTx) -> i64 {
+    // Rows of the table this transaction has read so far.
+    async fn read_of(tx: &mut ferro_db::TenantTx, table: &str) -> i64 {
         sqlx::query_scalar(
             "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) \
-             FROM pg_stat_xact_user_tables WHERE relname = 'jobs'",
+             FROM pg_stat_xact_user_tables WHERE relname = $1",
         )
+        .bind(table)
         .fetch_one(&mut **tx)
         .await
         .unwrap()
     }
+    async fn read(tx: &mut ferro_db::TenantTx) -> i64 {
+        read_of(tx, "jobs").await
+    }
+    let mut tx = app.begin(TenantCtx::new(tenant, None)).await.unwrap();
+    jobs::mark_published(&mut tx, &ids).await.unwrap();
+    let by_marks = read_of(&mut tx, "job_outbox").await;
+    assert!(
+        by_marks <= 64,
+        "marking 64 outbox records read {by_marks} rows"
+    );
+    tx.commit().await.unwrap();
+    let published: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM job_outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert_eq!(published, 64);
+
     let mut tx = app.begin(TenantCtx::new(tenant, None)).await.unwrap();
     let claimed = jobs::claim_many(&mut tx, &ids, "rows-test:1", Duration::from_secs(30))
         .await

@@ -228,13 +228,7 @@ async fn publish_now(
             return;
         }
     }
-    let marked = async {
-        let mut tx = state.db.begin(ctx).await?;
-        jobs::mark_published(&mut tx, envelope.job_id).await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(err) = marked {
+    if let Err(err) = state.after.published(ctx, envelope.job_id).await {
         // Published but not marked: the relay publishes it again and the
         // worker's guarded claim skips the duplicate.
         tracing::warn!(job_id = %envelope.job_id, error = %err, "could not mark the outbox record published");

@@ -138,15 +138,16 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
     Ok(Enqueued::Created { job, envelope })
 }
 
-/// Marks the job's outbox record published (the api's fast path, after it
-/// published the envelope itself); the relay skips it from then on.
-pub async fn mark_published(tx: &mut TenantTx, job_id: Uuid) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE job_outbox SET published_at = now() WHERE job_id = $1 AND published_at IS NULL",
-    )
-    .bind(job_id)
-    .execute(&mut **tx)
-    .await?;
+/// Marks the jobs' outbox records published (the fast path of the api and
+/// the scheduler, after they published the envelopes themselves); the relay
+/// skips them from then on.
+pub async fn mark_published(tx: &mut TenantTx, job_ids: &[Uuid]) -> Result<(), DbError> {
+    // One indexed UPDATE per job inside the function: a set-based one can
+    // read every pending record of the tenant when statistics are missing.
+    sqlx::query("SELECT app_mark_published($1)")
+        .bind(job_ids)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -1,0 +1,138 @@
+//! The writes that follow a request: its audit row, and the outbox mark of a
+//! job it published.
+//!
+//! Both are small and come in bursts under load, so they go through a
+//! [`Coalescer`]: the writes of the requests that finish while earlier ones
+//! are in the database share one transaction per tenant and user, one
+//! multi-row `INSERT` for the audit rows and one `UPDATE` for the marks. A
+//! request still waits for its own writes to commit before it answers, so an
+//! answered request always has its audit row.
+
+use std::net::IpAddr;
+
+use ferro_db::coalesce::{self, Coalescer};
+use ferro_db::{Db, DbError, TenantCtx, TenantTx};
+use uuid::Uuid;
+
+/// Most writes in one batch.
+const MAX_BATCH: usize = 256;
+/// Batches in the database at once.
+const IN_FLIGHT: usize = 2;
+
+/// One row of `audit_logs`, for the tenant of its request.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub user_id: Uuid,
+    pub method: String,
+    pub route: String,
+    pub status: i16,
+    pub latency_ms: i32,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+enum Write {
+    Audit(AuditRow),
+    /// The job's outbox record was published by the request itself.
+    Published(Uuid),
+}
+
+/// The api's coalesced writes after a request.
+#[derive(Clone)]
+pub struct AfterRequest {
+    batches: std::sync::Arc<Coalescer<(TenantCtx, Write), Result<(), DbError>>>,
+}
+
+impl AfterRequest {
+    /// Starts the batching task on the current runtime.
+    pub fn new(db: Db) -> Self {
+        let batches = Coalescer::spawn("after-request", MAX_BATCH, IN_FLIGHT, move |writes| {
+            let db = db.clone();
+            async move {
+                coalesce::by_tenant(
+                    &writes,
+                    |(ctx, _)| *ctx,
+                    |ctx, group| {
+                        let writes: Vec<&Write> = group.into_iter().map(|(_, w)| w).collect();
+                        write_group(&db, ctx, writes)
+                    },
+                )
+                .await
+            }
+        });
+        Self {
+            batches: std::sync::Arc::new(batches),
+        }
+    }
+
+    async fn call(&self, ctx: TenantCtx, write: Write) -> Result<(), DbError> {
+        self.batches
+            .call((ctx, write))
+            .await
+            .unwrap_or_else(|| Err(coalesce::lost()))
+    }
+
+    /// Writes the audit row in the tenant of `ctx`; committed when this returns.
+    pub async fn audit(&self, ctx: TenantCtx, row: AuditRow) -> Result<(), DbError> {
+        self.call(ctx, Write::Audit(row)).await
+    }
+
+    /// Marks the job's outbox record published, so the relay skips it;
+    /// committed when this returns.
+    pub async fn published(&self, ctx: TenantCtx, job_id: Uuid) -> Result<(), DbError> {
+        self.call(ctx, Write::Published(job_id)).await
+    }
+}
+
+/// One transaction: every audit row of the group in one statement, then every
+/// outbox mark in another.
+async fn write_group(db: &Db, ctx: TenantCtx, writes: Vec<&Write>) -> Result<Vec<()>, DbError> {
+    let mut rows = Vec::new();
+    let mut published = Vec::new();
+    for write in &writes {
+        match write {
+            Write::Audit(row) => rows.push(row),
+            Write::Published(job_id) => published.push(*job_id),
+        }
+    }
+    let mut tx = db.begin(ctx).await?;
+    if !rows.is_empty() {
+        insert_audit_rows(&mut tx, &rows).await?;
+    }
+    if !published.is_empty() {
+        ferro_tasks::jobs::mark_published(&mut tx, &published).await?;
+    }
+    tx.commit().await?;
+    Ok(vec![(); writes.len()])
+}
+
+/// Inserts the rows, in order, into the transaction's tenant. Each row is
+/// stamped with the moment it is written (`clock_timestamp()`, not the
+/// transaction's start), so rows of one batch keep their order by time.
+async fn insert_audit_rows(tx: &mut TenantTx, rows: &[&AuditRow]) -> Result<(), DbError> {
+    let column = |f: fn(&AuditRow) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let users: Vec<Uuid> = rows.iter().map(|r| r.user_id).collect();
+    let statuses: Vec<i16> = rows.iter().map(|r| r.status).collect();
+    let latencies: Vec<i32> = rows.iter().map(|r| r.latency_ms).collect();
+    sqlx::query(
+        "INSERT INTO audit_logs (tenant_id, user_id, method, route, status, latency_ms, ip, user_agent, \
+                                 request_id, created_at) \
+         SELECT app_current_tenant(), u.user_id, u.method, u.route, u.status, u.latency_ms, u.ip::inet, \
+                u.user_agent, u.request_id, clock_timestamp() \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::int4[], $6::text[], $7::text[], $8::text[]) \
+              WITH ORDINALITY AS u(user_id, method, route, status, latency_ms, ip, user_agent, request_id, n) \
+         ORDER BY u.n",
+    )
+    .bind(users)
+    .bind(column(|r| Some(r.method.clone())))
+    .bind(column(|r| Some(r.route.clone())))
+    .bind(statuses)
+    .bind(latencies)
+    .bind(column(|r| r.ip.map(|ip| ip.to_string())))
+    .bind(column(|r| r.user_agent.clone()))
+    .bind(column(|r| r.request_id.clone()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
