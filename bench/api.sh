@@ -83,12 +83,12 @@ TOTAL=$(curl -sf "http://127.0.0.1:$API_PORT/api/v1/devices?page=1&size=20" -H "
 [ "$TOTAL" = 1000 ] || { echo "bench: expected 1000 devices in bench-1, saw $TOTAL" >&2; exit 1; }
 
 # The same transaction the api runs for GET /devices?page=1&size=20.
+# The api writes the page's LIMIT and OFFSET into its SQL (ferro_db::limit_offset),
+# so pgbench runs the statement with the same numbers in its text.
 cat >"$WORK/devices.sql" <<SQL
-\set size 20
-\set offset 0
 BEGIN;
 SELECT set_config('app.tenant_id', '$TENANT', true), set_config('app.user_id', '$ADMIN', true);
-SELECT (SELECT count(*) FROM devices) AS total, id, name, protocol, host, port, tags, status, last_seen_at, created_at, updated_at FROM devices ORDER BY created_at, id LIMIT :size OFFSET :offset;
+SELECT (SELECT count(*) FROM devices) AS total, id, name, protocol, host, port, tags, status, last_seen_at, created_at, updated_at FROM devices ORDER BY created_at, id LIMIT 20 OFFSET 0;
 END;
 SQL
 

@@ -224,23 +224,19 @@ async fn list_devices(
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    let (limit, offset) = (binds.len() + 1, binds.len() + 2);
     // One statement: the page, each row carrying the total from a scalar
     // subquery (evaluated once). Only an empty page needs a separate count.
     let page_sql = format!(
         "SELECT (SELECT count(*) FROM devices{filter}) AS total, {COLUMNS} FROM devices{filter} \
-         ORDER BY {order} LIMIT ${limit} OFFSET ${offset}"
+         ORDER BY {order} {page}",
+        page = ferro_db::limit_offset(paging.size, paging.offset())
     );
     let mut tx = state.db.begin(guard.ctx()).await?;
     let mut page = sqlx::query_as::<_, CountedDevice>(sqlx::AssertSqlSafe(page_sql));
     for value in &binds {
         page = page.bind(value);
     }
-    let rows = page
-        .bind(paging.size)
-        .bind(paging.offset())
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows = page.fetch_all(&mut *tx).await?;
     let total = match rows.first() {
         Some(row) => row.total,
         None => {

@@ -106,12 +106,11 @@ async fn list_audit_logs(
     .await?;
     let items: Vec<AuditLog> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, user_id, method, route, status, latency_ms, host(ip) AS ip, user_agent, request_id, created_at \
-         FROM audit_logs {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+         FROM audit_logs {filter} ORDER BY created_at DESC, id DESC {page}",
+        page = ferro_db::limit_offset(paging.size, paging.offset())
     )))
     .bind(q.user_id)
     .bind(&method)
-    .bind(paging.size)
-    .bind(paging.offset())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -154,12 +153,11 @@ async fn list_login_logs(
     .await?;
     let items: Vec<LoginLog> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, user_id, username, host(ip) AS ip, user_agent, outcome, reason, created_at \
-         FROM login_logs {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+         FROM login_logs {filter} ORDER BY created_at DESC, id DESC {page}",
+        page = ferro_db::limit_offset(paging.size, paging.offset())
     )))
     .bind(&q.outcome)
     .bind(&q.username)
-    .bind(paging.size)
-    .bind(paging.offset())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

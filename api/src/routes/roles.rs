@@ -135,10 +135,9 @@ async fn list_roles(
         .fetch_one(&mut *tx)
         .await?;
     let items: Vec<Role> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} GROUP BY r.id ORDER BY r.name, r.id LIMIT $1 OFFSET $2"
+        "{SELECT} GROUP BY r.id ORDER BY r.name, r.id {page}",
+        page = ferro_db::limit_offset(paging.size, paging.offset())
     )))
-    .bind(paging.size)
-    .bind(paging.offset())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -319,11 +318,10 @@ async fn list_permissions(
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM permissions")
         .fetch_one(&mut *tx)
         .await?;
-    let items: Vec<PermissionInfo> = sqlx::query_as(
-        "SELECT code, description, platform_only FROM permissions ORDER BY code LIMIT $1 OFFSET $2",
-    )
-    .bind(paging.size)
-    .bind(paging.offset())
+    let items: Vec<PermissionInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT code, description, platform_only FROM permissions ORDER BY code {}",
+        ferro_db::limit_offset(paging.size, paging.offset())
+    )))
     .fetch_all(&mut *tx)
     .await?;
     tx.end_read_only();

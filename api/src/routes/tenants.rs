@@ -80,12 +80,12 @@ async fn list_tenants(
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM platform_list_tenants()")
         .fetch_one(&mut *tx)
         .await?;
-    let items: Vec<Tenant> =
-        sqlx::query_as("SELECT * FROM platform_list_tenants() ORDER BY slug LIMIT $1 OFFSET $2")
-            .bind(paging.size)
-            .bind(paging.offset())
-            .fetch_all(&mut *tx)
-            .await?;
+    let items: Vec<Tenant> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM platform_list_tenants() ORDER BY slug {}",
+        ferro_db::limit_offset(paging.size, paging.offset())
+    )))
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(axum::Json(Paginated::new(items, total, paging)))
 }

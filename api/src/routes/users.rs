@@ -223,11 +223,10 @@ async fn list_users(
     .fetch_one(&mut *tx)
     .await?;
     let items: Vec<User> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} {filter} GROUP BY u.id, m.is_active ORDER BY lower(u.username), u.id LIMIT $2 OFFSET $3"
+        "{SELECT} {filter} GROUP BY u.id, m.is_active ORDER BY lower(u.username), u.id {page}",
+        page = ferro_db::limit_offset(paging.size, paging.offset())
     )))
     .bind(&pattern)
-    .bind(paging.size)
-    .bind(paging.offset())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -184,14 +184,13 @@ pub async fn list(
     // needs a separate count.
     let rows: Vec<CountedJob> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT (SELECT count(*) FROM jobs {filter_sql}) AS total, {COLUMNS} FROM jobs {filter_sql} \
-         ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+         ORDER BY created_at DESC, id DESC {page}",
+        page = ferro_db::limit_offset(limit, offset)
     )))
     .bind(status)
     .bind(&filter.kind)
     .bind(filter.device_id)
     .bind(filter.schedule_id)
-    .bind(limit)
-    .bind(offset)
     .fetch_all(&mut **tx)
     .await?;
     let total = match rows.first() {
@@ -239,13 +238,12 @@ pub async fn results(
         .bind(job_id)
         .fetch_one(&mut **tx)
         .await?;
-    let rows = sqlx::query_as(
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, attempt, data, created_at FROM job_results WHERE job_id = $1 \
-         ORDER BY created_at, id LIMIT $2 OFFSET $3",
-    )
+         ORDER BY created_at, id {}",
+        ferro_db::limit_offset(limit, offset)
+    )))
     .bind(job_id)
-    .bind(limit)
-    .bind(offset)
     .fetch_all(&mut **tx)
     .await?;
     Ok((rows, total))

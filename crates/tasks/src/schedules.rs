@@ -141,10 +141,11 @@ pub async fn list(
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM schedules")
         .fetch_one(&mut **tx)
         .await?;
-    let sql = format!("SELECT {COLUMNS} FROM schedules ORDER BY created_at, id LIMIT $1 OFFSET $2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM schedules ORDER BY created_at, id {}",
+        ferro_db::limit_offset(limit, offset)
+    );
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(limit)
-        .bind(offset)
         .fetch_all(&mut **tx)
         .await?;
     Ok((rows, total))
