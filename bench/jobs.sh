@@ -7,7 +7,7 @@
 # (deploy/local/ensure-services.sh).
 #
 # Usage: bench/jobs.sh            (BENCH_JOBS=20000 BENCH_POSTS=10000
-#                                  BENCH_CONNS=64 BENCH_WORKER_CONCURRENCY=32
+#                                  BENCH_CONNS=64 BENCH_WORKER_CONCURRENCY=256
 #                                  BENCH_ROUNDS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."

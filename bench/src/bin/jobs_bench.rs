@@ -17,7 +17,8 @@
 //! of the bench database), `DATABASE_URL` (app role), `BROKER_URL`,
 //! `ADMIN_PASSWORD`, `BENCH_JOBS` (N, default 20000), `BENCH_POSTS` (M,
 //! default 10000), `BENCH_CONNS` (C, default 64), `BENCH_WORKER_CONCURRENCY`
-//! (default 32). Prints one JSON object.
+//! (default 256: the worker's concurrency and prefetch, and the raw loop's prefetch).
+//! Prints one JSON object.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -343,7 +344,7 @@ async fn main() {
         jobs: env_or("BENCH_JOBS", 20_000),
         posts: env_or("BENCH_POSTS", 10_000),
         conns: env_or("BENCH_CONNS", 64),
-        concurrency: env_or("BENCH_WORKER_CONCURRENCY", 32),
+        concurrency: env_or("BENCH_WORKER_CONCURRENCY", 256),
     };
     let (tenant, admin): (Uuid, Uuid) = sqlx::query_as(
         "SELECT t.id, u.id FROM tenants t, users u WHERE t.slug = 'default' AND u.username = 'admin'",
