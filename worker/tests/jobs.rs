@@ -164,6 +164,7 @@ impl Rig {
                 idempotency_key: None,
                 schedule_id: None,
                 scheduled_for: None,
+                relay_after: jobs::PUBLISHED_BY_WRITER,
             },
         )
         .await
@@ -728,6 +729,7 @@ async fn queued_jobs(app: &ferro_db::Db, tenant: Uuid, n: usize) -> Vec<Uuid> {
             idempotency_key: None,
             schedule_id: None,
             scheduled_for: None,
+            relay_after: Duration::ZERO,
         };
         let Enqueued::Created { job, .. } = jobs::enqueue(&mut tx, new).await.unwrap() else {
             panic!("not created")

@@ -116,6 +116,8 @@ async fn create_job(
             idempotency_key: key,
             schedule_id: None,
             scheduled_for: None,
+            // publish_now publishes it after commit.
+            relay_after: jobs::PUBLISHED_BY_WRITER,
         },
     )
     .await?;

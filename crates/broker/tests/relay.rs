@@ -12,6 +12,10 @@ use uuid::Uuid;
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 async fn enqueue_noops(db: &TestDb, n: usize) -> Vec<Uuid> {
+    enqueue_noops_relayed_after(db, n, Duration::ZERO).await
+}
+
+async fn enqueue_noops_relayed_after(db: &TestDb, n: usize, relay_after: Duration) -> Vec<Uuid> {
     let app = db.app().await;
     let mut ids = Vec::new();
     for _ in 0..n {
@@ -26,6 +30,7 @@ async fn enqueue_noops(db: &TestDb, n: usize) -> Vec<Uuid> {
             idempotency_key: None,
             schedule_id: None,
             scheduled_for: None,
+            relay_after,
         };
         match jobs::enqueue(&mut tx, new).await.unwrap() {
             Enqueued::Created { job, .. } => ids.push(job.id),
@@ -72,6 +77,30 @@ async fn pending_records_are_published_once() {
             .unwrap();
     assert_eq!(pending, 0);
     consumer.close().await;
+    broker.delete_topology().await.unwrap();
+}
+
+/// A record whose writer publishes it itself (the api, the scheduler) is not
+/// the relay's until the writer had its chance, so the relay does not send a
+/// second copy of a job whose mark is on its way; then it is.
+#[tokio::test]
+async fn records_their_writer_publishes_wait_before_the_relay_takes_them() {
+    ferro_telemetry::install_crypto_provider();
+    let db = TestDb::new().await;
+    enqueue_noops_relayed_after(&db, 2, jobs::PUBLISHED_BY_WRITER).await;
+    let prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let broker = Broker::RabbitMq(RabbitBroker::connect(URL, &prefix).await.unwrap());
+    let app = db.app().await;
+    assert_eq!(relay::relay_once(&app, &broker, 100).await.unwrap(), 0);
+
+    // The writer's fast path failed (or it died): once the time is up, the
+    // relay publishes the records.
+    let owner = db.owner().await;
+    sqlx::query("UPDATE job_outbox SET available_at = now() - interval '1 second'")
+        .execute(&owner)
+        .await
+        .unwrap();
+    assert_eq!(relay::relay_once(&app, &broker, 100).await.unwrap(), 2);
     broker.delete_topology().await.unwrap();
 }
 

@@ -59,6 +59,13 @@ pub struct JobResult {
     pub created_at: DateTime<Utc>,
 }
 
+/// How long the outbox relay leaves a new job's record to a writer that
+/// publishes the envelope itself right after commit (the api, the
+/// scheduler). Longer than their publish timeout (2 s), so the relay takes
+/// over only when that fast path failed or its process died, instead of
+/// publishing a second copy of a record whose mark is on its way.
+pub const PUBLISHED_BY_WRITER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A job to enqueue. `params` must already be validated for `kind`.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -68,6 +75,9 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     pub schedule_id: Option<Uuid>,
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// When the relay may publish the outbox record: [`PUBLISHED_BY_WRITER`]
+    /// for a writer that publishes it itself, zero to leave it to the relay.
+    pub relay_after: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,10 +139,12 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
     };
     let envelope = TaskEnvelope::new(job.id, new.kind.as_str(), tx.tenant_id(), tx.user_id());
     sqlx::query(
-        "INSERT INTO job_outbox (tenant_id, job_id, payload) VALUES (app_current_tenant(), $1, $2)",
+        "INSERT INTO job_outbox (tenant_id, job_id, payload, available_at) \
+         VALUES (app_current_tenant(), $1, $2, now() + make_interval(secs => $3))",
     )
     .bind(job.id)
     .bind(envelope.to_json())
+    .bind(new.relay_after.as_secs_f64())
     .execute(&mut **tx)
     .await?;
     Ok(Enqueued::Created { job, envelope })

@@ -238,6 +238,8 @@ pub async fn fire(
                     idempotency_key: None,
                     schedule_id: Some(id),
                     scheduled_for: Some(slot),
+                    // The leader publishes it after commit.
+                    relay_after: jobs::PUBLISHED_BY_WRITER,
                 },
             )
             .await?;
