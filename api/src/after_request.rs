@@ -41,7 +41,7 @@ enum Write {
 /// The api's coalesced writes after a request.
 #[derive(Clone)]
 pub struct AfterRequest {
-    batches: std::sync::Arc<Coalescer<(TenantCtx, Write), Result<(), DbError>>>,
+    batches: Coalescer<(TenantCtx, Write), Result<(), DbError>>,
 }
 
 impl AfterRequest {
@@ -61,27 +61,18 @@ impl AfterRequest {
                 .await
             }
         });
-        Self {
-            batches: std::sync::Arc::new(batches),
-        }
-    }
-
-    async fn call(&self, ctx: TenantCtx, write: Write) -> Result<(), DbError> {
-        self.batches
-            .call((ctx, write))
-            .await
-            .unwrap_or_else(|| Err(coalesce::lost()))
+        Self { batches }
     }
 
     /// Writes the audit row in the tenant of `ctx`; committed when this returns.
     pub async fn audit(&self, ctx: TenantCtx, row: AuditRow) -> Result<(), DbError> {
-        self.call(ctx, Write::Audit(row)).await
+        self.batches.record((ctx, Write::Audit(row))).await
     }
 
     /// Marks the job's outbox record published, so the relay skips it;
     /// committed when this returns.
     pub async fn published(&self, ctx: TenantCtx, job_id: Uuid) -> Result<(), DbError> {
-        self.call(ctx, Write::Published(job_id)).await
+        self.batches.record((ctx, Write::Published(job_id))).await
     }
 }
 
@@ -111,10 +102,14 @@ async fn write_group(db: &Db, ctx: TenantCtx, writes: Vec<&Write>) -> Result<Vec
 /// stamped with the moment it is written (`clock_timestamp()`, not the
 /// transaction's start), so rows of one batch keep their order by time.
 async fn insert_audit_rows(tx: &mut TenantTx, rows: &[&AuditRow]) -> Result<(), DbError> {
-    let column = |f: fn(&AuditRow) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let users: Vec<Uuid> = rows.iter().map(|r| r.user_id).collect();
+    let methods: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
+    let routes: Vec<&str> = rows.iter().map(|r| r.route.as_str()).collect();
     let statuses: Vec<i16> = rows.iter().map(|r| r.status).collect();
     let latencies: Vec<i32> = rows.iter().map(|r| r.latency_ms).collect();
+    let ips: Vec<Option<String>> = rows.iter().map(|r| r.ip.map(|ip| ip.to_string())).collect();
+    let agents: Vec<Option<&str>> = rows.iter().map(|r| r.user_agent.as_deref()).collect();
+    let request_ids: Vec<Option<&str>> = rows.iter().map(|r| r.request_id.as_deref()).collect();
     sqlx::query(
         "INSERT INTO audit_logs (tenant_id, user_id, method, route, status, latency_ms, ip, user_agent, \
                                  request_id, created_at) \
@@ -125,13 +120,13 @@ async fn insert_audit_rows(tx: &mut TenantTx, rows: &[&AuditRow]) -> Result<(), 
          ORDER BY u.n",
     )
     .bind(users)
-    .bind(column(|r| Some(r.method.clone())))
-    .bind(column(|r| Some(r.route.clone())))
+    .bind(methods)
+    .bind(routes)
     .bind(statuses)
     .bind(latencies)
-    .bind(column(|r| r.ip.map(|ip| ip.to_string())))
-    .bind(column(|r| r.user_agent.clone()))
-    .bind(column(|r| r.request_id.clone()))
+    .bind(ips)
+    .bind(agents)
+    .bind(request_ids)
     .execute(&mut **tx)
     .await?;
     Ok(())

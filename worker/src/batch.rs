@@ -54,7 +54,7 @@ enum Recorded {
 /// tenant), so a busy worker pays one commit for both.
 #[derive(Clone)]
 pub struct Recorder {
-    batches: Arc<Coalescer<Request, Result<Recorded, DbError>>>,
+    batches: Coalescer<Request, Result<Recorded, DbError>>,
 }
 
 impl Recorder {
@@ -64,21 +64,12 @@ impl Recorder {
             let (db, worker_id) = (db.clone(), worker_id.clone());
             async move { record_batch(&db, &worker_id, lease, requests).await }
         });
-        Self {
-            batches: Arc::new(batches),
-        }
-    }
-
-    async fn call(&self, request: Request) -> Result<Recorded, DbError> {
-        self.batches
-            .call(request)
-            .await
-            .unwrap_or_else(|| Err(coalesce::lost()))
+        Self { batches }
     }
 
     /// Claims the job for one attempt (the guarded UPDATE of [`jobs::claim_many`]).
     pub async fn claim(&self, ctx: TenantCtx, job_id: Uuid) -> ClaimAnswer {
-        match self.call(Request::Claim { ctx, job_id }).await? {
+        match self.batches.record(Request::Claim { ctx, job_id }).await? {
             Recorded::Claim(answer) => Ok(answer),
             Recorded::Finish(_) => unreachable!("a claim is answered as a claim"),
         }
@@ -88,7 +79,7 @@ impl Recorder {
     /// final state, or `None` if it had already ended. Committed when this
     /// returns.
     pub async fn finish(&self, ctx: TenantCtx, end: Finish) -> Result<Option<JobState>, DbError> {
-        match self.call(Request::Finish { ctx, end }).await? {
+        match self.batches.record(Request::Finish { ctx, end }).await? {
             Recorded::Finish(state) => Ok(state),
             Recorded::Claim(_) => unreachable!("an outcome is answered as an outcome"),
         }

@@ -16,7 +16,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{DbError, TenantCtx};
 
-/// Hands requests to a background task that runs them in batches.
+/// Hands requests to a background task that runs them in batches. Clones
+/// share the task.
 pub struct Coalescer<Req, Resp> {
     sender: mpsc::UnboundedSender<(Req, oneshot::Sender<Resp>)>,
 }
@@ -65,18 +66,30 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
     }
 
     /// Runs `request` in the next batch; `None` if the batching task died
-    /// (a panic), which callers treat as a database failure.
-    pub async fn call(&self, request: Req) -> Option<Resp> {
+    /// (a panic).
+    async fn call(&self, request: Req) -> Option<Resp> {
         let (reply, answer) = oneshot::channel();
         self.sender.send((request, reply)).ok()?;
         answer.await.ok()
     }
 }
 
-/// The error for a request whose batch was lost (its task panicked): as if
-/// the database had gone away.
-pub fn lost() -> DbError {
-    DbError::Unavailable(sqlx::Error::WorkerCrashed)
+impl<Req, Resp> Clone for Coalescer<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self {
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+impl<Req: Send + 'static, T: Send + 'static> Coalescer<Req, Result<T, DbError>> {
+    /// Runs `request` in the next batch and returns its answer. A batch lost
+    /// to a panic of its task answers as if the database had gone away.
+    pub async fn record(&self, request: Req) -> Result<T, DbError> {
+        self.call(request)
+            .await
+            .unwrap_or(Err(DbError::Unavailable(sqlx::Error::WorkerCrashed)))
+    }
 }
 
 /// Runs `group` once per tenant and user among `requests` (grouped by
