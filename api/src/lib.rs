@@ -213,7 +213,15 @@ pub async fn serve(
         tokio::time::sleep(grace).await;
     };
     let result = tokio::select! {
-        result = server.into_future() => result,
+        result = server.into_future() => {
+            // Mutations whose clients went away are not on any connection
+            // the server waited for; they get the same grace.
+            state.requests.close();
+            if tokio::time::timeout(grace, state.requests.wait()).await.is_err() {
+                tracing::warn!(grace_secs = grace.as_secs(), "abandoned mutations did not finish in time");
+            }
+            result
+        }
         _ = deadline => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
             Ok(())

@@ -40,9 +40,12 @@ fn acceptable_request_id(v: &HeaderValue) -> bool {
 ///   log line of the request names it;
 /// - the time limit (`REQUEST_TIMEOUT_SECONDS`; 503 problem on expiry);
 /// - Prometheus metrics: count and latency by method, route template and
-///   status, and requests in flight;
+///   status (499 for a request whose client left before the answer), and
+///   requests in flight;
 /// - the audit row of every mutating request an authenticated principal made,
-///   whatever its outcome.
+///   whatever its outcome;
+/// - mutating requests run on their own task, to the end, even if the client
+///   goes away meanwhile.
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id_header = match req.headers().get(REQUEST_ID) {
@@ -60,31 +63,95 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!("request", method = %method, route, request_id = %id, user_id = tracing::field::Empty);
-    let audit = matches!(
+    let mutating = matches!(
         method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    )
-    .then(|| AuditContext::new(&req, &state, &id));
+    );
+    let audit = mutating.then(|| AuditContext::new(&req, &state, &id));
     req.extensions_mut().insert(RequestId(id));
 
-    IN_FLIGHT.increment(1.0);
+    let audit_route = matched.clone();
+    let in_flight = InFlight::start(method.clone(), matched, started);
     let limit = state.config.http.request_timeout;
-    let mut response = within(limit, next.run(req).instrument(span.clone())).await;
-    IN_FLIGHT.decrement(1.0);
-    let status = response.status().as_u16();
-    let (count, latency) = series(&method, route, status);
-    count.increment(1);
-    latency.record(started.elapsed().as_secs_f64());
-    response.headers_mut().insert(REQUEST_ID, id_header);
-
-    if let (Some(audit), Some(principal)) = (audit, response.extensions().get::<Principal>()) {
-        audit
-            .write(&state, principal, &method, route, status, started)
-            .instrument(span)
-            .await;
+    let handling = {
+        let (state, span) = (state.clone(), span.clone());
+        async move {
+            let mut response = within(limit, next.run(req).instrument(span.clone())).await;
+            let status = response.status().as_u16();
+            in_flight.finish(status);
+            response.headers_mut().insert(REQUEST_ID, id_header);
+            if let (Some(audit), Some(principal)) =
+                (audit, response.extensions().get::<Principal>())
+            {
+                let route = audit_route
+                    .as_ref()
+                    .map_or("unmatched", MatchedPath::as_str);
+                audit
+                    .write(&state, principal, &method, route, status, started)
+                    .instrument(span)
+                    .await;
+            }
+            response
+        }
+    };
+    if !mutating {
+        return handling.await;
     }
-    response
+    // A mutation runs to the end even if its client goes away (hyper drops
+    // the request's future when the connection closes): what it committed
+    // keeps its audit row and its after-commit work, such as publishing a
+    // new job, and a half-done change is not cut between its statements.
+    match state.requests.spawn(handling.instrument(span)).await {
+        Ok(response) => response,
+        Err(err) => panic_response(Box::new(err)),
+    }
 }
+
+/// A request counted in `http_requests_in_flight` until it ends. One that
+/// ends without an answer, because its client went away and hyper dropped
+/// it, is counted with status 499 (nginx's "client closed request").
+struct InFlight {
+    method: Method,
+    route: Option<MatchedPath>,
+    started: Instant,
+    answered: bool,
+}
+
+impl InFlight {
+    fn start(method: Method, route: Option<MatchedPath>, started: Instant) -> Self {
+        IN_FLIGHT.increment(1.0);
+        Self {
+            method,
+            route,
+            started,
+            answered: false,
+        }
+    }
+
+    fn record(&self, status: u16) {
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let (count, latency) = series(&self.method, route, status);
+        count.increment(1);
+        latency.record(self.started.elapsed().as_secs_f64());
+    }
+
+    fn finish(mut self, status: u16) {
+        self.record(status);
+        self.answered = true;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.decrement(1.0);
+        if !self.answered {
+            self.record(CLIENT_CLOSED_REQUEST);
+        }
+    }
+}
+
+/// The status counted for requests whose client left before the answer.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// The response of `handling`, or a 503 problem if it takes longer than `limit`.
 async fn within(limit: Duration, handling: impl Future<Output = Response>) -> Response {

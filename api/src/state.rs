@@ -25,6 +25,9 @@ pub struct Inner {
     pub broker: Arc<ferro_broker::Broker>,
     /// Audit rows and outbox marks, coalesced across requests.
     pub after: crate::after_request::AfterRequest,
+    /// Mutating requests, which run on their own tasks to the end even when
+    /// their client goes away; [`crate::serve`] waits for them at shutdown.
+    pub requests: tokio_util::task::TaskTracker,
 }
 
 impl std::ops::Deref for AppState {
@@ -73,6 +76,7 @@ impl AppState {
             metrics,
             broker,
             after,
+            requests: tokio_util::task::TaskTracker::new(),
         }))
     }
 }
