@@ -70,8 +70,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let audit = mutating.then(|| AuditContext::new(&req, &state, &id));
     req.extensions_mut().insert(RequestId(id));
 
-    let audit_route = matched.clone();
-    let in_flight = InFlight::start(method.clone(), matched, started);
+    let mut in_flight = InFlight::start(method.clone(), matched, started);
     let limit = state.config.http.request_timeout;
     let handling = {
         let (state, span) = (state.clone(), span.clone());
@@ -83,11 +82,15 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
             if let (Some(audit), Some(principal)) =
                 (audit, response.extensions().get::<Principal>())
             {
-                let route = audit_route
-                    .as_ref()
-                    .map_or("unmatched", MatchedPath::as_str);
                 audit
-                    .write(&state, principal, &method, route, status, started)
+                    .write(
+                        &state,
+                        principal,
+                        &method,
+                        in_flight.route(),
+                        status,
+                        started,
+                    )
                     .instrument(span)
                     .await;
             }
@@ -128,14 +131,17 @@ impl InFlight {
         }
     }
 
+    fn route(&self) -> &str {
+        self.route.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+
     fn record(&self, status: u16) {
-        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        let (count, latency) = series(&self.method, route, status);
+        let (count, latency) = series(&self.method, self.route(), status);
         count.increment(1);
         latency.record(self.started.elapsed().as_secs_f64());
     }
 
-    fn finish(mut self, status: u16) {
+    fn finish(&mut self, status: u16) {
         self.record(status);
         self.answered = true;
     }

@@ -88,15 +88,7 @@ async fn a_request_cut_off_by_its_client_is_counted_and_leaves_the_in_flight_gau
 
     let started = Instant::now();
     loop {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.metrics_text().await;
         // The /metrics request itself is the one in flight.
         let in_flight = text.lines().any(|l| l == "http_requests_in_flight 1");
         let counted = text.contains(

@@ -261,15 +261,7 @@ async fn metrics_and_health_endpoints() {
 
     let token = app.admin_token().await;
     app.get("/api/v1/devices", &token).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for needle in [
         "http_requests_total{method=\"GET\",route=\"/api/v1/devices\",status=\"200\"}",
         "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/devices\",status=\"200\",le=\"0.005\"}",
