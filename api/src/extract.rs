@@ -1,12 +1,20 @@
 //! Extractors whose rejections are problem+json: malformed JSON (400), wrong
 //! content type (415), unknown or mistyped fields (422 naming the field),
-//! bad path parameters (400), bad query strings (422), oversized bodies (413).
+//! bad path parameters (400), bad query strings (422), oversized bodies (413),
+//! and text holding U+0000 (422 naming the field: PostgreSQL stores no NUL
+//! in `text` or `jsonb`, so it must not get that far).
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{
+    JsonRejection, MissingJsonContentType, PathRejection, QueryRejection,
+};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, FieldError};
@@ -18,10 +26,77 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(json_rejection(MissingJsonContentType::default().into()));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(e.into()))?;
+        // The escape is the only way a NUL can be in a JSON text; the rare
+        // body that has one is parsed once more to find where.
+        if bytes.windows(NUL_ESCAPE.len()).any(|w| w == NUL_ESCAPE)
+            && let Ok(value) = serde_json::from_slice::<Value>(&bytes)
+        {
+            let mut errors = Vec::new();
+            nul_fields(&value, &mut String::new(), &mut errors);
+            if !errors.is_empty() {
+                return Err(ApiError::Validation(errors));
+            }
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// `Content-Type: application/json` or `application/*+json`, as axum's `Json`
+/// decides it.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == "application"
+                && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+        })
+}
+
+const NUL_ESCAPE: &[u8] = b"\\u0000";
+const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// The paths (`params.subject`, `tags[1]`, as serde names them) of the keys
+/// and strings in `value` that hold a NUL.
+fn nul_fields(value: &Value, path: &mut String, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::String(s) if s.contains('\0') => {
+            errors.push(FieldError::new(path.clone(), NUL_MESSAGE));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                nul_fields(item, path, errors);
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                if key.contains('\0') {
+                    errors.push(FieldError::new(path.clone(), NUL_MESSAGE));
+                } else {
+                    nul_fields(item, path, errors);
+                }
+                path.truncate(len);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -92,6 +167,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if query.contains("%00")
+            && let Ok(axum::extract::Query(pairs)) =
+                axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+        {
+            let errors: Vec<FieldError> = pairs
+                .iter()
+                .filter(|(k, v)| k.contains('\0') || v.contains('\0'))
+                .map(|(k, _)| FieldError::new(k.replace('\0', ""), NUL_MESSAGE))
+                .collect();
+            if !errors.is_empty() {
+                return Err(ApiError::Validation(errors));
+            }
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))

@@ -86,6 +86,47 @@ async fn bad_bodies_get_clear_4xx_problems() {
 }
 
 #[tokio::test]
+async fn nul_characters_are_refused_naming_their_field() {
+    // PostgreSQL cannot store U+0000 in text or jsonb; such input must be
+    // refused before it reaches the database, naming the field.
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let device = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "a\u{0}b", "protocol": "http", "host": "h", "tags": ["ok", "t\u{0}"]}),
+        )
+        .await;
+    assert_eq!(device.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(device.field_errors(), ["name", "tags[1]"]);
+    let job = app
+        .post(
+            "/api/v1/jobs",
+            &token,
+            json!({"kind": "email.send", "params": {"to": "a@example.com", "subject": "s\u{0}", "body": "b"}}),
+        )
+        .await;
+    assert_eq!(job.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(job.field_errors(), ["params.subject"]);
+    let search = app.get("/api/v1/devices?q=a%00b", &token).await;
+    assert_eq!(search.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(search.field_errors(), ["q"]);
+    // An escaped backslash followed by "u0000" is ordinary text.
+    let literal = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "a\\u0000b", "protocol": "http", "host": "h"}),
+        )
+        .await;
+    assert_eq!(literal.status, StatusCode::CREATED, "{}", literal.body);
+    assert_eq!(literal.body["name"], "a\\u0000b");
+    assert_eq!(app.get("/api/v1/devices", &token).await.body["total"], 1);
+    assert_eq!(app.get("/api/v1/jobs", &token).await.body["total"], 0);
+}
+
+#[tokio::test]
 async fn request_ids_are_accepted_generated_and_echoed() {
     let app = TestApp::spawn().await;
     let given = app
