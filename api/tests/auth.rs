@@ -247,6 +247,40 @@ async fn switch_tenant_moves_the_session_and_old_tokens_stop_working() {
 }
 
 #[tokio::test]
+async fn the_session_that_changes_the_password_lives_on() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.create_user(&admin, "kim", &["viewer"]).await;
+    let pair = app.login_as("kim", "password-123", None).await.body;
+    let access = pair["access_token"].as_str().unwrap();
+    let changed = app
+        .post(
+            "/api/v1/auth/change-password",
+            access,
+            json!({"current_password": "password-123", "new_password": "new-password-1"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT);
+    // The session born before the change is the one that made it: it keeps
+    // working past its next refresh (and past the periodic access check,
+    // which compares the same two instants).
+    let refreshed = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": pair["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    let next = refreshed.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/api/v1/auth/me", next).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn sessions_can_be_listed_and_revoked_and_password_change_ends_the_others() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;

@@ -559,12 +559,17 @@ async fn change_password(
         .await?
         .map_err(ApiError::internal)?;
     let mut tx = state.db.begin(p.ctx()).await?;
-    sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1")
-        .bind(p.user_id)
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?;
+    // The instant in the unit `resolve_access` compares sessions' births with.
+    let changed_at: i64 = sqlx::query_scalar(
+        "UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1 \
+         RETURNING floor(extract(epoch FROM password_changed_at) * 1000)::bigint",
+    )
+    .bind(p.user_id)
+    .bind(hash)
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
+    state.sessions.set_born(p.session_id, changed_at).await?;
     for other in state.sessions.list_for_user(p.user_id).await? {
         if other.id != p.session_id {
             state.sessions.revoke(other.id).await?;

@@ -335,6 +335,14 @@ impl SessionStore {
         .map(|_| ())
     }
 
+    /// Moves the session's birth to `born` (unix milliseconds): the session
+    /// that changed the user's password is not one of those the change voids.
+    /// Returns whether the session still existed.
+    pub async fn set_born(&self, sid: Uuid, born: i64) -> Result<bool, StoreError> {
+        self.update_if_exists(sid, &[("born", born.to_string())])
+            .await
+    }
+
     async fn update_if_exists(
         &self,
         sid: Uuid,
