@@ -462,13 +462,20 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
             return Ok(Settle::Ack);
         }
         Err(reason) => {
-            tracing::info!(?reason, "not running the job");
-            if reason == NotClaimed::Cancelled
-                && let Some(events) = events
-            {
+            let ended_here = matches!(reason, NotClaimed::Cancelled | NotClaimed::Exhausted);
+            if reason == NotClaimed::Exhausted {
+                tracing::warn!(error = jobs::EXHAUSTED_ERROR, "job failed");
+            } else {
+                tracing::info!(?reason, "not running the job");
+            }
+            if ended_here && let Some(events) = events {
                 events.emit(db, ctx, envelope.job_id).await;
             }
-            return Ok(Settle::Ack);
+            return Ok(if reason == NotClaimed::Exhausted {
+                Settle::DeadLetter
+            } else {
+                Settle::Ack
+            });
         }
     };
     let end = |status, error: Option<&str>, results| Finish {

@@ -73,6 +73,7 @@ on_both_brokers!(
     a_running_job_stops_when_cancelled,
     shutdown_lets_running_jobs_finish,
     a_job_whose_worker_is_killed_still_succeeds_once,
+    a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered,
     many_jobs_all_succeed_exactly_once,
 );
 
@@ -424,6 +425,64 @@ async fn a_job_whose_worker_is_killed_still_succeeds_once(backend: Backend) {
         .unwrap();
     assert!(second.wait().unwrap().success(), "SIGTERM exits 0");
     rig.stop = CancellationToken::new();
+    rig.stop().await;
+}
+
+/// A job whose worker died during its last allowed attempt (and the one
+/// extra run after such a death) cannot be claimed again: it ends `failed`
+/// and is dead-lettered, instead of its delivery coming back for ever.
+async fn a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
+    let mut tx = rig
+        .app
+        .begin(TenantCtx::new(rig.db.default_tenant(), None))
+        .await
+        .unwrap();
+    let Enqueued::Created { job, envelope } = jobs::enqueue(
+        &mut tx,
+        NewJob {
+            kind: JobKind::Noop,
+            device_id: None,
+            params: json!({}),
+            idempotency_key: None,
+            schedule_id: None,
+            scheduled_for: None,
+            relay_after: jobs::PUBLISHED_BY_WRITER,
+        },
+    )
+    .await
+    .unwrap() else {
+        panic!("not created")
+    };
+    jobs::mark_published(&mut tx, &[job.id]).await.unwrap();
+    tx.commit().await.unwrap();
+    // As a worker that took it for the last time and died leaves it.
+    sqlx::query(
+        "UPDATE jobs SET status = 'running', attempts = max_attempts + 1, worker_id = 'gone', \
+         started_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(job.id)
+    .execute(&rig.db.owner().await)
+    .await
+    .unwrap();
+    rig.broker.publish(&envelope).await.unwrap();
+
+    let ended = rig.wait_for(job.id, &["failed"], 15).await;
+    assert_eq!(ended.attempts, ended.max_attempts + 1, "not claimed again");
+    assert!(
+        ended.error.as_deref().unwrap().contains("stopped"),
+        "{:?}",
+        ended.error
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(dead) = rig.broker.take_dead_letter().await.unwrap() {
+            assert_eq!(dead.unwrap().job_id, job.id);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     rig.stop().await;
 }
 

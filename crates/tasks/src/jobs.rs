@@ -389,7 +389,13 @@ pub enum NotClaimed {
     Leased(DateTime<Utc>),
     /// Cancelled before it started (now marked so).
     Cancelled,
+    /// Its worker stopped during its last allowed attempt: no attempt is
+    /// left, so it is now marked `failed` (and should be dead-lettered).
+    Exhausted,
 }
+
+/// The error of a job whose workers stopped during all its attempts.
+pub const EXHAUSTED_ERROR: &str = "its worker stopped during every attempt";
 
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
@@ -428,25 +434,30 @@ pub async fn claim_many(
 /// Why the guarded claim did not take the job. A job whose cancellation was
 /// requested and that nobody holds ends here, as `cancelled`.
 pub async fn why_not_claimed(tx: &mut TenantTx, id: Uuid) -> Result<NotClaimed, DbError> {
-    // (status, lease_expires_at, cancel_requested_at)
-    type State = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    // (status, lease_expires_at, cancel_requested_at, no attempt left)
+    type State = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>, bool);
     let state: Option<State> = sqlx::query_as(
-        "SELECT status, lease_expires_at, cancel_requested_at FROM jobs WHERE id = $1",
+        "SELECT status, lease_expires_at, cancel_requested_at, attempts > max_attempts \
+         FROM jobs WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
     Ok(match state {
         None => NotClaimed::Missing,
-        Some((status, _, _)) if status.parse::<JobStatus>().is_ok_and(JobStatus::is_final) => {
+        Some((status, ..)) if status.parse::<JobStatus>().is_ok_and(JobStatus::is_final) => {
             NotClaimed::Finished
         }
-        Some((_, _, Some(_))) => {
+        Some((_, _, Some(_), _)) => {
             // Cancellation was requested and nobody holds it: it ends here.
             finish(tx, id, JobStatus::Cancelled, Some("cancelled")).await?;
             NotClaimed::Cancelled
         }
-        Some((_, lease, None)) => {
+        Some((_, Some(lease), None, true)) if lease < Utc::now() => {
+            finish(tx, id, JobStatus::Failed, Some(EXHAUSTED_ERROR)).await?;
+            NotClaimed::Exhausted
+        }
+        Some((_, lease, None, _)) => {
             // Running under a live lease (or claimed by another worker a
             // moment ago): look again once the lease can have expired.
             NotClaimed::Leased(lease.unwrap_or_else(Utc::now))
