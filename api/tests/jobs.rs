@@ -134,6 +134,11 @@ async fn bad_jobs_are_refused_at_the_door_and_write_nothing() {
             "params.oid",
         ),
         (
+            // Numeric, but no SNMP encoder takes a second arc of 40 or more.
+            json!({"kind": "snmp.walk", "device_id": foreign["id"], "params": {"oid": "1.40.1"}}),
+            "params.oid",
+        ),
+        (
             json!({"kind": "email.send", "params": {"to": "x", "subject": "", "body": "b"}}),
             "params.to",
         ),

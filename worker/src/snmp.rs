@@ -76,14 +76,8 @@ async fn session(t: &Target) -> Result<Box<AsyncSession>, JobError> {
 }
 
 fn parse_oid(text: &str) -> Result<Oid<'static>, JobError> {
-    let parts: Result<Vec<u64>, _> = text
-        .trim_start_matches('.')
-        .split('.')
-        .map(str::parse)
-        .collect();
-    parts
-        .ok()
-        .and_then(|p| Oid::from(&p).ok())
+    ferro_tasks::kinds::oid_arcs(text)
+        .and_then(|arcs| Oid::from(&arcs.into_iter().map(u64::from).collect::<Vec<_>>()).ok())
         .ok_or_else(|| JobError::Permanent(format!("bad OID {text}")))
 }
 

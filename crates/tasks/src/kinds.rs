@@ -195,15 +195,27 @@ impl Params for NoopParams {
     }
 }
 
-/// A numeric OID such as `1.3.6.1.2.1.1.1.0` (a leading dot is allowed).
-pub fn valid_oid(oid: &str) -> bool {
+/// The arcs of a numeric OID such as `1.3.6.1.2.1.1.1.0` (a leading dot is
+/// allowed): 2 to 128 arcs of at most 2^32 - 1 (SNMP's limit), the first 0, 1
+/// or 2 and the second below 40 (what BER encodes in the OID's first byte,
+/// and all the worker's SNMP encoder takes). The api checks parameters with
+/// it and the worker parses them with it, so what passes one passes both.
+pub fn oid_arcs(oid: &str) -> Option<Vec<u32>> {
     let oid = oid.strip_prefix('.').unwrap_or(oid);
-    let parts: Vec<&str> = oid.split('.').collect();
-    (2..=128).contains(&parts.len())
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 10 && p.bytes().all(|b| b.is_ascii_digit()))
-        && parts[0].parse::<u32>().is_ok_and(|first| first <= 2)
+    let arcs = oid
+        .split('.')
+        .map(|p| {
+            (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u32>().ok())
+                .flatten()
+        })
+        .collect::<Option<Vec<u32>>>()?;
+    ((2..=128).contains(&arcs.len()) && arcs[0] <= 2 && arcs[1] < 40).then_some(arcs)
+}
+
+/// Whether `oid` is a numeric OID ([`oid_arcs`]).
+pub fn valid_oid(oid: &str) -> bool {
+    oid_arcs(oid).is_some()
 }
 
 /// `snmp.get`: GET of each OID against the job's device.
@@ -430,5 +442,12 @@ mod tests {
         assert!(!valid_oid("3.1"));
         assert!(!valid_oid("1..3"));
         assert!(!valid_oid("1.3.6.1.99999999999"));
+        assert!(valid_oid("1.3.6.1.4294967295"));
+        assert!(!valid_oid("1.3.6.1.4294967296"));
+        assert!(!valid_oid("1.40.1"));
+        assert!(!valid_oid("2.50.1"));
+        assert!(valid_oid("2.39.1"));
+        assert!(!valid_oid("1.+3"));
+        assert_eq!(oid_arcs(".1.3.6"), Some(vec![1, 3, 6]));
     }
 }
