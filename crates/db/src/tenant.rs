@@ -24,10 +24,12 @@ impl TenantCtx {
 }
 
 /// A transaction bound to one tenant and user. Dereferences to the
-/// connection, so queries run as `query.fetch_all(&mut **tx)`. Dropped without
-/// [`TenantTx::commit`], it rolls back: at once on the connection's next use
+/// connection, so queries run as `query.fetch_all(&mut **tx)`. Ended with
+/// [`TenantTx::end_read_only`], it rolls back on the connection's next use
 /// (the next `BEGIN` carries the `ROLLBACK`), or within
-/// [`crate::warm::ROLLBACK_AFTER`] if the connection stays unused.
+/// [`crate::warm::ROLLBACK_AFTER`] if the connection stays unused. Dropped
+/// without an end, it is rolled back on a task of its own before its
+/// connection is used again.
 pub struct TenantTx {
     /// `None` only once the transaction ended cleanly (its connection is
     /// back with [`Warm`]) or the connection was closed.
@@ -123,8 +125,11 @@ impl TenantTx {
     /// dropped: the connection is kept with its transaction open and the next
     /// `BEGIN` on it carries the `ROLLBACK`, which saves the round trip an
     /// explicit end would cost.
-    pub fn end_read_only(self) {
-        drop(self);
+    pub fn end_read_only(mut self) {
+        // Called between queries, so none of them is still running.
+        if let Some(conn) = self.conn.take() {
+            self.warm.put(conn, true);
+        }
     }
 
     pub async fn rollback(self) -> Result<(), DbError> {
@@ -160,9 +165,12 @@ impl TenantTx {
 }
 
 impl Drop for TenantTx {
+    /// Dropped without an end (an error, or a cancelled future): a query may
+    /// still be running on the connection, so it is not handed to the next
+    /// transaction, which would wait behind that query ([`Warm::abandon`]).
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.warm.put(conn, true);
+            self.warm.abandon(conn, self._slot.take());
         }
     }
 }

@@ -24,6 +24,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// A connection whose transaction was left open waits at most this long
 /// before the janitor rolls it back.
 pub(crate) const ROLLBACK_AFTER: Duration = Duration::from_millis(100);
+/// How long the rollback of an abandoned transaction waits for a query of it
+/// that is still running before the connection is closed instead.
+pub(crate) const ABANDONED_WAIT: Duration = Duration::from_secs(1);
 /// A connection unused for this long goes back to sqlx's pool.
 pub(crate) const RETURN_AFTER: Duration = Duration::from_secs(10);
 
@@ -104,6 +107,41 @@ impl Warm {
         }
         drop(idle);
         release(conn, needs_rollback);
+    }
+
+    /// Takes back the connection of a transaction dropped without an end. Its
+    /// future may have been cancelled in the middle of a query (a client that
+    /// went away, a job that was cancelled), and the next transaction given
+    /// the connection would wait for that query, which may be stuck behind a
+    /// lock. So a task rolls it back first, holding the transaction's slot,
+    /// and keeps it; if the rollback takes longer than [`ABANDONED_WAIT`]
+    /// or fails, the connection is closed (the server then ends whatever it
+    /// was running when it next writes to it).
+    pub fn abandon(
+        self: &Arc<Self>,
+        conn: PoolConnection<Postgres>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let mut conn = conn;
+            conn.close_on_drop();
+            return;
+        };
+        let warm = self.clone();
+        runtime.spawn(async move {
+            let _slot = slot;
+            let mut conn = conn;
+            match tokio::time::timeout(ABANDONED_WAIT, rollback(&mut conn)).await {
+                Ok(true) => warm.put(conn, false),
+                Ok(false) => {}
+                Err(_) => {
+                    tracing::debug!(
+                        "an abandoned transaction is still running a query; closing its connection"
+                    );
+                    conn.close_on_drop();
+                }
+            }
+        });
     }
 
     /// Gives every kept connection back (rolled back where needed); for

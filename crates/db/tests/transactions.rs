@@ -43,7 +43,7 @@ async fn devices_named(owner: &PgPool, name: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn a_dropped_transaction_is_rolled_back_on_the_next_begin() {
+async fn a_dropped_transaction_is_rolled_back_and_its_connection_kept() {
     let db = TestDb::new().await;
     let (app, owner) = (db.app().await, db.owner().await);
     let one = TenantCtx::new(db.default_tenant(), None);
@@ -53,6 +53,16 @@ async fn a_dropped_transaction_is_rolled_back_on_the_next_begin() {
     let pid = backend_pid(&mut tx).await;
     insert_device(&mut tx, "never-committed").await;
     drop(tx);
+    // Rolled back on a task of its own, then kept.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while state_of(&owner, pid).await != "idle" {
+        assert!(
+            Instant::now() < deadline,
+            "still in a transaction after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
 
     // The next transaction gets the same connection, for another tenant.
     let mut tx = app.begin(other).await.unwrap();
@@ -80,6 +90,48 @@ async fn a_dropped_transaction_is_rolled_back_on_the_next_begin() {
     insert_device(&mut tx, "committed").await;
     tx.commit().await.unwrap();
     assert_eq!(devices_named(&owner, "committed").await, 1);
+}
+
+/// A transaction whose future is dropped while its query waits (a client
+/// that went away, a job cancelled while blocked) must not hold up the next
+/// transaction, which would otherwise be given the same connection and
+/// wait behind that query.
+#[tokio::test]
+async fn a_transaction_dropped_mid_query_does_not_hold_up_the_next_one() {
+    let db = TestDb::new().await;
+    let (app, owner) = (db.app().await, db.owner().await);
+    let ctx = TenantCtx::new(db.default_tenant(), None);
+    let mut lock = owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut tx = app.begin(ctx).await.unwrap();
+    let blocked = tokio::time::timeout(
+        Duration::from_millis(300),
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM devices").fetch_one(&mut *tx),
+    )
+    .await;
+    assert!(blocked.is_err(), "the query waits for the lock");
+    drop(tx);
+
+    let started = Instant::now();
+    let mut next = tokio::time::timeout(Duration::from_secs(5), app.begin(ctx))
+        .await
+        .expect("the next transaction is not held up")
+        .unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut *next)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    next.commit().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    lock.rollback().await.unwrap();
 }
 
 #[tokio::test]
