@@ -526,20 +526,28 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
         settings.lease,
         cancel.clone(),
     ));
-    let result = match tokio::time::timeout(
-        kind.time_limit(),
-        handlers::run(kind, &claimed.params, &job),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(JobError::Transient(format!(
-            "timed out after {} s",
-            kind.time_limit().as_secs()
-        ))),
+    // The handler stops at its time limit or when the watcher signals, even
+    // one that never looks at the signal itself (dropping it rolls back its
+    // transaction; its results are only kept by the outcome below).
+    let result = tokio::select! {
+        biased;
+        ran = tokio::time::timeout(kind.time_limit(), handlers::run(kind, &claimed.params, &job)) => {
+            ran.unwrap_or_else(|_| Err(JobError::Transient(format!(
+                "timed out after {} s",
+                kind.time_limit().as_secs()
+            ))))
+        }
+        _ = cancel.cancelled() => Err(JobError::Cancelled),
     };
     watcher.abort();
+    let watched = watcher.await.ok();
     let took = started.elapsed();
+    if watched == Some(Stop::Lost) {
+        // Its lease ran out (this worker stalled) and another worker claimed
+        // the job: that worker's run is the one that counts.
+        tracing::warn!("another worker took the job over; leaving it to that worker");
+        return Ok(Settle::Ack);
+    }
 
     let (settle, outcome, state) = match result {
         Ok(rows) => {
@@ -587,6 +595,16 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
     Ok(settle)
 }
 
+/// Why the watcher signalled a running job to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Cancellation was requested.
+    Cancelled,
+    /// The job is no longer this worker's: its lease ran out and another
+    /// worker claimed it.
+    Lost,
+}
+
 /// While the job runs: renew its lease and watch for a cancel request.
 async fn watch(
     db: Db,
@@ -595,7 +613,7 @@ async fn watch(
     worker_id: String,
     lease: Duration,
     cancel: CancellationToken,
-) {
+) -> Stop {
     let tick = Duration::from_millis(500);
     let mut since_renewal = Duration::ZERO;
     loop {
@@ -621,7 +639,7 @@ async fn watch(
                 }
                 if cancelled || !ours {
                     cancel.cancel();
-                    return;
+                    return if ours { Stop::Cancelled } else { Stop::Lost };
                 }
             }
             Err(err) => tracing::warn!(error = %err, "could not check on the running job"),

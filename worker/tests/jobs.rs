@@ -151,8 +151,21 @@ impl Rig {
 
     /// Enqueues like the api does: job + outbox in one transaction, then publish.
     async fn submit(&self, kind: JobKind, device_id: Option<Uuid>, params: Value) -> Uuid {
-        let app = &self.app;
-        let mut tx = app
+        let (id, envelope) = self.enqueue(kind, device_id, params).await;
+        self.broker.publish(&envelope).await.unwrap();
+        id
+    }
+
+    /// The job and its outbox record, committed and marked published, with
+    /// the envelope still to publish.
+    async fn enqueue(
+        &self,
+        kind: JobKind,
+        device_id: Option<Uuid>,
+        params: Value,
+    ) -> (Uuid, ferro_tasks::TaskEnvelope) {
+        let mut tx = self
+            .app
             .begin(TenantCtx::new(self.db.default_tenant(), None))
             .await
             .unwrap();
@@ -174,8 +187,7 @@ impl Rig {
         };
         jobs::mark_published(&mut tx, &[job.id]).await.unwrap();
         tx.commit().await.unwrap();
-        self.broker.publish(&envelope).await.unwrap();
-        job.id
+        (job.id, envelope)
     }
 
     async fn job(&self, id: Uuid) -> Job {
@@ -308,6 +320,35 @@ async fn a_running_job_stops_when_cancelled(backend: Backend) {
     rig.stop().await;
 }
 
+/// A kind whose handler never looks at the cancel signal (the export) is
+/// stopped all the same: here it is stuck behind a lock on `devices` when
+/// it is cancelled.
+#[tokio::test]
+async fn a_running_export_stops_when_cancelled() {
+    let rig = Rig::start().await;
+    let (id, envelope) = rig.enqueue(JobKind::DevicesExport, None, json!({})).await;
+    let owner = rig.db.owner().await;
+    let mut lock = owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    rig.broker.publish(&envelope).await.unwrap();
+    rig.wait_for(id, &["running"], 10).await;
+    let mut tx = rig
+        .app
+        .begin(TenantCtx::new(rig.db.default_tenant(), None))
+        .await
+        .unwrap();
+    jobs::cancel(&mut tx, id).await.unwrap();
+    tx.commit().await.unwrap();
+    let job = rig.wait_for(id, &["cancelled"], 5).await;
+    assert_eq!(job.error.as_deref(), Some("cancelled while running"));
+    lock.rollback().await.unwrap();
+    assert!(rig.results(id).await.is_empty());
+    rig.stop().await;
+}
+
 /// A burst of jobs on four workers: every one succeeds, each run once.
 async fn many_jobs_all_succeed_exactly_once(backend: Backend) {
     let mut rig = Rig::start_on(backend, None).await;
@@ -433,41 +474,19 @@ async fn a_job_whose_worker_is_killed_still_succeeds_once(backend: Backend) {
 /// and is dead-lettered, instead of its delivery coming back for ever.
 async fn a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered(backend: Backend) {
     let rig = Rig::start_on(backend, None).await;
-    let mut tx = rig
-        .app
-        .begin(TenantCtx::new(rig.db.default_tenant(), None))
-        .await
-        .unwrap();
-    let Enqueued::Created { job, envelope } = jobs::enqueue(
-        &mut tx,
-        NewJob {
-            kind: JobKind::Noop,
-            device_id: None,
-            params: json!({}),
-            idempotency_key: None,
-            schedule_id: None,
-            scheduled_for: None,
-            relay_after: jobs::PUBLISHED_BY_WRITER,
-        },
-    )
-    .await
-    .unwrap() else {
-        panic!("not created")
-    };
-    jobs::mark_published(&mut tx, &[job.id]).await.unwrap();
-    tx.commit().await.unwrap();
+    let (id, envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
     // As a worker that took it for the last time and died leaves it.
     sqlx::query(
         "UPDATE jobs SET status = 'running', attempts = max_attempts + 1, worker_id = 'gone', \
          started_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
     )
-    .bind(job.id)
+    .bind(id)
     .execute(&rig.db.owner().await)
     .await
     .unwrap();
     rig.broker.publish(&envelope).await.unwrap();
 
-    let ended = rig.wait_for(job.id, &["failed"], 15).await;
+    let ended = rig.wait_for(id, &["failed"], 15).await;
     assert_eq!(ended.attempts, ended.max_attempts + 1, "not claimed again");
     assert!(
         ended.error.as_deref().unwrap().contains("stopped"),
@@ -477,7 +496,7 @@ async fn a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered(backend: 
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(dead) = rig.broker.take_dead_letter().await.unwrap() {
-            assert_eq!(dead.unwrap().job_id, job.id);
+            assert_eq!(dead.unwrap().job_id, id);
             break;
         }
         assert!(Instant::now() < deadline, "no dead letter");
