@@ -289,9 +289,22 @@ async fn sessions_can_be_listed_and_revoked_and_password_change_ends_the_others(
 
     let list = app.get("/api/v1/auth/sessions", &first).await;
     assert_eq!(list.status, StatusCode::OK);
-    let sessions = list.body.as_array().unwrap();
+    assert_eq!(
+        (list.body["total"].as_i64(), list.body["page"].as_i64()),
+        (Some(2), Some(1))
+    );
+    let sessions = list.body["items"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let second_page = app.get("/api/v1/auth/sessions?page=2&size=1", &first).await;
+    assert_eq!(second_page.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(second_page.body["total"], 2);
+    assert_eq!(
+        app.get("/api/v1/auth/sessions?size=0", &first)
+            .await
+            .field_errors(),
+        ["size"]
+    );
 
     // Someone else's session id is not found.
     let other_sid = app.state.jwt.decode(&admin).unwrap().sid;

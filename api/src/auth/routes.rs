@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Authenticated, blocking, check_new_password, resolve_access};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, Validator};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
 use crate::observe::client_ip;
 use crate::state::AppState;
 
@@ -461,28 +461,33 @@ async fn switch_tenant(
 }
 
 /// The caller's open sessions.
-#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "Open sessions, newest first", body = Vec<SessionView>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, description = "A page of the open sessions, newest first", body = Paginated<SessionView>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_sessions(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
-) -> Result<axum::Json<Vec<SessionView>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Paginated<SessionView>>, ApiError> {
+    let paging = page.paging()?;
     let sessions = state.sessions.list_for_user(p.user_id).await?;
-    Ok(axum::Json(
-        sessions
-            .into_iter()
-            .map(|s| SessionView {
-                current: s.id == p.session_id,
-                id: s.id,
-                tenant_id: s.tenant_id,
-                created_at: s.created_at,
-                refreshed_at: s.refreshed_at,
-                ip: s.ip,
-                user_agent: s.user_agent,
-            })
-            .collect(),
-    ))
+    let total = sessions.len() as i64;
+    let items = sessions
+        .into_iter()
+        .skip(paging.offset() as usize)
+        .take(paging.size as usize)
+        .map(|s| SessionView {
+            current: s.id == p.session_id,
+            id: s.id,
+            tenant_id: s.tenant_id,
+            created_at: s.created_at,
+            refreshed_at: s.refreshed_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+        })
+        .collect();
+    Ok(axum::Json(Paginated::new(items, total, paging)))
 }
 
 /// Revokes one of the caller's sessions.
