@@ -88,6 +88,45 @@ async fn a_job_and_its_outbox_record_are_written_together() {
     assert_eq!(got.body, *job);
 }
 
+/// The envelope carries the trace of the request that enqueued the job: the
+/// caller's W3C `traceparent`, or a new trace named after the request id.
+#[tokio::test]
+async fn a_job_carries_the_trace_of_its_request() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let send = |headers: Vec<(&'static str, &'static str)>| {
+        let mut req = app
+            .client
+            .post(app.url("/api/v1/jobs"))
+            .bearer_auth(&token)
+            .json(&json!({"kind": "noop"}));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let given = send(vec![("traceparent", parent), ("tracestate", "vendor=x")])
+        .await
+        .unwrap();
+    assert_eq!(given.status(), StatusCode::ACCEPTED);
+    let named = send(vec![
+        ("x-request-id", "0f4c3a9e-6a43-4b2e-9b59-5a1d2c3e4f50"),
+        ("traceparent", "garbage"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(named.status(), StatusCode::ACCEPTED);
+    let rows = outbox_rows(&app).await;
+    assert_eq!(rows[0].1["trace"]["traceparent"], parent);
+    assert_eq!(rows[0].1["trace"]["tracestate"], "vendor=x");
+    let made = rows[1].1["trace"]["traceparent"].as_str().unwrap();
+    assert!(
+        made.starts_with("00-0f4c3a9e6a434b2e9b595a1d2c3e4f50-") && made.len() == 55,
+        "{made}"
+    );
+}
+
 #[tokio::test]
 async fn bad_jobs_are_refused_at_the_door_and_write_nothing() {
     let app = TestApp::spawn().await;

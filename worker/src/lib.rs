@@ -404,7 +404,12 @@ async fn process(jobs: Jobs<'_>, delivery: Delivery) -> bool {
             return true;
         }
     };
-    let span = tracing::info_span!("job", job_id = %envelope.job_id, kind = %envelope.kind, tenant_id = %envelope.tenant_id, attempt = envelope.attempt);
+    let trace_id = envelope
+        .trace
+        .as_ref()
+        .map(|t| t.trace_id())
+        .unwrap_or_default();
+    let span = tracing::info_span!("job", job_id = %envelope.job_id, kind = %envelope.kind, tenant_id = %envelope.tenant_id, attempt = envelope.attempt, trace_id);
     let outcome = tracing::Instrument::instrument(handle(jobs, &envelope), span).await;
     let failed = matches!(outcome, Ok(Settle::DeadLetter));
     let settled = match outcome {

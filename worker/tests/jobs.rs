@@ -179,6 +179,7 @@ impl Rig {
                 schedule_id: None,
                 scheduled_for: None,
                 relay_after: jobs::PUBLISHED_BY_WRITER,
+                trace: None,
             },
         )
         .await
@@ -808,6 +809,7 @@ async fn queued_jobs(app: &ferro_db::Db, tenant: Uuid, n: usize) -> Vec<Uuid> {
             schedule_id: None,
             scheduled_for: None,
             relay_after: Duration::ZERO,
+            trace: None,
         };
         let Enqueued::Created { job, .. } = jobs::enqueue(&mut tx, new).await.unwrap() else {
             panic!("not created")

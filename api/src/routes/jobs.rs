@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use ferro_tasks::events::{self, JobEvent};
 use ferro_tasks::jobs::{self, CancelOutcome, Enqueued, Job, JobFilter, JobResult, NewJob};
 use ferro_tasks::kinds::DeviceNeed;
-use ferro_tasks::{JobKind, JobStatus};
+use ferro_tasks::{JobKind, JobStatus, TraceContext};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 use crate::auth::{Guard, JobsRead, JobsRun};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::observe::RequestId;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -87,6 +89,19 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     })
 }
 
+/// The trace the job joins: the caller's W3C `traceparent` (and
+/// `tracestate`) if it sent a valid one, else a new trace whose id is the
+/// request id when that is a UUID (as the ones the api makes are), so the
+/// job's log lines can be found from the request's and back.
+fn trace_context(headers: &HeaderMap, request_id: &RequestId) -> TraceContext {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header("traceparent")
+        .and_then(|parent| TraceContext::from_headers(parent, header("tracestate")))
+        .unwrap_or_else(|| {
+            TraceContext::root(Uuid::parse_str(&request_id.0).map_or(0, |id| id.as_u128()))
+        })
+}
+
 /// Submits a job: 202 with the job, queued. The job and its outbox record are
 /// written in one transaction and published to the broker after commit. A
 /// repeated `Idempotency-Key` returns the first job (with `Idempotent-Replayed: true`).
@@ -101,9 +116,12 @@ async fn create_job(
     State(state): State<AppState>,
     guard: Guard<JobsRun>,
     headers: HeaderMap,
+    Extension(request_id): Extension<RequestId>,
     ApiJson(body): ApiJson<CreateJob>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
+    let trace = trace_context(&headers, &request_id);
+    let trace_id = trace.trace_id().to_owned();
     let (kind, params) = check_job(&guard, &body.kind, &body.params, body.device_id)?;
     let mut tx = state.db.begin(guard.ctx()).await?;
     check_device(&mut tx, body.device_id).await?;
@@ -118,13 +136,14 @@ async fn create_job(
             scheduled_for: None,
             // publish_now publishes it after commit.
             relay_after: jobs::PUBLISHED_BY_WRITER,
+            trace: Some(trace),
         },
     )
     .await?;
     tx.commit().await?;
     Ok(match outcome {
         Enqueued::Created { job, envelope } => {
-            tracing::info!(job_id = %job.id, kind = %kind, "job queued");
+            tracing::info!(job_id = %job.id, kind = %kind, trace_id, "job queued");
             publish_now(&state, guard.ctx(), envelope).await;
             (StatusCode::ACCEPTED, axum::Json(job)).into_response()
         }

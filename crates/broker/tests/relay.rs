@@ -31,6 +31,7 @@ async fn enqueue_noops_relayed_after(db: &TestDb, n: usize, relay_after: Duratio
             schedule_id: None,
             scheduled_for: None,
             relay_after,
+            trace: None,
         };
         match jobs::enqueue(&mut tx, new).await.unwrap() {
             Enqueued::Created { job, .. } => ids.push(job.id),

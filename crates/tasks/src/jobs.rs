@@ -78,6 +78,9 @@ pub struct NewJob {
     /// When the relay may publish the outbox record: [`PUBLISHED_BY_WRITER`]
     /// for a writer that publishes it itself, zero to leave it to the relay.
     pub relay_after: std::time::Duration,
+    /// The trace of the request or schedule that enqueued it, carried in its
+    /// envelope to the worker.
+    pub trace: Option<crate::TraceContext>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +140,8 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
             Enqueued::KeyReused(existing)
         });
     };
-    let envelope = TaskEnvelope::new(job.id, new.kind.as_str(), tx.tenant_id(), tx.user_id());
+    let mut envelope = TaskEnvelope::new(job.id, new.kind.as_str(), tx.tenant_id(), tx.user_id());
+    envelope.trace = new.trace;
     sqlx::query(
         "INSERT INTO job_outbox (tenant_id, job_id, payload, available_at) \
          VALUES (app_current_tenant(), $1, $2, now() + make_interval(secs => $3))",

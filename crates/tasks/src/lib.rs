@@ -85,6 +85,50 @@ pub struct TraceContext {
     pub tracestate: Option<String>,
 }
 
+impl TraceContext {
+    /// A caller's `traceparent` (and `tracestate`) header, if it is a valid
+    /// version-00 W3C trace context: `00-{32 hex trace id}-{16 hex parent
+    /// id}-{2 hex flags}`, lowercase, neither id all zeros.
+    pub fn from_headers(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
+        let parts: Vec<&str> = traceparent.trim().split('-').collect();
+        let hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let valid = matches!(parts.as_slice(), [version, trace, parent, flags]
+            if *version == "00" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2)
+                && trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0'));
+        valid.then(|| Self {
+            traceparent: parts.join("-"),
+            tracestate: tracestate
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.len() <= 512 && t.is_ascii())
+                .map(str::to_owned),
+        })
+    }
+
+    /// A new trace (sampled), with `trace_id` as its id (0 is replaced by a
+    /// random id) and a random parent id.
+    pub fn root(trace_id: u128) -> Self {
+        let random = Uuid::new_v4().as_u64_pair();
+        let trace_id = if trace_id == 0 {
+            Uuid::new_v4().as_u128()
+        } else {
+            trace_id
+        };
+        Self {
+            traceparent: format!("00-{trace_id:032x}-{:016x}-01", random.0 | 1),
+            tracestate: None,
+        }
+    }
+
+    /// The trace id: 32 hex digits.
+    pub fn trace_id(&self) -> &str {
+        self.traceparent.get(3..35).unwrap_or_default()
+    }
+}
+
 /// What travels through the broker for one delivery of a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,6 +212,34 @@ impl TaskEnvelope {
 
     pub fn is_past_deadline(&self, now: DateTime<Utc>) -> bool {
         self.deadline.is_some_and(|d| now > d)
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::TraceContext;
+
+    #[test]
+    fn trace_contexts_are_parsed_and_made() {
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::from_headers(given, Some("vendor=x")).unwrap();
+        assert_eq!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ctx.tracestate.as_deref(), Some("vendor=x"));
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        ] {
+            assert!(TraceContext::from_headers(bad, None).is_none(), "{bad}");
+        }
+        let root = TraceContext::root(0xabc);
+        assert_eq!(root.trace_id(), format!("{:032x}", 0xabc));
+        assert!(TraceContext::from_headers(&root.traceparent, None).is_some());
+        assert_ne!(TraceContext::root(0).trace_id(), format!("{:032x}", 0));
     }
 }
 

@@ -240,6 +240,8 @@ pub async fn fire(
                     scheduled_for: Some(slot),
                     // The leader publishes it after commit.
                     relay_after: jobs::PUBLISHED_BY_WRITER,
+                    // Each firing starts a trace of its own.
+                    trace: Some(crate::TraceContext::root(0)),
                 },
             )
             .await?;
