@@ -202,6 +202,28 @@ async fn a_per_second_schedule_made_through_the_api_fires_once_per_second() {
     slots.sort();
     slots.dedup();
     assert_eq!(slots.len(), n, "no slot twice");
+    // Each firing's envelope starts a trace, and its deadline is the next
+    // slot: a slot's job that has not started by then is stale.
+    let envelopes: Vec<(chrono::DateTime<chrono::Utc>, serde_json::Value)> = sqlx::query_as(
+        "SELECT j.scheduled_for, o.payload FROM job_outbox o JOIN jobs j ON j.id = o.job_id \
+         WHERE j.schedule_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_all(&app.db.owner().await)
+    .await
+    .unwrap();
+    assert!(envelopes.len() >= 4);
+    for (slot, envelope) in &envelopes {
+        let deadline: chrono::DateTime<chrono::Utc> =
+            envelope["deadline"].as_str().unwrap().parse().unwrap();
+        assert_eq!(deadline, *slot + chrono::Duration::seconds(1), "{envelope}");
+        assert!(
+            envelope["trace"]["traceparent"]
+                .as_str()
+                .unwrap()
+                .starts_with("00-")
+        );
+    }
     // Disabling stops it within a second or two.
     app.post(
         &format!("/api/v1/schedules/{id}/disable"),

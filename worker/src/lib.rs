@@ -452,6 +452,19 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
         settings,
     } = jobs;
     let ctx = TenantCtx::new(envelope.tenant_id, envelope.user_id);
+    if envelope.is_past_deadline(chrono::Utc::now()) {
+        let mut tx = db.begin(ctx).await?;
+        let expired = jobs::expire(&mut tx, envelope.job_id).await?;
+        tx.commit().await?;
+        if let Some(state) = expired {
+            tracing::info!(error = jobs::EXPIRED_ERROR, "job cancelled");
+            if let Some(events) = events {
+                events.publish(ctx.tenant_id, &state).await;
+            }
+            return Ok(Settle::Ack);
+        }
+        // Started already (a duplicate delivery): the claim below decides.
+    }
     let claimed = match recorder.claim(ctx, envelope.job_id).await? {
         Ok(c) => c,
         Err(NotClaimed::Leased(until)) => {

@@ -74,6 +74,7 @@ on_both_brokers!(
     shutdown_lets_running_jobs_finish,
     a_job_whose_worker_is_killed_still_succeeds_once,
     a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered,
+    a_job_past_its_deadline_is_not_started,
     many_jobs_all_succeed_exactly_once,
 );
 
@@ -180,6 +181,7 @@ impl Rig {
                 scheduled_for: None,
                 relay_after: jobs::PUBLISHED_BY_WRITER,
                 trace: None,
+                deadline: None,
             },
         )
         .await
@@ -506,6 +508,20 @@ async fn a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered(backend: 
     rig.stop().await;
 }
 
+/// A job whose envelope's deadline passed before a worker took it is not
+/// started: it ends `cancelled`, with no attempt counted.
+async fn a_job_past_its_deadline_is_not_started(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
+    let (id, mut envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
+    envelope.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    rig.broker.publish(&envelope).await.unwrap();
+    let job = rig.wait_for(id, &["cancelled"], 10).await;
+    assert_eq!(job.attempts, 0);
+    assert_eq!(job.error.as_deref(), Some(jobs::EXPIRED_ERROR));
+    assert!(rig.results(id).await.is_empty());
+    rig.stop().await;
+}
+
 use ferro_testkit::SnmpAgent;
 
 async fn snmp_device(rig: &Rig, port: u16, community: &str) -> Uuid {
@@ -810,6 +826,7 @@ async fn queued_jobs(app: &ferro_db::Db, tenant: Uuid, n: usize) -> Vec<Uuid> {
             scheduled_for: None,
             relay_after: Duration::ZERO,
             trace: None,
+            deadline: None,
         };
         let Enqueued::Created { job, .. } = jobs::enqueue(&mut tx, new).await.unwrap() else {
             panic!("not created")

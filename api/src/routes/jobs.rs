@@ -137,6 +137,7 @@ async fn create_job(
             // publish_now publishes it after commit.
             relay_after: jobs::PUBLISHED_BY_WRITER,
             trace: Some(trace),
+            deadline: None,
         },
     )
     .await?;

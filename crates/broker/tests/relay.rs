@@ -32,6 +32,7 @@ async fn enqueue_noops_relayed_after(db: &TestDb, n: usize, relay_after: Duratio
             scheduled_for: None,
             relay_after,
             trace: None,
+            deadline: None,
         };
         match jobs::enqueue(&mut tx, new).await.unwrap() {
             Enqueued::Created { job, .. } => ids.push(job.id),

@@ -81,6 +81,8 @@ pub struct NewJob {
     /// The trace of the request or schedule that enqueued it, carried in its
     /// envelope to the worker.
     pub trace: Option<crate::TraceContext>,
+    /// A job not started by then is not started at all (it ends `cancelled`).
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +144,7 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
     };
     let mut envelope = TaskEnvelope::new(job.id, new.kind.as_str(), tx.tenant_id(), tx.user_id());
     envelope.trace = new.trace;
+    envelope.deadline = new.deadline;
     sqlx::query(
         "INSERT INTO job_outbox (tenant_id, job_id, payload, available_at) \
          VALUES (app_current_tenant(), $1, $2, now() + make_interval(secs => $3))",
@@ -467,6 +470,25 @@ pub async fn why_not_claimed(tx: &mut TenantTx, id: Uuid) -> Result<NotClaimed, 
             NotClaimed::Leased(lease.unwrap_or_else(Utc::now))
         }
     })
+}
+
+/// The error of a job that was not started before its deadline.
+pub const EXPIRED_ERROR: &str = "not started before its deadline";
+
+/// Ends a job that has not started (queued, or waiting for a retry) as
+/// `cancelled` because its deadline passed; its new state, or `None` if it
+/// had started or ended meanwhile (then it is left alone).
+pub async fn expire(tx: &mut TenantTx, id: Uuid) -> Result<Option<JobState>, DbError> {
+    let state: Option<(String,)> = sqlx::query_as(
+        "SELECT status FROM jobs WHERE id = $1 AND status IN ('queued', 'retrying') FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if state.is_none() {
+        return Ok(None);
+    }
+    finish(tx, id, JobStatus::Cancelled, Some(EXPIRED_ERROR)).await
 }
 
 /// Extends the lease of a running job; false if the job is no longer ours.

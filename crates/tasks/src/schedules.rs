@@ -242,6 +242,9 @@ pub async fn fire(
                     relay_after: jobs::PUBLISHED_BY_WRITER,
                     // Each firing starts a trace of its own.
                     trace: Some(crate::TraceContext::root(0)),
+                    // A slot's job that has not started when the next slot
+                    // is due is stale; the next one takes its place.
+                    deadline: next,
                 },
             )
             .await?;
