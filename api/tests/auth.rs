@@ -87,6 +87,15 @@ async fn repeated_failures_are_throttled_with_retry_after() {
         .parse()
         .unwrap();
     assert!((1..=300).contains(&retry));
+    // The throttled attempt is logged against the user and their tenant, so
+    // the tenant's login log shows it.
+    let named: Vec<(bool, bool)> = sqlx::query_as(
+        "SELECT user_id IS NOT NULL, tenant_id IS NOT NULL FROM login_logs WHERE outcome = 'throttled'",
+    )
+    .fetch_all(&app.db.owner().await)
+    .await
+    .unwrap();
+    assert_eq!(named, [(true, true)]);
 }
 
 #[tokio::test]

@@ -177,11 +177,17 @@ async fn login(
     };
 
     if let Some(wait) = state.throttle.attempt(username, &ip_text).await? {
+        // Named, so that the tenant sees the attempts on its users in its
+        // login log (the password is not looked at).
+        let user = state.db.lookup_login_user(username).await?;
+        let (tid, uid) = user
+            .map(|u| (Some(u.home_tenant_id), Some(u.id)))
+            .unwrap_or((None, None));
         state
             .db
             .record_login(&record(
-                None,
-                None,
+                tid,
+                uid,
                 LoginOutcome::Throttled,
                 Some("too many failures"),
             ))
