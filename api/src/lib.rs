@@ -138,8 +138,6 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(api)
-        .route("/health", get(routes::health::live))
-        .route("/metrics", get(routes::health::metrics))
         .merge(
             SwaggerUi::new("/docs")
                 .url("/openapi.json", openapi)

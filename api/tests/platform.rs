@@ -233,6 +233,8 @@ async fn the_openapi_document_and_the_router_list_the_same_routes() {
         ("GET", "/api/v1/login-logs"),
         ("GET", "/api/v1/health"),
         ("GET", "/api/v1/health/ready"),
+        ("GET", "/health"),
+        ("GET", "/metrics"),
     ];
     for (m, p) in expected {
         assert!(

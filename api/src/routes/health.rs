@@ -19,7 +19,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(live))
+        .routes(routes!(live_alias))
         .routes(routes!(ready))
+        .routes(routes!(metrics))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,6 +53,13 @@ pub struct Readiness {
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn live() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
+}
+
+/// Liveness at the root, for probes that do not know the API's prefix.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn live_alias() -> axum::Json<Health> {
+    live().await
 }
 
 /// Readiness: PostgreSQL, Redis and the broker all answer.
@@ -150,7 +159,10 @@ async fn check_broker(state: &AppState) -> bool {
     }
 }
 
-/// Prometheus text format.
+/// Prometheus text format: requests by method, route template and status
+/// (count and latency histogram), requests in flight, database pool gauges.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     record_pool_gauges(&state);
     let mut response = state.metrics.render().into_response();
