@@ -352,6 +352,38 @@ async fn a_running_export_stops_when_cancelled() {
     rig.stop().await;
 }
 
+/// A worker whose job was taken over by another (its lease ran out while it
+/// stalled) stops the job and records nothing: the job is the new owner's.
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_leaves_the_job_to_the_new_owner() {
+    let rig = Rig::start().await;
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"sleep_ms": 20000}))
+        .await;
+    rig.wait_for(id, &["running"], 10).await;
+    // As another worker's claim after the lease ran out leaves the row.
+    sqlx::query("UPDATE jobs SET worker_id = 'other', attempts = attempts + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&rig.db.owner().await)
+        .await
+        .unwrap();
+    // The watcher renews every lease / 3 (5 s / 3 here) and finds it lost.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let job = rig.job(id).await;
+    assert_eq!(
+        (job.status.as_str(), job.error.as_deref()),
+        ("running", None)
+    );
+    let owner: String = sqlx::query_scalar("SELECT worker_id FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&rig.db.owner().await)
+        .await
+        .unwrap();
+    assert_eq!(owner, "other");
+    assert!(rig.results(id).await.is_empty());
+    rig.stop().await;
+}
+
 /// A burst of jobs on four workers: every one succeeds, each run once.
 async fn many_jobs_all_succeed_exactly_once(backend: Backend) {
     let mut rig = Rig::start_on(backend, None).await;
