@@ -480,20 +480,20 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
             return Ok(Settle::Ack);
         }
         Err(reason) => {
-            let ended_here = matches!(reason, NotClaimed::Cancelled | NotClaimed::Exhausted);
-            if reason == NotClaimed::Exhausted {
+            let settle = if reason == NotClaimed::Exhausted {
                 tracing::warn!(error = jobs::EXHAUSTED_ERROR, "job failed");
-            } else {
-                tracing::info!(?reason, "not running the job");
-            }
-            if ended_here && let Some(events) = events {
-                events.emit(db, ctx, envelope.job_id).await;
-            }
-            return Ok(if reason == NotClaimed::Exhausted {
                 Settle::DeadLetter
             } else {
+                tracing::info!(?reason, "not running the job");
                 Settle::Ack
-            });
+            };
+            // Ended here rather than by a run: its watchers hear it now.
+            if matches!(reason, NotClaimed::Cancelled | NotClaimed::Exhausted)
+                && let Some(events) = events
+            {
+                events.emit(db, ctx, envelope.job_id).await;
+            }
+            return Ok(settle);
         }
     };
     let end = |status, error: Option<&str>, results| Finish {

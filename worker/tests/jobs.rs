@@ -218,6 +218,19 @@ impl Rig {
         }
     }
 
+    /// Waits (up to 5 s) for the dead letter of job `id`.
+    async fn wait_for_dead_letter(&self, id: Uuid) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(dead) = self.broker.take_dead_letter().await.unwrap() {
+                assert_eq!(dead.unwrap().job_id, id);
+                return;
+            }
+            assert!(Instant::now() < deadline, "no dead letter");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn results(&self, id: Uuid) -> Vec<Value> {
         let app = &self.app;
         let mut tx = app
@@ -275,15 +288,7 @@ async fn exhausted_retries_fail_the_job_and_dead_letter_it(backend: Backend) {
     let job = rig.wait_for(id, &["failed"], 30).await;
     assert_eq!(job.attempts, job.max_attempts);
     assert!(job.error.as_deref().unwrap().contains("failing attempt 3"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(dead) = rig.broker.take_dead_letter().await.unwrap() {
-            assert_eq!(dead.unwrap().job_id, id);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no dead letter");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rig.wait_for_dead_letter(id).await;
     rig.stop().await;
 }
 
@@ -528,15 +533,7 @@ async fn a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered(backend: 
         "{:?}",
         ended.error
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(dead) = rig.broker.take_dead_letter().await.unwrap() {
-            assert_eq!(dead.unwrap().job_id, id);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no dead letter");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rig.wait_for_dead_letter(id).await;
     rig.stop().await;
 }
 
