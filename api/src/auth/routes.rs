@@ -108,7 +108,9 @@ pub struct Me {
 pub struct SessionView {
     pub id: Uuid,
     pub tenant_id: Uuid,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub refreshed_at: Option<DateTime<Utc>>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,

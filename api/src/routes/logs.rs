@@ -32,6 +32,7 @@ pub struct AuditLog {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -45,6 +46,7 @@ pub struct LoginLog {
     /// `success`, `failure` or `throttled`.
     pub outcome: String,
     pub reason: Option<String>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -35,7 +35,9 @@ pub struct User {
     pub roles: Vec<String>,
     /// The tenant that created the user and manages its account.
     pub home_tenant_id: Uuid,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 

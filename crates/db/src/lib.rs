@@ -17,6 +17,7 @@ mod error;
 pub mod leader;
 mod pool;
 mod tenant;
+pub mod timestamp;
 mod warm;
 
 pub use error::DbError;

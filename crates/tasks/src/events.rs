@@ -17,6 +17,7 @@ pub struct JobEvent {
     pub progress: i16,
     pub attempts: i32,
     pub error: Option<String>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub at: DateTime<Utc>,
 }
 

@@ -26,10 +26,15 @@ pub struct Job {
     pub max_attempts: i32,
     pub error: Option<String>,
     pub schedule_id: Option<Uuid>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub scheduled_for: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -56,6 +61,7 @@ pub struct JobResult {
     pub attempt: i32,
     #[schema(value_type = Object)]
     pub data: Value,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
 }
 

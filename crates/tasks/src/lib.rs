@@ -145,9 +145,11 @@ pub struct TaskEnvelope {
     pub attempt: u32,
     #[serde(default)]
     pub trace: Option<TraceContext>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub enqueued_at: DateTime<Utc>,
     /// After this instant the job is not started any more.
     #[serde(default)]
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub deadline: Option<DateTime<Utc>>,
 }
 

@@ -33,9 +33,13 @@ pub struct Schedule {
     pub misfire_policy: String,
     /// `api`, or `config` for the built-ins from the scheduler's file (read-only).
     pub source: String,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub last_run_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub next_run_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
