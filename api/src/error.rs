@@ -143,18 +143,27 @@ impl ApiError {
 /// A bare problem response for the given status (used where no `ApiError`
 /// exists: panics, unmatched routes).
 pub fn problem_response(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = Problem {
-        kind: format!("urn:ferrostack:problem:{code}"),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail: detail.to_owned(),
-        code: code.to_owned(),
-        errors: Vec::new(),
-    };
+    let body = Problem::new(status, code, detail);
     with_problem_type(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 
-fn with_problem_type(status: StatusCode, body: Vec<u8>) -> Response {
+impl Problem {
+    /// A problem with no field errors.
+    pub fn new(status: StatusCode, code: &str, detail: &str) -> Self {
+        Problem {
+            kind: format!("urn:ferrostack:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.to_owned(),
+            code: code.to_owned(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// `body` (a serialized problem, or a problem with extension members) with
+/// `status` and the problem content type.
+pub fn with_problem_type(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -43,6 +43,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 return Err(ApiError::Validation(errors));
             }
         }
+        // Every body here is an object; serde would also take a struct's
+        // fields from an array, by position.
+        if bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b != b'{')
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
+        {
+            return Err(ApiError::BadRequest {
+                code: "not_an_object",
+                detail: "the request body must be a JSON object".to_owned(),
+            });
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -110,16 +123,10 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             detail: "the request body is not valid JSON".to_owned(),
         },
         JsonRejection::JsonDataError(err) => {
-            // serde_path_to_error gives "path: message"; keep both apart.
             let text = std::error::Error::source(&err)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| err.body_text());
-            let (field, message) = match text.split_once(": ") {
-                Some((path, msg)) if !path.contains(' ') => (path.to_owned(), msg.to_owned()),
-                _ => (String::new(), text),
-            };
-            let field = if field == "." { String::new() } else { field };
-            ApiError::Validation(vec![FieldError::new(field, message)])
+            ApiError::Validation(vec![serde_field_error(&text, "")])
         }
         JsonRejection::BytesRejection(err) => {
             if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -136,6 +143,45 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             detail: other.body_text(),
         },
     }
+}
+
+/// A field error from serde's message through serde_path_to_error
+/// (`path: message`): the field is the path, or `root` when there is none; a
+/// missing field is named with its parent's path (`snmp.community`: "is
+/// required"), and the JSON position (`at line 1 column 48`) is dropped.
+fn serde_field_error(text: &str, root: &str) -> FieldError {
+    let (path, message) = match text.split_once(": ") {
+        Some((path, msg)) if !path.contains(' ') && path != "." => (path, msg),
+        Some((".", msg)) => ("", msg),
+        _ => ("", text),
+    };
+    let message = match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(" column ") => &message[..i],
+        _ => message,
+    };
+    let join = |parent: &str, name: &str| {
+        if parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        }
+    };
+    let named = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .filter(|name| !name.is_empty())
+    };
+    if let Some(name) = named("missing field `") {
+        return FieldError::new(join(path, name), "is required");
+    }
+    if path.is_empty()
+        && let Some(name) = named("unknown field `")
+    {
+        return FieldError::new(name.to_owned(), message.to_owned());
+    }
+    let field = if path.is_empty() { root } else { path };
+    FieldError::new(field.to_owned(), message.to_owned())
 }
 
 /// `Path<T>` with problem+json rejections.
@@ -188,16 +234,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                 let text = rejection.body_text();
                 let message = text
                     .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text)
-                    .to_owned();
-                ApiError::Validation(vec![FieldError::new("query", message)])
+                    .unwrap_or(&text);
+                ApiError::Validation(vec![serde_field_error(message, "query")])
             })
     }
 }
 
-/// `?page=` (from 1) and `?size=` (1 to 100, default 20).
+/// `?page=` (from 1) and `?size=` (1 to 100, default 20). Any other
+/// parameter is refused (422 naming it), as on the lists with filters: a
+/// filter a list does not have must not look as if it had been applied.
 #[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PageParams {
     /// Page number, from 1.
     pub page: Option<i64>,
@@ -272,6 +320,23 @@ impl Validator {
         }
     }
 
+    /// A display name (of a device, tenant or schedule): 1 to 200
+    /// characters once trimmed, none of them a control character (a newline
+    /// or an escape sequence in a name would break logs, CSV exports and
+    /// terminals that show it).
+    pub fn display_name(&mut self, field: &str, name: &str) {
+        self.check(
+            (1..=200).contains(&name.trim().chars().count()),
+            field,
+            "must be 1 to 200 characters",
+        );
+        self.check(
+            !name.chars().any(char::is_control),
+            field,
+            "must not contain control characters",
+        );
+    }
+
     pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
             Ok(())
@@ -289,4 +354,57 @@ pub fn like_pattern(q: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serde_field_error;
+
+    fn pair(text: &str, root: &str) -> (String, String) {
+        let e = serde_field_error(text, root);
+        (e.field.to_string(), e.message.to_string())
+    }
+
+    #[test]
+    fn serde_messages_become_named_fields() {
+        let cases = [
+            (
+                ".: missing field `name` at line 1 column 48",
+                ("name", "is required"),
+            ),
+            (
+                "snmp: missing field `community` at line 1 column 90",
+                ("snmp.community", "is required"),
+            ),
+            (
+                "port: invalid type: string \"x\", expected i32 at line 1 column 12",
+                ("port", "invalid type: string \"x\", expected i32"),
+            ),
+            (
+                "tags[1]: invalid type: integer `3`, expected a string",
+                ("tags[1]", "invalid type: integer `3`, expected a string"),
+            ),
+            (
+                ".: unknown field `colour`, expected `name` or `tags`",
+                (
+                    "colour",
+                    "unknown field `colour`, expected `name` or `tags`",
+                ),
+            ),
+            ("expected value at line 1 column 1", ("", "expected value")),
+        ];
+        for (text, (field, message)) in cases {
+            assert_eq!(
+                pair(text, ""),
+                (field.to_owned(), message.to_owned()),
+                "{text}"
+            );
+        }
+        // A query's message with no path names the query.
+        assert_eq!(
+            pair("size: invalid digit found in string", "query").0,
+            "size"
+        );
+        assert_eq!(pair("something odd", "query").0, "query");
+    }
 }

@@ -130,8 +130,21 @@ pub fn router(state: AppState) -> Router {
                     axum::http::header::CONTENT_TYPE,
                     HeaderName::from_static(observe::REQUEST_ID),
                     HeaderName::from_static("idempotency-key"),
+                    // Sent by jobs clients: the caller's trace, and an event
+                    // stream's reconnect.
+                    HeaderName::from_static("traceparent"),
+                    HeaderName::from_static("last-event-id"),
                 ])
-                .expose_headers([HeaderName::from_static(observe::REQUEST_ID)])
+                // What a browser client needs to read: its request's id, how
+                // long to wait after a 429 or 503, a replayed job, and where
+                // a created resource or a download is.
+                .expose_headers([
+                    HeaderName::from_static(observe::REQUEST_ID),
+                    axum::http::header::RETRY_AFTER,
+                    HeaderName::from_static("idempotent-replayed"),
+                    axum::http::header::LOCATION,
+                    axum::http::header::CONTENT_DISPOSITION,
+                ])
                 .max_age(std::time::Duration::from_secs(600)),
         )
     };

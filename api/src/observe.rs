@@ -251,25 +251,26 @@ impl Metrics {
 
 /// Metric handles per route template, then method and status, so that a
 /// request neither builds label sets nor allocates to find its series.
-type Series = Vec<(Method, u16, Counter, Histogram)>;
+type Series = Vec<(&'static str, u16, Counter, Histogram)>;
 static SERIES: LazyLock<RwLock<HashMap<Box<str>, Series>>> = LazyLock::new(Default::default);
 static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("http_requests_in_flight"));
 
 fn series(method: &Method, route: &str, status: u16) -> (Counter, Histogram) {
+    let method = method_label(method);
     let found = SERIES
         .read()
         .expect("metrics lock")
         .get(route)
         .and_then(|list| {
             list.iter()
-                .find(|(m, s, _, _)| m == method && *s == status)
+                .find(|(m, s, _, _)| *m == method && *s == status)
                 .map(|(_, _, c, h)| (c.clone(), h.clone()))
         });
     if let Some(handles) = found {
         return handles;
     }
     let labels = [
-        ("method", method.as_str().to_owned()),
+        ("method", method.to_owned()),
         ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
@@ -280,8 +281,26 @@ fn series(method: &Method, route: &str, status: u16) -> (Counter, Histogram) {
         .expect("metrics lock")
         .entry(route.into())
         .or_default()
-        .push((method.clone(), status, counter.clone(), histogram.clone()));
+        .push((method, status, counter.clone(), histogram.clone()));
     (counter, histogram)
+}
+
+/// The method as a metric label: the standard ones by name, any other as
+/// `OTHER`, so that requests with invented methods cannot add series without
+/// bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// The client's address: the peer, or, when the peer is a trusted proxy,

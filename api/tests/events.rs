@@ -151,6 +151,43 @@ async fn a_cancelled_queued_job_ends_its_stream() {
 }
 
 #[tokio::test]
+async fn a_logout_ends_the_event_stream_of_a_job_still_waiting() {
+    // No broker and no worker: the job stays queued, so only the session can end the stream.
+    let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
+    let token = app.admin_token().await;
+    let job = app
+        .post("/api/v1/jobs", &token, json!({"kind": "noop"}))
+        .await
+        .body;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/jobs/events/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let reader = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let body = tokio::time::timeout(Duration::from_secs(12), res.text()).await;
+        (started.elapsed(), body)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = app
+        .request(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let (elapsed, body) = reader.await.unwrap();
+    let body = body.expect("the stream stayed open after logout").unwrap();
+    assert!(body.contains("\"status\":\"queued\""), "{body}");
+    assert!(
+        elapsed < Duration::from_secs(7),
+        "ended {elapsed:?} after it started"
+    );
+}
+
+#[tokio::test]
 async fn streams_are_tenant_scoped_and_can_be_disabled() {
     let app = TestApp::spawn().await;
     let token = app.admin_token().await;

@@ -482,4 +482,47 @@ async fn platform_maintenance_jobs_need_a_platform_administrator() {
     )
     .await;
     assert_eq!(ok.status, StatusCode::ACCEPTED);
+
+    // Nor can a tenant administrator cancel such a job, or disable or
+    // delete such a schedule: all of them are left as they were.
+    let job = ok.body["id"].as_str().unwrap();
+    let cancel = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/jobs/{job}/cancel"),
+            Some(&tenant_admin),
+            None,
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::FORBIDDEN, "{:?}", cancel.body);
+    assert_eq!(
+        app.get(&format!("/api/v1/jobs/{job}"), &admin).await.body["status"],
+        "queued"
+    );
+    let schedule = app
+        .post(
+            "/api/v1/schedules",
+            &admin,
+            json!({"name": "nightly-cleanup", "cron": "0 3 * * *", "timezone": "UTC",
+                   "kind": "sessions.cleanup", "params": {"retention_days": 30}}),
+        )
+        .await;
+    assert_eq!(schedule.status, StatusCode::CREATED, "{:?}", schedule.body);
+    let sid = schedule.body["id"].as_str().unwrap();
+    for (method, path) in [
+        (Method::POST, format!("/api/v1/schedules/{sid}/disable")),
+        (Method::POST, format!("/api/v1/schedules/{sid}/enable")),
+        (Method::DELETE, format!("/api/v1/schedules/{sid}")),
+    ] {
+        let reply = app.request(method, &path, Some(&tenant_admin), None).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {:?}",
+            reply.body
+        );
+    }
+    let kept = app.get(&format!("/api/v1/schedules/{sid}"), &admin).await;
+    assert_eq!(kept.status, StatusCode::OK);
+    assert_eq!(kept.body["enabled"], true);
 }

@@ -54,6 +54,68 @@ async fn bad_bodies_get_clear_4xx_problems() {
         )
         .await;
     assert_eq!(unknown.field_errors(), ["colour"]);
+    // A missing field is named, at the top and inside an object, with no
+    // position in the JSON text.
+    let missing = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"protocol": "http", "host": "h"}),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(missing.field_errors(), ["name"]);
+    assert_eq!(missing.body["errors"][0]["message"], "is required");
+    let nested = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "n", "protocol": "snmp", "host": "h", "snmp": {"version": "v2c"}}),
+        )
+        .await;
+    assert_eq!(nested.field_errors(), ["snmp.community"]);
+    // An array is not an object, even with the fields in their order.
+    let array = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!(["arr", "http", "10.0.0.1", 80, [], null]),
+        )
+        .await;
+    assert_eq!(
+        (array.status, array.code()),
+        (StatusCode::BAD_REQUEST, "not_an_object")
+    );
+    // Control characters in a name, and a tag given twice.
+    let control = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "line\nbreak", "protocol": "http", "host": "h", "tags": ["a", "a"]}),
+        )
+        .await;
+    assert_eq!(control.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(control.field_errors(), ["name", "tags"]);
+    // A bad query parameter is named too.
+    let bad_size = app.get("/api/v1/devices?size=ten", &token).await;
+    assert_eq!(bad_size.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_size.field_errors(), ["size"]);
+    // So is a filter that a list does not have, on every list.
+    for list in [
+        "/api/v1/schedules",
+        "/api/v1/roles",
+        "/api/v1/tenants",
+        "/api/v1/permissions",
+        "/api/v1/auth/sessions",
+    ] {
+        let unknown_filter = app.get(&format!("{list}?kind=noop"), &token).await;
+        assert_eq!(
+            unknown_filter.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{list}"
+        );
+        assert_eq!(unknown_filter.field_errors(), ["kind"], "{list}");
+    }
 
     let huge = "x".repeat(2 * 1024 * 1024);
     let too_large = app
@@ -77,7 +139,7 @@ async fn bad_bodies_get_clear_4xx_problems() {
         (StatusCode::NOT_FOUND, "route_not_found")
     );
     // No error body carries internals.
-    for reply in [&wrong_type, &unknown, &too_large, &bad_id] {
+    for reply in [&wrong_type, &unknown, &missing, &array, &too_large, &bad_id] {
         let text = reply.body.to_string().to_lowercase();
         assert!(!text.contains("sqlx") && !text.contains("select ") && !text.contains("panicked"));
     }
@@ -316,6 +378,29 @@ async fn metrics_and_health_endpoints() {
 }
 
 #[tokio::test]
+async fn invented_methods_share_one_metric_label() {
+    let app = TestApp::spawn().await;
+    for method in ["FOO1", "FOO2", "BREW"] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let res = app
+            .client
+            .request(method, app.url("/api/v1/devices"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let text = app.metrics_text().await;
+    for invented in ["FOO1", "FOO2", "BREW"] {
+        assert!(!text.contains(invented), "a series for {invented}");
+    }
+    assert!(
+        text.contains("http_requests_total{method=\"OTHER\","),
+        "no OTHER series:\n{text}"
+    );
+}
+
+#[tokio::test]
 async fn readiness_names_what_is_down() {
     let app = TestApp::spawn_with(&[
         ("REDIS_URL", "redis://127.0.0.1:1/0"),
@@ -328,6 +413,11 @@ async fn readiness_names_what_is_down() {
         .await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.headers["content-type"], "application/problem+json");
+    // A problem as every other error is (RFC 9457), with the checks beside it.
+    assert_eq!(ready.body["status"], 503);
+    assert_eq!(ready.body["code"], "not_ready");
+    assert_eq!(ready.body["title"], "Service Unavailable");
+    assert_eq!(ready.body["type"], "urn:ferrostack:problem:not_ready");
     assert_eq!(
         ready.body["checks"],
         json!({"database": "ok", "redis": "down", "broker": "down"})
@@ -375,6 +465,31 @@ async fn cors_allows_only_configured_origins_and_responses_are_compressed() {
         allowed.headers()["access-control-allow-origin"],
         "https://app.example.com"
     );
+    let allowed_headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for header in ["idempotency-key", "traceparent", "last-event-id"] {
+        assert!(
+            allowed_headers.contains(header),
+            "{header} not allowed: {allowed_headers}"
+        );
+    }
+    // A browser may read what a client needs of an answer.
+    let answer = app
+        .client
+        .get(app.url("/api/v1/health"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    let exposed = answer.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for header in ["x-request-id", "retry-after", "idempotent-replayed"] {
+        assert!(exposed.contains(header), "{header} not exposed: {exposed}");
+    }
     let denied = preflight("https://evil.example.com").await.unwrap();
     assert!(
         denied

@@ -110,6 +110,8 @@ async fn role_changes_take_effect_on_the_next_request() {
         )
         .await;
     assert_eq!(widened.status, StatusCode::OK);
+    // A change of permissions alone changes the role.
+    assert_ne!(widened.body["updated_at"], role.body["updated_at"]);
     app.create_device(&user, "rita-device").await;
     assert_eq!(
         app.delete(&format!("/api/v1/roles/{role_id}"), &admin)

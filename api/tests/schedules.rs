@@ -90,6 +90,60 @@ async fn schedules_are_created_listed_changed_and_deleted() {
 }
 
 #[tokio::test]
+async fn a_device_that_a_schedule_names_is_not_deleted() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let device = app.create_device(&token, "polled").await;
+    let device_id = device["id"].as_str().unwrap();
+    let schedule = app
+        .post(
+            "/api/v1/schedules",
+            &token,
+            json!({"name": "poll", "cron": "*/5 * * * *", "timezone": "UTC", "kind": "snmp.get", "device_id": device_id,
+                   "params": {"oids": ["1.3.6.1.2.1.1.1.0"]}}),
+        )
+        .await;
+    assert_eq!(schedule.status, StatusCode::CREATED, "{}", schedule.body);
+    let sid = schedule.body["id"].as_str().unwrap();
+    let refused = app
+        .delete(&format!("/api/v1/devices/{device_id}"), &token)
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 schedule")
+    );
+    // Nothing changed: the device is there and the schedule still names it.
+    assert_eq!(
+        app.get(&format!("/api/v1/devices/{device_id}"), &token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let kept = app
+        .get(&format!("/api/v1/schedules/{sid}"), &token)
+        .await
+        .body;
+    assert_eq!(kept["device_id"], device_id);
+    assert_eq!(kept["enabled"], true);
+    // Without the schedule the device goes.
+    assert_eq!(
+        app.delete(&format!("/api/v1/schedules/{sid}"), &token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/devices/{device_id}"), &token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
 async fn bad_schedules_are_refused_naming_the_field_and_nothing_is_written() {
     let app = TestApp::spawn().await;
     let token = app.admin_token().await;

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use ferro_db::DbError;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -65,8 +66,11 @@ pub struct Device {
     pub tags: Vec<String>,
     /// `unknown`, `up` or `down`.
     pub status: String,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub last_seen_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -128,14 +132,6 @@ fn valid_host(host: &str) -> bool {
         })
 }
 
-fn check_name(v: &mut Validator, name: &str) {
-    v.check(
-        (1..=200).contains(&name.trim().chars().count()),
-        "name",
-        "must be 1 to 200 characters",
-    );
-}
-
 fn check_tags(v: &mut Validator, tags: &[String]) {
     v.check(tags.len() <= 32, "tags", "at most 32 tags");
     v.check(
@@ -146,6 +142,12 @@ fn check_tags(v: &mut Validator, tags: &[String]) {
         }),
         "tags",
         "each tag is 1 to 64 letters, digits or -_.:",
+    );
+    let distinct: std::collections::HashSet<&str> = tags.iter().map(String::as_str).collect();
+    v.check(
+        distinct.len() == tags.len(),
+        "tags",
+        "each tag at most once",
     );
 }
 
@@ -267,7 +269,7 @@ async fn create_device(
     ApiJson(body): ApiJson<CreateDevice>,
 ) -> Result<(StatusCode, axum::Json<Device>), ApiError> {
     let mut v = Validator::default();
-    check_name(&mut v, &body.name);
+    v.display_name("name", &body.name);
     v.check(
         valid_host(&body.host),
         "host",
@@ -352,7 +354,7 @@ async fn update_device(
 ) -> Result<axum::Json<Device>, ApiError> {
     let mut v = Validator::default();
     if let Some(name) = &body.name {
-        check_name(&mut v, name);
+        v.display_name("name", name);
     }
     if let Some(host) = &body.host {
         v.check(
@@ -407,24 +409,53 @@ async fn update_device(
     Ok(axum::Json(device))
 }
 
-/// Removes a device. Its past jobs stay, without the device reference.
+fn used_by_schedules(count: i64) -> ApiError {
+    ApiError::Conflict {
+        detail: format!(
+            "the device is used by {count} schedule(s); delete them or point them at another device first"
+        ),
+        field: None,
+    }
+}
+
+/// Removes a device. Its past jobs stay, without the device reference; a
+/// device that a schedule names is not removed (409).
 #[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Device id")),
     responses((status = 204, description = "Deleted"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such device in this tenant", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such device in this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A schedule names the device", body = Problem, content_type = "application/problem+json")))]
 async fn delete_device(
     State(state): State<AppState>,
     guard: Guard<DevicesWrite>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let deleted = sqlx::query("DELETE FROM devices WHERE id = $1")
+    let schedules: i64 = sqlx::query_scalar("SELECT count(*) FROM schedules WHERE device_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if schedules > 0 {
+        return Err(used_by_schedules(schedules));
+    }
+    let deleted = match sqlx::query("DELETE FROM devices WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await
+    {
+        Ok(done) => done.rows_affected(),
+        // A schedule naming the device was saved in the meantime.
+        Err(err) => match DbError::from(err) {
+            DbError::ForeignKeyViolation { constraint }
+                if constraint == "schedules_device_fkey" =>
+            {
+                return Err(used_by_schedules(1));
+            }
+            other => return Err(other.into()),
+        },
+    };
     tx.commit().await?;
     if deleted == 0 {
         return Err(ApiError::NotFound("device"));

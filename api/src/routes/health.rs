@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::error::{Problem, with_problem_type};
 use crate::observe::record_pool_gauges;
 use crate::state::AppState;
 
@@ -39,13 +40,18 @@ pub struct Checks {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ok`, or `unavailable` (then `application/problem+json` with status 503).
+    #[schema(example = "ok")]
     pub status: &'static str,
     pub checks: Checks,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<&'static str>,
+}
+
+/// The 503 answer: a problem (RFC 9457, code `not_ready`, `detail` naming
+/// what is down) with the checks as an extension member.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotReady {
+    #[serde(flatten)]
+    pub problem: Problem,
+    pub checks: Checks,
 }
 
 /// Liveness: the process answers. Touches nothing.
@@ -65,7 +71,7 @@ pub async fn live_alias() -> axum::Json<Health> {
 /// Readiness: PostgreSQL, Redis and the broker all answer.
 #[utoipa::path(get, path = "/api/v1/health/ready", tag = "health",
     responses((status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Something is down; `detail` names it", body = Readiness, content_type = "application/problem+json")))]
+        (status = 503, description = "Something is down; `detail` names it", body = NotReady, content_type = "application/problem+json")))]
 async fn ready(State(state): State<AppState>) -> Response {
     let (db, redis, broker) = tokio::join!(
         async { state.db.ping(CHECK_TIMEOUT).await.is_ok() },
@@ -87,23 +93,16 @@ async fn ready(State(state): State<AppState>) -> Response {
         return axum::Json(Readiness {
             status: "ok",
             checks,
-            detail: None,
-            code: None,
         })
         .into_response();
     }
-    let body = Readiness {
-        status: "unavailable",
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let detail = format!("not ready: {} down", down.join(", "));
+    let body = NotReady {
+        problem: Problem::new(status, "not_ready", &detail),
         checks,
-        detail: Some(format!("not ready: {} down", down.join(", "))),
-        code: Some("not_ready"),
     };
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    with_problem_type(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 
 async fn check_redis(pool: &ferro_redis::RedisPool) -> bool {

@@ -164,6 +164,18 @@ async fn create_job(
     })
 }
 
+/// Refuses a caller who is not a platform administrator a platform-only kind
+/// (`sessions.cleanup`): to run, schedule, cancel, enable, disable or delete
+/// such jobs and schedules alike.
+pub(crate) fn may_handle_kind(caller: &crate::auth::Principal, kind: &str) -> Result<(), ApiError> {
+    match JobKind::parse(kind) {
+        Some(kind) if kind.platform_only() && !caller.is_platform_admin => Err(
+            ApiError::Forbidden(format!("{kind} jobs are for platform administrators")),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a job's kind (known, and allowed to the caller), its parameters and
 /// whether it takes a device: for `POST /jobs` and for schedules.
 pub(crate) fn check_job(
@@ -179,11 +191,7 @@ pub(crate) fn check_job(
             &format!("unknown job kind; one of {}", known.join(", ")),
         )
     })?;
-    if kind.platform_only() && !caller.is_platform_admin {
-        return Err(ApiError::Forbidden(format!(
-            "{kind} jobs are for platform administrators"
-        )));
-    }
+    may_handle_kind(caller, kind.as_str())?;
     let params = kind.validate(params).map_err(|errors| {
         ApiError::Validation(
             errors
@@ -390,7 +398,7 @@ async fn job_download(
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "Cancelled, or cancellation requested", body = Job),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing jobs:run", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing jobs:run, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job already finished", body = Problem, content_type = "application/problem+json")))]
 async fn cancel_job(
@@ -400,6 +408,13 @@ async fn cancel_job(
 ) -> Result<axum::Json<Job>, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
     let outcome = jobs::cancel(&mut tx, id).await?;
+    if let CancelOutcome::Cancelled(job)
+    | CancelOutcome::Requested(job)
+    | CancelOutcome::AlreadyFinished(job) = &outcome
+    {
+        // Refused: the transaction is dropped, so the cancel rolls back.
+        may_handle_kind(&guard, &job.kind)?;
+    }
     tx.commit().await?;
     match outcome {
         CancelOutcome::Cancelled(job) => {
@@ -426,12 +441,18 @@ struct EventStream {
     seq: u64,
     done: bool,
     _sink: redis::aio::PubSubSink,
+    /// Every [`STREAM_CHECK`] the session is looked up again: a logout or
+    /// revocation ends the stream, as it ends the token's other requests.
+    check: tokio::time::Interval,
+    state: AppState,
+    principal: crate::auth::Principal,
 }
 
 /// The job's events as Server-Sent Events: first its current state, then
 /// every status (`event: status`) and progress (`event: progress`) change,
 /// each with an increasing `id` and the job as JSON data; the stream ends
-/// when the job ends. Comments keep the connection alive every 15 s.
+/// when the job ends, or within 5 s of the session ending (logout,
+/// revocation). Comments keep the connection alive every 15 s.
 #[utoipa::path(get, path = "/api/v1/jobs/events/{id}", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "text/event-stream of JobEvent", body = JobEvent, content_type = "text/event-stream"),
@@ -463,12 +484,17 @@ async fn job_events(
         let event: JobEvent = serde_json::from_str(&payload).ok()?;
         (event.job_id == id).then_some(event)
     });
+    let mut check = tokio::time::interval(STREAM_CHECK);
+    check.reset();
     let state = EventStream {
         first: Some(JobEvent::of(&job)),
         messages: Box::pin(messages),
         seq: 0,
         done: false,
         _sink: sink,
+        check,
+        principal: guard.principal.clone(),
+        state,
     };
     // Ends right after the job's final event (a finished job: its state only).
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -477,7 +503,16 @@ async fn job_events(
         }
         let event = match st.first.take() {
             Some(event) => event,
-            None => st.messages.next().await?,
+            None => loop {
+                tokio::select! {
+                    event = st.messages.next() => break event?,
+                    _ = st.check.tick() => {
+                        if !session_alive(&st.state, &st.principal).await {
+                            return None;
+                        }
+                    }
+                }
+            },
         };
         st.seq += 1;
         st.done = event.is_final();
@@ -514,9 +549,21 @@ async fn subscribe_tenant_events(
     Ok(pubsub)
 }
 
-/// How often a WebSocket is pinged and its session checked (a logout or
-/// revocation closes it within this time).
-const WS_CHECK: Duration = Duration::from_secs(5);
+/// How often an event stream (SSE or WebSocket) checks its session, and a
+/// WebSocket is pinged: a logout or revocation ends it within this time.
+const STREAM_CHECK: Duration = Duration::from_secs(5);
+
+/// Whether the stream's session still exists in Redis (an unreachable Redis
+/// counts as no: the stream ends, and the client can reconnect).
+async fn session_alive(state: &AppState, principal: &crate::auth::Principal) -> bool {
+    matches!(
+        state
+            .sessions
+            .load(principal.session_id, principal.tenant_id)
+            .await,
+        Ok(Some(_))
+    )
+}
 
 /// All of the tenant's job events over a WebSocket: one JSON `JobEvent` per
 /// text message, for as long as the client stays (and its session lives).
@@ -547,7 +594,7 @@ async fn forward_events(
     principal: crate::auth::Principal,
 ) {
     let (_sink, mut messages) = pubsub.split();
-    let mut check = tokio::time::interval(WS_CHECK);
+    let mut check = tokio::time::interval(STREAM_CHECK);
     check.tick().await;
     loop {
         tokio::select! {
@@ -563,8 +610,7 @@ async fn forward_events(
                 _ => {}
             },
             _ = check.tick() => {
-                let alive = matches!(state.sessions.load(principal.session_id, principal.tenant_id).await, Ok(Some(_)));
-                if !alive || socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if !session_alive(&state, &principal).await || socket.send(Message::Ping(Vec::new().into())).await.is_err() {
                     break;
                 }
             }

@@ -32,7 +32,9 @@ pub struct Role {
     /// `admin`, `operator` and `viewer` are built in and cannot be changed.
     pub is_builtin: bool,
     pub permissions: Vec<String>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -251,12 +253,16 @@ async fn update_role(
             "you cannot put permissions you do not hold into a role",
         )?;
     }
-    if let Some(d) = &body.description {
-        sqlx::query("UPDATE roles SET description = $2 WHERE id = $1")
-            .bind(id)
-            .bind(d)
-            .execute(&mut *tx)
-            .await?;
+    if body.description.is_some() || body.permissions.is_some() {
+        // A change of permissions alone is a change of the role too.
+        sqlx::query(
+            "UPDATE roles SET description = coalesce($2, description), updated_at = now() \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&body.description)
+        .execute(&mut *tx)
+        .await?;
     }
     if let Some(p) = &body.permissions {
         set_permissions(&mut tx, id, p).await?;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::auth::{Guard, Principal, SchedulesManage, SchedulesRead};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
-use crate::routes::jobs::{check_device, check_job};
+use crate::routes::jobs::{check_device, check_job, may_handle_kind};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -108,11 +108,7 @@ async fn check(
 ) -> Result<ScheduleSpec, ApiError> {
     let mut errors: Vec<FieldError> = Vec::new();
     let mut v = Validator::default();
-    v.check(
-        (1..=200).contains(&body.name.trim().chars().count()),
-        "name",
-        "must be 1 to 200 characters",
-    );
+    v.display_name("name", &body.name);
     if let Err(ApiError::Validation(mut more)) = v.finish() {
         errors.append(&mut more);
     }
@@ -227,7 +223,7 @@ async fn get_schedule(
     params(("id" = Uuid, Path, description = "Schedule id")), request_body = UpdateSchedule,
     responses((status = 200, description = "The schedule", body = Schedule),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing schedules:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken, or a built-in schedule", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad fields; errors name them", body = Problem, content_type = "application/problem+json")))]
@@ -275,6 +271,7 @@ async fn set_enabled(
     if current.source != "api" {
         return Err(built_in());
     }
+    may_handle_kind(guard, &current.kind)?;
     let spec = ScheduleSpec {
         name: current.name,
         cron: current.cron,
@@ -300,7 +297,7 @@ async fn set_enabled(
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 200, description = "The schedule", body = Schedule),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing schedules:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
 async fn enable_schedule(
@@ -316,7 +313,7 @@ async fn enable_schedule(
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 200, description = "The schedule", body = Schedule),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing schedules:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
 async fn disable_schedule(
@@ -332,7 +329,7 @@ async fn disable_schedule(
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 204, description = "Deleted"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing schedules:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
 async fn delete_schedule(
@@ -347,6 +344,7 @@ async fn delete_schedule(
     if current.source != "api" {
         return Err(built_in());
     }
+    may_handle_kind(&guard, &current.kind)?;
     schedules::delete(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -28,7 +28,9 @@ pub struct Tenant {
     pub slug: String,
     pub name: String,
     pub is_active: bool,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -55,14 +57,6 @@ fn valid_slug(slug: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
-}
-
-fn check_name(v: &mut Validator, name: &str) {
-    v.check(
-        (1..=200).contains(&name.trim().chars().count()),
-        "name",
-        "must be 1 to 200 characters",
-    );
 }
 
 /// Lists every tenant.
@@ -108,7 +102,7 @@ async fn create_tenant(
         "slug",
         "must be 1-63 lowercase letters, digits or dashes, not starting or ending with a dash",
     );
-    check_name(&mut v, &body.name);
+    v.display_name("name", &body.name);
     v.finish()?;
     let mut tx = state.db.begin(guard.ctx()).await?;
     let tenant: Tenant = sqlx::query_as("SELECT * FROM platform_create_tenant($1, $2)")
@@ -158,7 +152,7 @@ async fn update_tenant(
 ) -> Result<axum::Json<Tenant>, ApiError> {
     let mut v = Validator::default();
     if let Some(name) = &body.name {
-        check_name(&mut v, name);
+        v.display_name("name", name);
     }
     v.check(
         !(body.is_active == Some(false) && id == guard.tenant_id),
