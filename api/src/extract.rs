@@ -309,6 +309,36 @@ impl<T> Paginated<T> {
     }
 }
 
+/// The fields of a PATCH body, for `#[serde(default, deserialize_with)]`:
+/// a field left out keeps its value (`None`); `null` either clears a value
+/// that may be empty ([`patch::nullable`]: `Some(None)`) or is refused with
+/// a 422 naming the field ([`patch::required`]), never silently ignored.
+pub mod patch {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+
+    pub fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        match Option::<T>::deserialize(d)? {
+            Some(value) => Ok(Some(value)),
+            None => Err(D::Error::custom(
+                "must not be null (leave the field out to keep its value)",
+            )),
+        }
+    }
+}
+
 /// Collects validation errors and turns them into one 422.
 #[derive(Default)]
 pub struct Validator(pub Vec<FieldError>);

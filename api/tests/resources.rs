@@ -198,6 +198,47 @@ async fn users_are_created_listed_updated_and_validated() {
     assert_eq!(patched.status, StatusCode::OK);
     assert_eq!(patched.body["email"], "a@example.org");
     app.token("alice", "another-pass").await;
+
+    // null clears what may be empty, and is refused, naming the field, for
+    // what may not; a field left out keeps its value.
+    let cleared = app
+        .patch(
+            &format!("/api/v1/users/{id}"),
+            &admin,
+            json!({"email": null}),
+        )
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.body);
+    assert!(cleared.body["email"].is_null());
+    let refused = app
+        .patch(
+            &format!("/api/v1/users/{id}"),
+            &admin,
+            json!({"is_active": null}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.field_errors(), ["is_active"]);
+    let device = app.create_device(&admin, "kept-name").await;
+    let device_id = device["id"].as_str().unwrap();
+    for body in [json!({"name": null}), json!({"tags": null})] {
+        let refused = app
+            .patch(
+                &format!("/api/v1/devices/{device_id}"),
+                &admin,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    let kept = app
+        .get(&format!("/api/v1/devices/{device_id}"), &admin)
+        .await
+        .body;
+    assert_eq!(
+        (kept["name"].as_str(), kept["tags"].clone()),
+        (Some("kept-name"), json!(["lab"]))
+    );
 }
 
 #[tokio::test]

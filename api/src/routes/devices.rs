@@ -103,10 +103,15 @@ pub struct CreateDevice {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDevice {
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub host: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub port: Option<i32>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub tags: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub snmp: Option<SnmpSettings>,
 }
 

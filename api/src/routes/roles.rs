@@ -55,7 +55,9 @@ pub struct CreateRole {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRole {
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub permissions: Option<Vec<String>>,
 }
 

@@ -74,30 +74,24 @@ pub struct CreateSchedule {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSchedule {
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub cron: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub timezone: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub kind: Option<String>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, deserialize_with = "crate::extract::patch::nullable")]
     #[schema(value_type = Option<Uuid>)]
     pub device_id: Option<Option<Uuid>>,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub params: Option<Value>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub misfire_policy: Option<String>,
-}
-
-/// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: Deserialize<'de>,
-    {
-        Option::<T>::deserialize(d).map(Some)
-    }
 }
 
 /// Checks everything about a schedule and builds its spec; errors name fields.

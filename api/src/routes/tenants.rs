@@ -45,8 +45,10 @@ pub struct CreateTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub name: Option<String>,
     /// Deactivated tenants cannot be logged into.
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub is_active: Option<bool>,
 }
 

@@ -64,9 +64,14 @@ pub struct CreateUser {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     /// Only the user's home tenant may change the email or password.
-    pub email: Option<String>,
+    /// `null` removes the email.
+    #[serde(default, deserialize_with = "crate::extract::patch::nullable")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub password: Option<String>,
     /// Deactivating ends the user's sessions.
+    #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub is_active: Option<bool>,
 }
 
@@ -320,7 +325,7 @@ async fn update_user(
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> Result<axum::Json<User>, ApiError> {
     let mut v = Validator::default();
-    if let Some(email) = &body.email {
+    if let Some(Some(email)) = &body.email {
         v.check(valid_email(email), "email", "must be an email address");
     }
     if let Some(pw) = &body.password {
