@@ -131,6 +131,8 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(err) => {
             if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
+            } else if caused_by::<tower_http::timeout::TimeoutError>(&err) {
+                ApiError::BodyTimeout
             } else {
                 ApiError::BadRequest {
                     code: "unreadable_body",
@@ -143,6 +145,18 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             detail: other.body_text(),
         },
     }
+}
+
+/// Whether `E` is anywhere in `err`'s chain of causes.
+fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<E>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A field error from serde's message through serde_path_to_error

@@ -26,6 +26,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -171,10 +172,16 @@ pub fn router(state: AppState) -> Router {
                 .layer(CatchPanicLayer::custom(observe::panic_response))
                 .option_layer(cors)
                 .layer(CompressionLayer::new())
-                .layer(DefaultBodyLimit::max(http.max_body_bytes)),
+                .layer(DefaultBodyLimit::max(http.max_body_bytes))
+                .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT)),
         )
         .with_state(state)
 }
+
+/// How long a request body may go without sending anything: a client that
+/// stalls while sending its body gets a 408 (`body_timeout`), not the 503
+/// of a handler that ran out of time.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connects to PostgreSQL and Redis and builds the state.
 pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {

@@ -148,6 +148,42 @@ async fn bad_bodies_get_clear_4xx_problems() {
 }
 
 #[tokio::test]
+async fn a_client_that_stalls_sending_its_body_gets_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/devices HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("body_timeout") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer: {text}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+    assert!(
+        started.elapsed() >= api::BODY_IDLE_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing was written.
+    assert_eq!(app.get("/api/v1/devices", &token).await.body["total"], 0);
+}
+
+#[tokio::test]
 async fn nul_characters_are_refused_naming_their_field() {
     // PostgreSQL cannot store U+0000 in text or jsonb; such input must be
     // refused before it reaches the database, naming the field.
