@@ -332,6 +332,38 @@ async fn the_websocket_streams_the_tenants_events_until_logout() {
 }
 
 #[tokio::test]
+async fn a_browser_authenticates_the_websocket_with_the_bearer_subprotocol() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
+    let token = app.admin_token().await;
+    let connect = |protocols: String| {
+        let mut request = format!("ws://{}/api/v1/jobs/ws", app.addr)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    // What `new WebSocket(url, ["bearer", token])` sends; the server picks `bearer`.
+    let (_ws, response) = connect(format!("bearer, {token}")).await.expect("upgrade");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "bearer");
+    // A token that is not valid, or no token after `bearer`, gets no upgrade.
+    assert!(connect("bearer, not-a-token".to_owned()).await.is_err());
+    assert!(connect("bearer".to_owned()).await.is_err());
+    // The token is not taken from a plain request's subprotocol header.
+    let plain = app
+        .client
+        .get(app.url("/api/v1/jobs"))
+        .header("sec-websocket-protocol", format!("bearer, {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn a_devices_export_is_downloaded_as_csv() {
     let app = TestApp::spawn().await;
     let token = app.admin_token().await;

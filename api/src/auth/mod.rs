@@ -138,14 +138,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
     }
 }
 
+/// The WebSocket subprotocol that carries an access token: a browser cannot
+/// set headers on a WebSocket handshake, so it connects with
+/// `new WebSocket(url, ["bearer", token])` and the server answers with
+/// `bearer` as the chosen subprotocol.
+pub const WS_BEARER_PROTOCOL: &str = "bearer";
+
+/// The access token: from `Authorization: Bearer`, or, on a WebSocket
+/// handshake without that header, from the subprotocols `bearer, <token>`.
 fn bearer(req: &Request) -> Option<&str> {
-    let value = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)?
+    let headers = req.headers();
+    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
+        let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    let upgrade = headers.get(axum::http::header::UPGRADE)?.to_str().ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    let protocols = headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)?
         .to_str()
         .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let mut items = protocols.split(',').map(str::trim);
+    items.find(|p| *p == WS_BEARER_PROTOCOL)?;
+    items.next().filter(|token| !token.is_empty())
 }
 
 /// Middleware for protected routes; see the module docs.

@@ -567,7 +567,9 @@ async fn session_alive(state: &AppState, principal: &crate::auth::Principal) -> 
 
 /// All of the tenant's job events over a WebSocket: one JSON `JobEvent` per
 /// text message, for as long as the client stays (and its session lives).
-/// Authenticate with the `Authorization: Bearer` header.
+/// Authenticate with the `Authorization: Bearer` header or, from a browser,
+/// with the subprotocols `bearer` and the token
+/// (`new WebSocket(url, ["bearer", token])`).
 #[utoipa::path(get, path = "/api/v1/jobs/ws", tag = "jobs", security(("bearer" = [])),
     responses((status = 101, description = "Switching to WebSocket; text messages carry JobEvent JSON", body = JobEvent),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -584,7 +586,11 @@ async fn jobs_ws(
     }
     let pubsub = subscribe_tenant_events(&state, guard.tenant_id).await?;
     let principal = guard.principal.clone();
-    Ok(ws.on_upgrade(move |socket| forward_events(socket, pubsub, state, principal)))
+    // Echo the token-carrying subprotocol if the client offered it (a
+    // browser refuses a connection whose offered protocol is not chosen).
+    Ok(ws
+        .protocols([crate::auth::WS_BEARER_PROTOCOL])
+        .on_upgrade(move |socket| forward_events(socket, pubsub, state, principal)))
 }
 
 async fn forward_events(
