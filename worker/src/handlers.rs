@@ -185,9 +185,11 @@ async fn devices_export(p: DevicesExportParams, job: &JobContext) -> Result<Vec<
     ])
 }
 
-/// Quotes a CSV field when needed, and defuses spreadsheet formulas.
+/// Quotes a CSV field when needed, and defuses spreadsheet formulas: a
+/// field starting with any character OWASP lists for CSV injection (`=`,
+/// `+`, `-`, `@`, tab, carriage return) gets a leading `'`.
 fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_owned()
@@ -209,5 +211,7 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("\t=1+1"), "'\t=1+1");
+        assert_eq!(csv_field("\r=1+1"), "\"'\r=1+1\"");
     }
 }
