@@ -114,8 +114,9 @@ async fn watch_a_noop_job(app: TestApp) {
     stop.cancel();
 }
 
-#[tokio::test]
-async fn a_cancelled_queued_job_ends_its_stream() {
+/// An api whose broker is unreachable, with no worker: a submitted job stays
+/// `queued`. Returns the app, an admin token and the job's id.
+async fn app_with_a_waiting_job() -> (TestApp, String, String) {
     let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
     let token = app.admin_token().await;
     let job = app
@@ -123,6 +124,12 @@ async fn a_cancelled_queued_job_ends_its_stream() {
         .await
         .body;
     let id = job["id"].as_str().unwrap().to_owned();
+    (app, token, id)
+}
+
+#[tokio::test]
+async fn a_cancelled_queued_job_ends_its_stream() {
+    let (app, token, id) = app_with_a_waiting_job().await;
     let reader = {
         let (client, url, token) = (
             app.client.clone(),
@@ -152,14 +159,8 @@ async fn a_cancelled_queued_job_ends_its_stream() {
 
 #[tokio::test]
 async fn a_logout_ends_the_event_stream_of_a_job_still_waiting() {
-    // No broker and no worker: the job stays queued, so only the session can end the stream.
-    let app = TestApp::spawn_with(&[("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
-    let token = app.admin_token().await;
-    let job = app
-        .post("/api/v1/jobs", &token, json!({"kind": "noop"}))
-        .await
-        .body;
-    let id = job["id"].as_str().unwrap().to_owned();
+    // The job stays queued, so only the session can end the stream.
+    let (app, token, id) = app_with_a_waiting_job().await;
     let res = app
         .client
         .get(app.url(&format!("/api/v1/jobs/events/{id}")))
