@@ -2,6 +2,7 @@
 
 mod support;
 
+use ferro_testkit::{ADMIN_PASSWORD, ADMIN_USERNAME};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use support::TestApp;
@@ -235,6 +236,15 @@ async fn switch_tenant_moves_the_session_and_old_tokens_stop_working() {
     let in_acme = switched.body["access_token"].as_str().unwrap();
     let me = app.get("/api/v1/auth/me", in_acme).await;
     assert_eq!(me.body["tenant"]["slug"], "acme");
+    // At login, the tenant may be named by its slug in any case, or by its
+    // id in either case.
+    for named in ["ACME", acme.to_uppercase().as_str()] {
+        let login = app
+            .login_as(ADMIN_USERNAME, ADMIN_PASSWORD, Some(named))
+            .await;
+        assert_eq!(login.status, StatusCode::OK, "{named}: {:?}", login.body);
+        assert_eq!(login.body["tenant_id"], acme.as_str());
+    }
     assert_eq!(
         app.get("/api/v1/auth/me", &admin).await.status,
         StatusCode::UNAUTHORIZED
@@ -398,4 +408,10 @@ async fn login_validates_its_body() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // An empty tenant is a bad request, not a tenant the user lacks.
+    let reply = app
+        .login_as(ADMIN_USERNAME, ADMIN_PASSWORD, Some(" "))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.field_errors(), ["tenant"]);
 }

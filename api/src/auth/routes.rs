@@ -158,6 +158,13 @@ async fn login(
         "password",
         "is required (at most 1024 characters)",
     );
+    if let Some(tenant) = &body.tenant {
+        v.check(
+            !tenant.trim().is_empty() && tenant.len() <= 63,
+            "tenant",
+            "is a tenant slug or id (1 to 63 characters) when given",
+        );
+    }
     v.finish()?;
 
     let ip = client_ip(
@@ -228,9 +235,14 @@ async fn login(
 
     let tenants = state.db.user_tenants(user.id).await?;
     let chosen = match &body.tenant {
-        Some(wanted) => tenants
-            .iter()
-            .find(|t| t.slug == *wanted || t.tenant_id.to_string() == *wanted),
+        Some(wanted) => {
+            // Slugs are lower case; an id may be written in either case.
+            let wanted = wanted.trim();
+            let id = Uuid::parse_str(wanted).ok();
+            tenants
+                .iter()
+                .find(|t| Some(t.tenant_id) == id || t.slug.eq_ignore_ascii_case(wanted))
+        }
         None => tenants
             .iter()
             .find(|t| t.tenant_id == user.home_tenant_id && t.is_member)
