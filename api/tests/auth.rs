@@ -203,11 +203,11 @@ async fn forged_expired_and_missing_tokens_are_refused() {
     // Signed with another secret.
     let other = ferro_auth::jwt::JwtKeys::new(b"some-other-secret-some-other-secret", 60);
     let claims = app.state.jwt.decode(&token).unwrap();
-    let foreign = other.issue(claims.sub, claims.tid, claims.sid);
+    let foreign = other.issue(claims.sub, claims.tid, claims.sid, claims.generation);
     assert_eq!(app.get(me, &foreign).await.status, StatusCode::UNAUTHORIZED);
     // Expired, with the right key and a live session.
     let expired = ferro_auth::jwt::JwtKeys::new(b"test-secret-test-secret-test-secret!", -120)
-        .issue(claims.sub, claims.tid, claims.sid);
+        .issue(claims.sub, claims.tid, claims.sid, claims.generation);
     let reply = app.get(me, &expired).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(reply.body["detail"].as_str().unwrap().contains("expired"));
@@ -249,6 +249,39 @@ async fn switch_tenant_moves_the_session_and_old_tokens_stop_working() {
         app.get("/api/v1/auth/me", &admin).await.status,
         StatusCode::UNAUTHORIZED
     );
+    // Switching back does not bring the tokens from before the switch back.
+    let default = me.body["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["slug"] == "default")
+        .unwrap()["id"]
+        .clone();
+    let back = app
+        .post(
+            "/api/v1/auth/switch-tenant",
+            in_acme,
+            json!({"tenant_id": default}),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::OK);
+    for stale in [&admin, in_acme] {
+        assert_eq!(
+            app.get("/api/v1/auth/me", stale).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let refreshed = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": back.body["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK);
+    let now = refreshed.body["access_token"].as_str().unwrap();
+    assert_eq!(app.get("/api/v1/auth/me", now).await.status, StatusCode::OK);
 
     // A plain user may not switch into a tenant they do not belong to.
     let admin = app.admin_token().await;

@@ -157,31 +157,66 @@ async fn a_cancelled_queued_job_ends_its_stream() {
     assert!(body.contains("\"status\":\"cancelled\""), "{body}");
 }
 
-#[tokio::test]
-async fn a_logout_ends_the_event_stream_of_a_job_still_waiting() {
-    // The job stays queued, so only the session can end the stream.
-    let (app, token, id) = app_with_a_waiting_job().await;
+/// Opens the job's event stream and reads it to its end (at most 12 s) on a
+/// task of its own; the task answers how long the stream stayed open and
+/// what it carried.
+async fn read_stream_to_end(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+) -> tokio::task::JoinHandle<(Duration, String)> {
     let res = app
         .client
         .get(app.url(&format!("/api/v1/jobs/events/{id}")))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let reader = tokio::spawn(async move {
+    tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let body = tokio::time::timeout(Duration::from_secs(12), res.text()).await;
+        let body = tokio::time::timeout(Duration::from_secs(12), res.text())
+            .await
+            .expect("the stream stayed open")
+            .unwrap();
         (started.elapsed(), body)
-    });
+    })
+}
+
+#[tokio::test]
+async fn a_logout_ends_the_event_stream_of_a_job_still_waiting() {
+    // The job stays queued, so only the session can end the stream.
+    let (app, token, id) = app_with_a_waiting_job().await;
+    let reader = read_stream_to_end(&app, &token, &id).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = app
         .request(Method::POST, "/api/v1/auth/logout", Some(&token), None)
         .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     let (elapsed, body) = reader.await.unwrap();
-    let body = body.expect("the stream stayed open after logout").unwrap();
     assert!(body.contains("\"status\":\"queued\""), "{body}");
+    assert!(
+        elapsed < Duration::from_secs(7),
+        "ended {elapsed:?} after it started"
+    );
+}
+
+#[tokio::test]
+async fn losing_jobs_read_ends_the_event_stream() {
+    let (app, admin, id) = app_with_a_waiting_job().await;
+    let (viewer_id, viewer) = app.create_user(&admin, "vic", &["viewer"]).await;
+    let reader = read_stream_to_end(&app, &viewer, &id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let demoted = app
+        .request(
+            Method::PUT,
+            &format!("/api/v1/users/{viewer_id}/roles"),
+            Some(&admin),
+            Some(json!({"roles": []})),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.body);
+    let (elapsed, _) = reader.await.unwrap();
     assert!(
         elapsed < Duration::from_secs(7),
         "ended {elapsed:?} after it started"

@@ -33,6 +33,8 @@ pub struct Principal {
     pub user_id: Uuid,
     pub tenant_id: Uuid,
     pub session_id: Uuid,
+    /// The session's tenant generation the token was issued at.
+    pub generation: u32,
     pub is_platform_admin: bool,
     pub permissions: Arc<HashSet<Permission>>,
 }
@@ -176,11 +178,61 @@ pub async fn authenticate(
         JwtError::Expired => ApiError::Unauthorized("the access token has expired"),
         JwtError::Invalid => ApiError::Unauthorized("the access token is invalid"),
     })?;
+    let principal = principal_of(&state, TokenSession::of(&claims)).await?;
+    tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
+    req.extensions_mut().insert(principal.clone());
+    let mut response = next.run(req).await;
+    // For the audit middleware, which sits outside this one.
+    response.extensions_mut().insert(principal);
+    Ok(response)
+}
+
+/// What an access token says of its session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenSession {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub session_id: Uuid,
+    pub generation: u32,
+}
+
+impl TokenSession {
+    fn of(claims: &ferro_auth::jwt::Claims) -> Self {
+        Self {
+            user_id: claims.sub,
+            tenant_id: claims.tid,
+            session_id: claims.sid,
+            generation: claims.generation,
+        }
+    }
+}
+
+impl Principal {
+    /// The session this caller's token named, to check again later.
+    pub(crate) fn token_session(&self) -> TokenSession {
+        TokenSession {
+            user_id: self.user_id,
+            tenant_id: self.tenant_id,
+            session_id: self.session_id,
+            generation: self.generation,
+        }
+    }
+}
+
+/// The caller an access token's claims stand for, checked against the
+/// session in Redis (gone, or from before a switch of tenant: 401), with the
+/// permissions resolved again if the tenant's authorization epoch moved (a
+/// deactivated user, tenant or membership, or a changed password, ends the
+/// session). Run for every request, and again by long-lived event streams.
+pub(crate) async fn principal_of(
+    state: &AppState,
+    claims: TokenSession,
+) -> Result<Principal, ApiError> {
     let (mut session, epoch) = state
         .sessions
-        .load(claims.sid, claims.tid)
+        .load(claims.session_id, claims.tenant_id, claims.generation)
         .await?
-        .filter(|(s, _)| s.user_id == claims.sub)
+        .filter(|(s, _)| s.user_id == claims.user_id)
         .ok_or(ApiError::Unauthorized("the session has ended"))?;
     if session.needs_check(epoch, ACCESS_RECHECK) {
         match resolve_access(&state.db, session.user_id, session.tenant_id).await? {
@@ -205,10 +257,11 @@ pub async fn authenticate(
             }
         }
     }
-    let principal = Principal {
+    Ok(Principal {
         user_id: session.user_id,
         tenant_id: session.tenant_id,
         session_id: session.id,
+        generation: claims.generation,
         is_platform_admin: session.is_platform_admin,
         permissions: Arc::new(
             session
@@ -217,13 +270,7 @@ pub async fn authenticate(
                 .filter_map(|p| Permission::from_code(p))
                 .collect(),
         ),
-    };
-    tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
-    req.extensions_mut().insert(principal.clone());
-    let mut response = next.run(req).await;
-    // For the audit middleware, which sits outside this one.
-    response.extensions_mut().insert(principal);
-    Ok(response)
+    })
 }
 
 /// How often a session's cached access is resolved again even when no change

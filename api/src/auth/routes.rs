@@ -305,7 +305,7 @@ async fn login(
         &state,
         user.id,
         tenant.tenant_id,
-        session.id,
+        (session.id, session.generation),
         refresh_token,
     )))
 }
@@ -314,11 +314,11 @@ fn pair(
     state: &AppState,
     user: Uuid,
     tenant: Uuid,
-    session: Uuid,
+    (session, generation): (Uuid, u32),
     refresh_token: String,
 ) -> TokenPair {
     TokenPair {
-        access_token: state.jwt.issue(user, tenant, session),
+        access_token: state.jwt.issue(user, tenant, session, generation),
         refresh_token,
         token_type: "Bearer",
         expires_in: state.jwt.lifetime_secs(),
@@ -366,7 +366,7 @@ async fn refresh(
                 &state,
                 session.user_id,
                 session.tenant_id,
-                session.id,
+                (session.id, session.generation),
                 refresh_token,
             )))
         }
@@ -460,7 +460,7 @@ async fn switch_tenant(
         .await?
         .ok_or_else(|| ApiError::Forbidden("you have no access to that tenant".to_owned()))?;
     let epoch = state.sessions.authz_epoch(body.tenant_id).await?;
-    let refresh_token = state
+    let (refresh_token, generation) = state
         .sessions
         .switch_tenant(
             p.session_id,
@@ -475,7 +475,7 @@ async fn switch_tenant(
         &state,
         p.user_id,
         body.tenant_id,
-        p.session_id,
+        (p.session_id, generation),
         refresh_token,
     )))
 }

@@ -553,16 +553,14 @@ async fn subscribe_tenant_events(
 /// WebSocket is pinged: a logout or revocation ends it within this time.
 const STREAM_CHECK: Duration = Duration::from_secs(5);
 
-/// Whether the stream's session still exists in Redis (an unreachable Redis
-/// counts as no: the stream ends, and the client can reconnect).
+/// Whether the stream's caller may still read the tenant's jobs: the
+/// session lives on (no logout, revocation or switch of tenant) and still
+/// holds `jobs:read` (its roles may have changed). An unreachable Redis or
+/// database counts as no: the stream ends, and the client can reconnect.
 async fn session_alive(state: &AppState, principal: &crate::auth::Principal) -> bool {
-    matches!(
-        state
-            .sessions
-            .load(principal.session_id, principal.tenant_id)
-            .await,
-        Ok(Some(_))
-    )
+    crate::auth::principal_of(state, principal.token_session())
+        .await
+        .is_ok_and(|now| now.has(ferro_auth::Permission::JobsRead))
 }
 
 /// All of the tenant's job events over a WebSocket: one JSON `JobEvent` per

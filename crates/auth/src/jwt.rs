@@ -20,6 +20,12 @@ pub struct Claims {
     pub sid: Uuid,
     /// This token's own id.
     pub jti: Uuid,
+    /// The session's tenant generation when the token was issued: every
+    /// switch of tenant moves it, so a token from before a switch stays void
+    /// even after the session switches back. Absent (0) in tokens issued by
+    /// older versions, as in sessions that never switched.
+    #[serde(rename = "gen", default)]
+    pub generation: u32,
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
@@ -62,14 +68,16 @@ impl JwtKeys {
         self.lifetime_secs
     }
 
-    /// A fresh access token for `user` in `tenant` within `session`.
-    pub fn issue(&self, user: Uuid, tenant: Uuid, session: Uuid) -> String {
+    /// A fresh access token for `user` in `tenant` within `session`, at the
+    /// session's tenant `generation`.
+    pub fn issue(&self, user: Uuid, tenant: Uuid, session: Uuid, generation: u32) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user,
             tid: tenant,
             sid: session,
             jti: Uuid::new_v4(),
+            generation,
             iat: now,
             exp: now + self.lifetime_secs,
             iss: ISSUER.to_owned(),
@@ -113,8 +121,9 @@ mod tests {
     fn round_trip() {
         let keys = JwtKeys::new(b"0123456789abcdef0123456789abcdef", 60);
         let (u, t, s) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let claims = keys.decode(&keys.issue(u, t, s)).unwrap();
+        let claims = keys.decode(&keys.issue(u, t, s, 3)).unwrap();
         assert_eq!((claims.sub, claims.tid, claims.sid), (u, t, s));
+        assert_eq!(claims.generation, 3);
         assert_eq!(claims.exp - claims.iat, 60);
     }
 
@@ -122,7 +131,7 @@ mod tests {
     fn rejects_other_keys_algorithms_none_and_expired() {
         let keys = JwtKeys::new(b"0123456789abcdef0123456789abcdef", 60);
         let other = JwtKeys::new(b"another-secret-another-secret-xx", 60);
-        let token = other.issue(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let token = other.issue(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), 0);
         assert!(matches!(keys.decode(&token), Err(JwtError::Invalid)));
 
         let payload = token.split('.').nth(1).unwrap().to_owned();
@@ -137,7 +146,7 @@ mod tests {
         assert!(matches!(keys.decode(&hs512), Err(JwtError::Invalid)));
 
         let expired = JwtKeys::new(b"0123456789abcdef0123456789abcdef", -120);
-        let token = expired.issue(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let token = expired.issue(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), 0);
         assert!(matches!(keys.decode(&token), Err(JwtError::Expired)));
         assert!(matches!(keys.decode("garbage"), Err(JwtError::Invalid)));
     }

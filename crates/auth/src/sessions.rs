@@ -47,6 +47,9 @@ pub struct Session {
     /// When the session was created (unix milliseconds): a session older
     /// than the user's last password change is void.
     pub born: i64,
+    /// How many times the session switched tenant; its access tokens carry
+    /// the generation they were issued at, and only the current one is valid.
+    pub generation: u32,
 }
 
 impl Session {
@@ -116,12 +119,15 @@ end
 return {0, ''}
 "#;
 
+/// Switch: the new tenant, its permissions and a rotated refresh token, and
+/// the next tenant generation (returned; -1 if the session is gone), which
+/// voids every access token issued before the switch.
 const SWITCH: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local cur = redis.call('HGET', KEYS[1], 'refresh')
 redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'admin', ARGV[2], 'perms', ARGV[3], 'epoch', ARGV[4],
   'checked', ARGV[5], 'refresh', ARGV[6], 'prev', cur, 'refreshed', ARGV[7])
-return 1
+return redis.call('HINCRBY', KEYS[1], 'gen', 1)
 "#;
 
 /// HSET only on a session that still exists (never resurrect a revoked one).
@@ -131,8 +137,8 @@ for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 "#;
 
-const SESSION_FIELDS: [&str; 7] = [
-    "user", "tenant", "admin", "perms", "epoch", "checked", "born",
+const SESSION_FIELDS: [&str; 8] = [
+    "user", "tenant", "admin", "perms", "epoch", "checked", "born", "gen",
 ];
 
 fn parse_refresh(token: &str) -> Option<(Uuid, &str)> {
@@ -218,17 +224,19 @@ impl SessionStore {
             authz_epoch: new.authz_epoch,
             checked_at: Utc::now().timestamp(),
             born: Utc::now().timestamp_millis(),
+            generation: 0,
         };
         Ok((session, format!("{sid}.{secret}")))
     }
 
     /// The session for a request, and the tenant's current authorization
-    /// epoch, in one round trip. `None` if the session is gone or is now in
-    /// another tenant than `tenant_id` (the token predates a switch).
+    /// epoch, in one round trip. `None` if the session is gone, or the token
+    /// (in `tenant_id`, at `generation`) predates a switch of tenant.
     pub async fn load(
         &self,
         sid: Uuid,
         tenant_id: Uuid,
+        generation: u32,
     ) -> Result<Option<(Session, i64)>, StoreError> {
         let mut conn = ferro_redis::connection(&self.pool).await?;
         let (fields, epoch): (Vec<Option<String>>, Option<i64>) = redis::pipe()
@@ -237,7 +245,7 @@ impl SessionStore {
             .query_async(&mut conn)
             .await?;
         let session = match session_from_fields(sid, &fields)? {
-            Some(s) if s.tenant_id == tenant_id => s,
+            Some(s) if s.tenant_id == tenant_id && s.generation == generation => s,
             _ => return Ok(None),
         };
         Ok(Some((session, epoch.unwrap_or(0))))
@@ -283,7 +291,8 @@ impl SessionStore {
     }
 
     /// Moves a session to another tenant with its permissions there, and
-    /// rotates its refresh token (returned).
+    /// rotates its refresh token; returns the new refresh token and the
+    /// session's new tenant generation (`None` if the session is gone).
     /// The current refresh token becomes the session's `prev`, so a client
     /// that keeps using it afterwards (someone else switched with a stolen
     /// access token) trips replay detection and ends the session.
@@ -294,10 +303,10 @@ impl SessionStore {
         is_platform_admin: bool,
         permissions: &[String],
         authz_epoch: i64,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<(String, u32)>, StoreError> {
         let next = random_hex(32);
         let mut conn = ferro_redis::connection(&self.pool).await?;
-        let updated: i64 = redis::Script::new(SWITCH)
+        let generation: i64 = redis::Script::new(SWITCH)
             .key(self.session_key(sid))
             .arg(tenant_id.to_string())
             .arg(if is_platform_admin { "1" } else { "0" })
@@ -308,7 +317,9 @@ impl SessionStore {
             .arg(Utc::now().to_rfc3339())
             .invoke_async(&mut conn)
             .await?;
-        Ok((updated == 1).then(|| format!("{sid}.{next}")))
+        Ok(u32::try_from(generation)
+            .ok()
+            .map(|generation| (format!("{sid}.{next}"), generation)))
     }
 
     /// Stores freshly resolved permissions and platform flag.
@@ -506,7 +517,7 @@ fn session_from_fields(
     sid: Uuid,
     fields: &[Option<String>],
 ) -> Result<Option<Session>, StoreError> {
-    let [user, tenant, admin, perms, epoch, checked, born] = fields else {
+    let [user, tenant, admin, perms, epoch, checked, born, generation] = fields else {
         return Err(StoreError::Corrupt("field count"));
     };
     let (Some(user), Some(tenant)) = (user, tenant) else {
@@ -527,6 +538,10 @@ fn session_from_fields(
         authz_epoch: epoch.as_deref().and_then(|e| e.parse().ok()).unwrap_or(0),
         checked_at: checked.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0),
         born: born.as_deref().and_then(|b| b.parse().ok()).unwrap_or(0),
+        generation: generation
+            .as_deref()
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0),
     }))
 }
 
