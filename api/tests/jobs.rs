@@ -509,12 +509,27 @@ async fn platform_maintenance_jobs_need_a_platform_administrator() {
         .await;
     assert_eq!(schedule.status, StatusCode::CREATED, "{:?}", schedule.body);
     let sid = schedule.body["id"].as_str().unwrap();
-    for (method, path) in [
-        (Method::POST, format!("/api/v1/schedules/{sid}/disable")),
-        (Method::POST, format!("/api/v1/schedules/{sid}/enable")),
-        (Method::DELETE, format!("/api/v1/schedules/{sid}")),
+    // Nor may it be turned into a kind the tenant may run (a takeover).
+    let retarget = json!({"kind": "noop", "params": {}, "cron": "* * * * *"});
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/api/v1/schedules/{sid}/disable"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/schedules/{sid}/enable"),
+            None,
+        ),
+        (Method::DELETE, format!("/api/v1/schedules/{sid}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/schedules/{sid}"),
+            Some(retarget),
+        ),
     ] {
-        let reply = app.request(method, &path, Some(&tenant_admin), None).await;
+        let reply = app.request(method, &path, Some(&tenant_admin), body).await;
         assert_eq!(
             reply.status,
             StatusCode::FORBIDDEN,
@@ -525,4 +540,5 @@ async fn platform_maintenance_jobs_need_a_platform_administrator() {
     let kept = app.get(&format!("/api/v1/schedules/{sid}"), &admin).await;
     assert_eq!(kept.status, StatusCode::OK);
     assert_eq!(kept.body["enabled"], true);
+    assert_eq!(kept.body["kind"], "sessions.cleanup");
 }

@@ -145,6 +145,25 @@ async fn check(
     })
 }
 
+/// The schedule, if this caller may change it: one made through the api
+/// (built-in schedules live in the scheduler's file), of a kind the caller
+/// may handle (a tenant user may not take over, retarget or remove a
+/// platform-only schedule).
+async fn editable(
+    caller: &Principal,
+    tx: &mut ferro_db::TenantTx,
+    id: Uuid,
+) -> Result<Schedule, ApiError> {
+    let current = schedules::get(tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("schedule"))?;
+    if current.source != "api" {
+        return Err(built_in());
+    }
+    may_handle_kind(caller, &current.kind)?;
+    Ok(current)
+}
+
 fn built_in() -> ApiError {
     ApiError::Conflict {
         detail:
@@ -228,12 +247,7 @@ async fn update_schedule(
     ApiJson(body): ApiJson<UpdateSchedule>,
 ) -> Result<axum::Json<Schedule>, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let current = schedules::get(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("schedule"))?;
-    if current.source != "api" {
-        return Err(built_in());
-    }
+    let current = editable(&guard, &mut tx, id).await?;
     let merged = CreateSchedule {
         name: body.name.unwrap_or(current.name),
         cron: body.cron.unwrap_or(current.cron),
@@ -259,13 +273,7 @@ async fn set_enabled(
     enabled: bool,
 ) -> Result<axum::Json<Schedule>, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let current = schedules::get(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("schedule"))?;
-    if current.source != "api" {
-        return Err(built_in());
-    }
-    may_handle_kind(guard, &current.kind)?;
+    let current = editable(guard, &mut tx, id).await?;
     let spec = ScheduleSpec {
         name: current.name,
         cron: current.cron,
@@ -332,13 +340,7 @@ async fn delete_schedule(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let current = schedules::get(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("schedule"))?;
-    if current.source != "api" {
-        return Err(built_in());
-    }
-    may_handle_kind(&guard, &current.kind)?;
+    editable(&guard, &mut tx, id).await?;
     schedules::delete(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
