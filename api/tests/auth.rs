@@ -42,6 +42,14 @@ async fn wrong_user_and_wrong_password_get_the_same_401_and_are_logged() {
     assert_eq!(unknown.body, wrong.body);
     assert_eq!(unknown.code(), "unauthorized");
     assert_eq!(unknown.headers["content-type"], "application/problem+json");
+    // PostgreSQL's lower() folds the Turkish dotted capital I to a plain i; a
+    // name spelled with it is no user's name (user names are ASCII), so it
+    // cannot log in as admin and draw on a throttle budget of its own.
+    let dotted = app
+        .login_as("adm\u{130}n", ferro_testkit::ADMIN_PASSWORD, None)
+        .await;
+    assert_eq!(dotted.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(dotted.body, unknown.body);
 
     let token = app.admin_token().await;
     let logs = app.get("/api/v1/login-logs", &token).await;

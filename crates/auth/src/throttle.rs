@@ -49,7 +49,12 @@ impl LoginThrottle {
 
     fn keys(&self, username: &str, ip: &str) -> (String, String) {
         (
-            format!("{}throttle:user:{}", self.prefix, username.to_lowercase()),
+            // User names are ASCII and matched without regard to ASCII case.
+            format!(
+                "{}throttle:user:{}",
+                self.prefix,
+                username.to_ascii_lowercase()
+            ),
             format!("{}throttle:ip:{ip}", self.prefix),
         )
     }

@@ -62,6 +62,11 @@ pub struct LoginRecord<'a> {
 impl Db {
     /// Login: the user with this name (case-insensitive), in any tenant.
     pub async fn lookup_login_user(&self, username: &str) -> Result<Option<LoginUser>, DbError> {
+        // A name no user can have matches none, even where PostgreSQL's
+        // case folding would make it equal to one (`lower('İ')` is `i`).
+        if !ferro_config::valid_username(username) {
+            return Ok(None);
+        }
         sqlx::query_as::<_, LoginUser>("SELECT * FROM auth_lookup_user($1)")
             .bind(username)
             .fetch_optional(&self.pool)
