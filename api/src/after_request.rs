@@ -34,8 +34,8 @@ pub struct AuditRow {
 
 enum Write {
     Audit(AuditRow),
-    /// The job's outbox record was published by the request itself.
-    Published(Uuid),
+    /// The job's outbox record (its id) was published by the request itself.
+    Published(i64),
 }
 
 /// The api's coalesced writes after a request.
@@ -69,10 +69,12 @@ impl AfterRequest {
         self.batches.record((ctx, Write::Audit(row))).await
     }
 
-    /// Marks the job's outbox record published, so the relay skips it;
-    /// committed when this returns.
-    pub async fn published(&self, ctx: TenantCtx, job_id: Uuid) -> Result<(), DbError> {
-        self.batches.record((ctx, Write::Published(job_id))).await
+    /// Marks the outbox record published, so the relay skips it; committed
+    /// when this returns.
+    pub async fn published(&self, ctx: TenantCtx, outbox_id: i64) -> Result<(), DbError> {
+        self.batches
+            .record((ctx, Write::Published(outbox_id)))
+            .await
     }
 }
 
@@ -84,7 +86,7 @@ async fn write_group(db: &Db, ctx: TenantCtx, writes: Vec<&Write>) -> Result<Vec
     for write in &writes {
         match write {
             Write::Audit(row) => rows.push(row),
-            Write::Published(job_id) => published.push(*job_id),
+            Write::Published(outbox_id) => published.push(*outbox_id),
         }
     }
     let mut tx = db.begin(ctx).await?;

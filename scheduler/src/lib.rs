@@ -204,6 +204,7 @@ async fn fire_due(
                 Fired::Job {
                     job,
                     envelope,
+                    outbox_id,
                     slot,
                 } => {
                     let lag = (Utc::now() - slot).num_milliseconds().max(0) as u64;
@@ -213,7 +214,7 @@ async fn fire_due(
                     stats.last_lag_ms.store(lag, Relaxed);
                     tracing::info!(schedule_id = %schedule.id, tenant_id = %schedule.tenant_id,
                         job_id = %job.id, kind = %job.kind, slot = %slot, lag_ms = lag, "schedule fired");
-                    publish(db, broker, ctx, *envelope).await;
+                    publish(db, broker, ctx, *envelope, outbox_id).await;
                 }
                 Fired::Skipped => {
                     metrics::counter!("scheduler_fires_total", "outcome" => "skipped").increment(1);
@@ -236,7 +237,13 @@ async fn fire_due(
 
 /// Publishes right after commit and marks the outbox record; a failure only
 /// leaves the record to the relay.
-async fn publish(db: &Db, broker: &Broker, ctx: TenantCtx, envelope: ferro_tasks::TaskEnvelope) {
+async fn publish(
+    db: &Db,
+    broker: &Broker,
+    ctx: TenantCtx,
+    envelope: ferro_tasks::TaskEnvelope,
+    outbox_id: i64,
+) {
     let job_id = envelope.job_id;
     match tokio::time::timeout(Duration::from_secs(2), broker.publish(&envelope)).await {
         Ok(Ok(())) => {}
@@ -251,7 +258,7 @@ async fn publish(db: &Db, broker: &Broker, ctx: TenantCtx, envelope: ferro_tasks
     }
     let marked = async {
         let mut tx = db.begin(ctx).await?;
-        jobs::mark_published(&mut tx, &[job_id]).await?;
+        jobs::mark_published(&mut tx, &[outbox_id]).await?;
         tx.commit().await
     }
     .await;

@@ -170,7 +170,11 @@ impl Rig {
             .begin(TenantCtx::new(self.db.default_tenant(), None))
             .await
             .unwrap();
-        let Enqueued::Created { job, envelope } = jobs::enqueue(
+        let Enqueued::Created {
+            job,
+            envelope,
+            outbox_id,
+        } = jobs::enqueue(
             &mut tx,
             NewJob {
                 kind,
@@ -185,10 +189,11 @@ impl Rig {
             },
         )
         .await
-        .unwrap() else {
+        .unwrap()
+        else {
             panic!("not created")
         };
-        jobs::mark_published(&mut tx, &[job.id]).await.unwrap();
+        jobs::mark_published(&mut tx, &[outbox_id]).await.unwrap();
         tx.commit().await.unwrap();
         (job.id, envelope)
     }
@@ -1059,8 +1064,14 @@ async fn batches_read_only_their_own_rows_without_statistics() {
     async fn read(tx: &mut ferro_db::TenantTx) -> i64 {
         read_of(tx, "jobs").await
     }
+    let records: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM job_outbox WHERE job_id = ANY($1) ORDER BY id")
+            .bind(&ids)
+            .fetch_all(&owner)
+            .await
+            .unwrap();
     let mut tx = app.begin(TenantCtx::new(tenant, None)).await.unwrap();
-    jobs::mark_published(&mut tx, &ids).await.unwrap();
+    jobs::mark_published(&mut tx, &records).await.unwrap();
     let by_marks = read_of(&mut tx, "job_outbox").await;
     assert!(
         by_marks <= 64,
@@ -1107,4 +1118,70 @@ async fn batches_read_only_their_own_rows_without_statistics() {
         "the outcomes read {by_finish} rows for 64 jobs"
     );
     tx.commit().await.unwrap();
+}
+
+/// The api marks the outbox record it published after its own commit; by
+/// then a worker may have claimed the job, failed it and written the record
+/// of its retry. The mark must leave that record to the relay, or the job
+/// stays `retrying` for good.
+#[tokio::test]
+async fn marking_a_published_job_leaves_its_retry_to_the_relay() {
+    let db = TestDb::new().await;
+    let app = db.app().await;
+    let ctx = TenantCtx::new(db.default_tenant(), None);
+    let mut tx = app.begin(ctx).await.unwrap();
+    let new = NewJob {
+        kind: JobKind::Noop,
+        device_id: None,
+        params: json!({}),
+        idempotency_key: None,
+        schedule_id: None,
+        scheduled_for: None,
+        relay_after: jobs::PUBLISHED_BY_WRITER,
+        trace: None,
+        deadline: None,
+    };
+    let Enqueued::Created {
+        job,
+        envelope,
+        outbox_id,
+    } = jobs::enqueue(&mut tx, new).await.unwrap()
+    else {
+        panic!("not created")
+    };
+    tx.commit().await.unwrap();
+
+    // The worker's side, before the api's mark.
+    let mut tx = app.begin(ctx).await.unwrap();
+    let claimed = jobs::claim_many(&mut tx, &[job.id], "race:1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let retry = ferro_tasks::TaskEnvelope {
+        attempt: 1,
+        ..envelope
+    };
+    jobs::retry_later(&mut tx, &retry, "transient", Duration::from_secs(1))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = app.begin(ctx).await.unwrap();
+    jobs::mark_published(&mut tx, &[outbox_id]).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let pending: Vec<(i64, Value)> = sqlx::query_as(
+        "SELECT id, payload FROM job_outbox WHERE job_id = $1 AND published_at IS NULL",
+    )
+    .bind(job.id)
+    .fetch_all(&db.owner().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the retry's record was marked: {pending:?}"
+    );
+    assert_ne!(pending[0].0, outbox_id);
+    assert_eq!(pending[0].1["attempt"], 2);
 }

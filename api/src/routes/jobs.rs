@@ -143,9 +143,13 @@ async fn create_job(
     .await?;
     tx.commit().await?;
     Ok(match outcome {
-        Enqueued::Created { job, envelope } => {
+        Enqueued::Created {
+            job,
+            envelope,
+            outbox_id,
+        } => {
             tracing::info!(job_id = %job.id, kind = %kind, trace_id, "job queued");
-            publish_now(&state, guard.ctx(), envelope).await;
+            publish_now(&state, guard.ctx(), envelope, outbox_id).await;
             (StatusCode::ACCEPTED, axum::Json(job)).into_response()
         }
         Enqueued::Existing(job) => {
@@ -241,6 +245,7 @@ async fn publish_now(
     state: &AppState,
     ctx: ferro_db::TenantCtx,
     envelope: ferro_tasks::TaskEnvelope,
+    outbox_id: i64,
 ) {
     let published = tokio::time::timeout(
         std::time::Duration::from_secs(2),
@@ -258,7 +263,7 @@ async fn publish_now(
             return;
         }
     }
-    if let Err(err) = state.after.published(ctx, envelope.job_id).await {
+    if let Err(err) = state.after.published(ctx, outbox_id).await {
         // Published but not marked: the relay publishes it again and the
         // worker's guarded claim skips the duplicate.
         tracing::warn!(job_id = %envelope.job_id, error = %err, "could not mark the outbox record published");

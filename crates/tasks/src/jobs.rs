@@ -93,8 +93,13 @@ pub struct NewJob {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Enqueued {
-    /// A new job; `envelope` is what its outbox record will publish.
-    Created { job: Job, envelope: TaskEnvelope },
+    /// A new job; `envelope` is what its outbox record (`outbox_id`) will
+    /// publish.
+    Created {
+        job: Job,
+        envelope: TaskEnvelope,
+        outbox_id: i64,
+    },
     /// The tenant already used this idempotency key for this same job.
     Existing(Job),
     /// The tenant already used this idempotency key for a different job.
@@ -151,26 +156,31 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
     let mut envelope = TaskEnvelope::new(job.id, new.kind.as_str(), tx.tenant_id(), tx.user_id());
     envelope.trace = new.trace;
     envelope.deadline = new.deadline;
-    sqlx::query(
+    let outbox_id: i64 = sqlx::query_scalar(
         "INSERT INTO job_outbox (tenant_id, job_id, payload, available_at) \
-         VALUES (app_current_tenant(), $1, $2, now() + make_interval(secs => $3))",
+         VALUES (app_current_tenant(), $1, $2, now() + make_interval(secs => $3)) RETURNING id",
     )
     .bind(job.id)
     .bind(envelope.to_json())
     .bind(new.relay_after.as_secs_f64())
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(Enqueued::Created { job, envelope })
+    Ok(Enqueued::Created {
+        job,
+        envelope,
+        outbox_id,
+    })
 }
 
-/// Marks the jobs' outbox records published (the fast path of the api and
-/// the scheduler, after they published the envelopes themselves); the relay
-/// skips them from then on.
-pub async fn mark_published(tx: &mut TenantTx, job_ids: &[Uuid]) -> Result<(), DbError> {
-    // One indexed UPDATE per job inside the function: a set-based one can
-    // read every pending record of the tenant when statistics are missing.
-    sqlx::query("SELECT app_mark_published($1)")
-        .bind(job_ids)
+/// Marks these outbox records published (the fast path of the api and the
+/// scheduler, after they published the envelopes themselves); the relay
+/// skips them from then on. By record, not by job: by the time the mark
+/// runs, a worker may have run the job, failed it and written the record of
+/// its retry, which only the relay will publish.
+pub async fn mark_published(tx: &mut TenantTx, outbox_ids: &[i64]) -> Result<(), DbError> {
+    // One UPDATE by primary key per record inside the function.
+    sqlx::query("SELECT app_mark_published_records($1)")
+        .bind(outbox_ids)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -171,6 +171,8 @@ pub enum Fired {
     Job {
         job: Box<Job>,
         envelope: Box<TaskEnvelope>,
+        /// The outbox record that publishes `envelope`.
+        outbox_id: i64,
         slot: DateTime<Utc>,
     },
     /// Slots were missed and, by the schedule's policy, not fired.
@@ -253,9 +255,14 @@ pub async fn fire(
             )
             .await?;
             match enqueued {
-                Enqueued::Created { job, envelope } => Fired::Job {
+                Enqueued::Created {
+                    job,
+                    envelope,
+                    outbox_id,
+                } => Fired::Job {
                     job: Box::new(job),
                     envelope: Box::new(envelope),
+                    outbox_id,
                     slot,
                 },
                 _ => Fired::AlreadyFired,
