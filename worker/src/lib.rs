@@ -570,11 +570,27 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
     let (settle, outcome, state) = match result {
         Ok(rows) => {
             let count = rows.len();
-            let state = recorder
+            match recorder
                 .finish(ctx, end(JobStatus::Succeeded, None, rows))
-                .await?;
-            tracing::info!(results = count, "job succeeded");
-            (Settle::Ack, Outcome::Succeeded, state)
+                .await
+            {
+                Ok(state) => {
+                    tracing::info!(results = count, "job succeeded");
+                    (Settle::Ack, Outcome::Succeeded, state)
+                }
+                // Results the database will never take: another attempt
+                // would make the same ones, so the job fails now (rather
+                // than being handed back until its attempts run out).
+                Err(err) if err.is_refused_value() => {
+                    let error = format!("its results could not be stored: {err}");
+                    let state = recorder
+                        .finish(ctx, end(JobStatus::Failed, Some(&error), Vec::new()))
+                        .await?;
+                    tracing::warn!(%error, "job failed for good; dead-lettering it");
+                    (Settle::DeadLetter, Outcome::Failed, state)
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         Err(JobError::Cancelled) => {
             let cancelled = end(

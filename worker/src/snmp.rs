@@ -85,14 +85,21 @@ fn oid_text(oid: &Oid<'_>) -> String {
     oid.to_id_string()
 }
 
-/// An SNMP value as JSON: `{type, value}`.
+/// An SNMP value as JSON: `{type, value}`. An OCTET STRING that is text
+/// (UTF-8 without control characters other than tab and line breaks) is a
+/// `string`; any other (a MAC address, a bit map, binary data) is a
+/// `hex_string` of colon-separated byte pairs, as is an `opaque` value, so
+/// no byte is lost or replaced and none (NUL) makes the result unstorable.
 fn value_json(value: &snmp2::Value<'_>) -> (&'static str, Value) {
     use snmp2::Value as V;
     match value {
         V::Boolean(b) => ("boolean", json!(b)),
         V::Null => ("null", Value::Null),
         V::Integer(i) => ("integer", json!(i)),
-        V::OctetString(bytes) => ("string", json!(String::from_utf8_lossy(bytes))),
+        V::OctetString(bytes) => match text(bytes) {
+            Some(text) => ("string", json!(text)),
+            None => ("hex_string", json!(hex(bytes))),
+        },
         V::ObjectIdentifier(oid) => ("oid", json!(oid_text(oid))),
         V::IpAddress(ip) => (
             "ip_address",
@@ -102,12 +109,34 @@ fn value_json(value: &snmp2::Value<'_>) -> (&'static str, Value) {
         V::Unsigned32(n) => ("unsigned32", json!(n)),
         V::Timeticks(n) => ("timeticks", json!(n)),
         V::Counter64(n) => ("counter64", json!(n)),
-        V::Opaque(bytes) => ("opaque", json!(bytes.len())),
+        V::Opaque(bytes) => ("opaque", json!(hex(bytes))),
         V::NoSuchObject => ("no_such_object", Value::Null),
         V::NoSuchInstance => ("no_such_instance", Value::Null),
         V::EndOfMibView => ("end_of_mib_view", Value::Null),
         _ => ("other", Value::Null),
     }
+}
+
+/// The octets as text, if they are text.
+fn text(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    (!text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')))
+    .then_some(text)
+}
+
+/// `02:fc:00:00:00:01`.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 fn check_status(status: u32) -> Result<(), JobError> {
@@ -263,4 +292,32 @@ pub async fn walk(p: SnmpWalkParams, job: &JobContext) -> Result<Vec<Value>, Job
     Ok(vec![
         json!({"root": p.oid, "rows": values.len(), "truncated": truncated, "values": values}),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snmp2::Value as V;
+
+    #[test]
+    fn octet_strings_are_text_or_hex() {
+        let mac = [0x02, 0xfc, 0x00, 0x00, 0x00, 0x01];
+        assert_eq!(
+            value_json(&V::OctetString(&mac)),
+            ("hex_string", json!("02:fc:00:00:00:01"))
+        );
+        // Not UTF-8.
+        assert_eq!(
+            value_json(&V::OctetString(&[0xff, 0xfe])),
+            ("hex_string", json!("ff:fe"))
+        );
+        assert_eq!(
+            value_json(&V::OctetString(
+                "Linux host 6.1\r\n\tx86_64 Ünïcode".as_bytes()
+            )),
+            ("string", json!("Linux host 6.1\r\n\tx86_64 Ünïcode"))
+        );
+        assert_eq!(value_json(&V::OctetString(b"")), ("string", json!("")));
+        assert_eq!(value_json(&V::Opaque(&[1, 2])), ("opaque", json!("01:02")));
+    }
 }

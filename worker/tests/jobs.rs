@@ -1185,3 +1185,29 @@ async fn marking_a_published_job_leaves_its_retry_to_the_relay() {
     assert_ne!(pending[0].0, outbox_id);
     assert_eq!(pending[0].1["attempt"], 2);
 }
+
+/// Results the database refuses (here a check constraint the test adds, as
+/// PostgreSQL refuses a NUL character in jsonb) fail the job at once with
+/// the reason, instead of handing the delivery back until the attempts run
+/// out.
+#[tokio::test]
+async fn results_the_database_refuses_fail_the_job_at_once() {
+    let rig = Rig::start().await;
+    sqlx::query(
+        "ALTER TABLE job_results ADD CONSTRAINT test_refuses_results CHECK (NOT data ? 'slept_ms')",
+    )
+    .execute(&rig.db.owner().await)
+    .await
+    .unwrap();
+    let id = rig.submit(JobKind::Noop, None, json!({})).await;
+    let job = rig.wait_for(id, &["failed"], 10).await;
+    assert_eq!(job.attempts, 1);
+    let error = job.error.unwrap();
+    assert!(
+        error.contains("results could not be stored") && error.contains("test_refuses_results"),
+        "{error}"
+    );
+    rig.wait_for_dead_letter(id).await;
+    assert!(rig.results(id).await.is_empty());
+    rig.stop().await;
+}

@@ -47,6 +47,18 @@ impl DbError {
                 if matches!(e.code().as_deref(), Some("40001" | "40P01")))
     }
 
+    /// True for a write the database refuses for what it holds (a value it
+    /// cannot store, a check or not-null constraint): the same write fails
+    /// the same way every time.
+    pub fn is_refused_value(&self) -> bool {
+        matches!(
+            self,
+            DbError::InvalidValue { .. }
+                | DbError::CheckViolation { .. }
+                | DbError::NotNullViolation { .. }
+        )
+    }
+
     /// The violated constraint's name, for constraint errors.
     pub fn constraint(&self) -> Option<&str> {
         match self {
