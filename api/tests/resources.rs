@@ -33,6 +33,32 @@ async fn devices_crud_with_write_only_snmp_settings() {
     assert_eq!(patched.body["host"], "10.0.0.9");
     assert_eq!(patched.body["tags"], json!(["a", "b"]));
     assert!(!patched.body.to_string().contains("new\""));
+    // Moving the device without its community is refused: the stored one
+    // would go to the new address, whoever chose it. The same address is
+    // no move.
+    for moved in [json!({"host": "203.0.113.9"}), json!({"port": 1161})] {
+        let refused = app
+            .patch(&format!("/api/v1/devices/{id}"), &token, moved)
+            .await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(refused.field_errors(), ["snmp"]);
+    }
+    let same = app
+        .patch(
+            &format!("/api/v1/devices/{id}"),
+            &token,
+            json!({"host": "10.0.0.9", "port": 161, "name": "core-1b"}),
+        )
+        .await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+    let name_back = app
+        .patch(
+            &format!("/api/v1/devices/{id}"),
+            &token,
+            json!({"name": "core-1"}),
+        )
+        .await;
+    assert_eq!(name_back.status, StatusCode::OK);
 
     let dup = app
         .post(

@@ -342,7 +342,9 @@ async fn get_device(
     device.map(axum::Json).ok_or(ApiError::NotFound("device"))
 }
 
-/// Changes some fields of a device.
+/// Changes some fields of a device. Moving an SNMP device to another host
+/// or port needs its `snmp` settings again: the community is sent to the
+/// new address, so whoever moves the device must know it.
 #[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Device id")), request_body = UpdateDevice,
     responses((status = 200, description = "Updated", body = Device),
@@ -384,14 +386,22 @@ async fn update_device(
     v.finish()?;
 
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let protocol: Option<String> =
-        sqlx::query_scalar("SELECT protocol FROM devices WHERE id = $1 FOR UPDATE")
+    let current: Option<(String, String, i32)> =
+        sqlx::query_as("SELECT protocol, host, port FROM devices WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    let protocol = protocol.ok_or(ApiError::NotFound("device"))?;
+    let (protocol, host, port) = current.ok_or(ApiError::NotFound("device"))?;
     if body.snmp.is_some() && protocol != "snmp" {
         return Err(ApiError::field("snmp", "is only for snmp devices"));
+    }
+    let moved =
+        body.host.as_ref().is_some_and(|h| *h != host) || body.port.is_some_and(|p| p != port);
+    if protocol == "snmp" && moved && body.snmp.is_none() {
+        return Err(ApiError::field(
+            "snmp",
+            "is required when the host or port changes: the community is sent to the new address",
+        ));
     }
     let device: Device = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE devices SET name = coalesce($2, name), host = coalesce($3, host), port = coalesce($4, port), \
