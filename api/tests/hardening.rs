@@ -400,3 +400,100 @@ async fn sessions_born_before_a_password_change_are_void() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn the_last_user_manager_of_a_tenant_stays() {
+    let app = TestApp::spawn().await;
+    let (_, acme_admin) = app.tenant_with_admin("acme").await;
+    let me = app.get("/api/v1/auth/me", &acme_admin).await;
+    let my_id = me.body["user"]["id"].as_str().unwrap().to_owned();
+    let (other_id, other) = app
+        .create_user(&acme_admin, "acme-second", &["admin"])
+        .await;
+
+    // The second admin may go while the first stays...
+    let demoted = app
+        .put(
+            &format!("/api/v1/users/{other_id}/roles"),
+            &acme_admin,
+            json!({"roles": ["viewer"]}),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.body);
+    // ...but the last one may neither demote themself...
+    let alone = app
+        .put(
+            &format!("/api/v1/users/{my_id}/roles"),
+            &acme_admin,
+            json!({"roles": []}),
+        )
+        .await;
+    assert_eq!(alone.status, StatusCode::CONFLICT, "{}", alone.body);
+    assert!(
+        alone.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("users:manage")
+    );
+    // ...nor be deactivated or removed by a platform administrator.
+    let platform = app.admin_token().await;
+    let platform_in_acme = app
+        .post(
+            "/api/v1/auth/switch-tenant",
+            &platform,
+            json!({"tenant_id": me.body["tenant"]["id"]}),
+        )
+        .await
+        .body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let off = app
+        .patch(
+            &format!("/api/v1/users/{my_id}"),
+            &platform_in_acme,
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::CONFLICT, "{}", off.body);
+    let removed = app
+        .delete(&format!("/api/v1/users/{my_id}"), &platform_in_acme)
+        .await;
+    assert_eq!(removed.status, StatusCode::CONFLICT);
+    assert_eq!(
+        app.get("/api/v1/users", &acme_admin).await.status,
+        StatusCode::OK
+    );
+    // A viewer's own changes are not held up by the rule.
+    let viewer_off = app
+        .patch(
+            &format!("/api/v1/users/{other_id}"),
+            &acme_admin,
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(viewer_off.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_manager_changes_their_own_password_only_with_the_current_one() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let me = app.get("/api/v1/auth/me", &admin).await;
+    let my_id = me.body["user"]["id"].as_str().unwrap();
+    let reset = app
+        .patch(
+            &format!("/api/v1/users/{my_id}"),
+            &admin,
+            json!({"password": "a-new-password-1"}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reset.field_errors(), ["password"]);
+    // Nothing changed: the session lives and the old password still works.
+    assert_eq!(
+        app.get("/api/v1/auth/me", &admin).await.status,
+        StatusCode::OK
+    );
+    app.admin_token().await;
+}

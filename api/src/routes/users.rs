@@ -188,6 +188,54 @@ async fn check_grantable(
     )
 }
 
+/// Whether the tenant has an active member holding `users:manage` (`who`:
+/// that user only).
+const MANAGES_USERS: &str = "SELECT EXISTS (SELECT 1 FROM memberships m \
+     JOIN users u ON u.id = m.user_id \
+     JOIN membership_roles mr ON mr.user_id = m.user_id \
+     JOIN role_permissions rp ON rp.role_id = mr.role_id \
+     WHERE m.is_active AND u.is_active AND rp.permission = 'users:manage' \
+       AND ($1::uuid IS NULL OR m.user_id = $1))";
+
+/// Before a change that can take `users:manage` from `target` (new roles,
+/// deactivation, removal): serializes such changes within the tenant, so
+/// that two managers removing each other cannot both succeed, and answers
+/// whether `target` manages users now. Pass the answer to
+/// [`keep_a_user_manager`] after the change.
+async fn lock_user_managers(tx: &mut TenantTx, target: Uuid) -> Result<bool, ApiError> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('ferro:user-managers:' || app_current_tenant()::text, 0))",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(sqlx::query_scalar(MANAGES_USERS)
+        .bind(Some(target))
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
+/// Refuses a change that took `users:manage` from the tenant's last active
+/// holder: nobody but a platform administrator could manage its users and
+/// roles again.
+async fn keep_a_user_manager(tx: &mut TenantTx, target_managed: bool) -> Result<(), ApiError> {
+    if !target_managed {
+        return Ok(());
+    }
+    let left: bool = sqlx::query_scalar(MANAGES_USERS)
+        .bind(None::<Uuid>)
+        .fetch_one(&mut **tx)
+        .await?;
+    if left {
+        return Ok(());
+    }
+    Err(ApiError::Conflict {
+        detail: "this would leave the tenant with no active member who can manage its users \
+                 (users:manage); give that to someone else first"
+            .to_owned(),
+        field: None,
+    })
+}
+
 async fn replace_roles(tx: &mut TenantTx, user: Uuid, roles: &[Uuid]) -> Result<(), ApiError> {
     sqlx::query("DELETE FROM membership_roles WHERE user_id = $1")
         .bind(user)
@@ -317,6 +365,7 @@ async fn get_user(
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing users:manage, or not the user's home tenant", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 async fn update_user(
     State(state): State<AppState>,
@@ -336,6 +385,11 @@ async fn update_user(
         "is_active",
         "you cannot deactivate yourself",
     );
+    v.check(
+        !(body.password.is_some() && id == guard.user_id),
+        "password",
+        "change your own password with POST /api/v1/auth/change-password, which asks for the current one",
+    );
     v.finish()?;
     let hash = match body.password.clone() {
         Some(pw) => Some(
@@ -349,6 +403,10 @@ async fn update_user(
     let mut tx = state.db.begin(guard.ctx()).await?;
     let current = fetch_user(&mut tx, id).await?;
     protect_target(&mut tx, &guard, id).await?;
+    let managed = match body.is_active {
+        Some(false) => lock_user_managers(&mut tx, id).await?,
+        _ => false,
+    };
     let home = current.home_tenant_id == guard.tenant_id;
     if (body.email.is_some() || hash.is_some()) && !home {
         return Err(ApiError::Forbidden(
@@ -386,6 +444,7 @@ async fn update_user(
                 .await?;
         }
     }
+    keep_a_user_manager(&mut tx, managed).await?;
     let user = fetch_user(&mut tx, id).await?;
     tx.commit().await?;
     // A new password, or an account deactivated by its home tenant, ends
@@ -412,6 +471,7 @@ async fn update_user(
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Removing yourself", body = Problem, content_type = "application/problem+json")))]
 async fn remove_user(
     State(state): State<AppState>,
@@ -423,6 +483,7 @@ async fn remove_user(
     }
     let mut tx = state.db.begin(guard.ctx()).await?;
     protect_target(&mut tx, &guard, id).await?;
+    let managed = lock_user_managers(&mut tx, id).await?;
     let home: Option<Uuid> = sqlx::query_scalar("SELECT home_tenant_id FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -439,6 +500,7 @@ async fn remove_user(
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    keep_a_user_manager(&mut tx, managed).await?;
     tx.commit().await?;
     if home == Some(guard.tenant_id) {
         // Removed from its home tenant, the account is deactivated everywhere.
@@ -460,6 +522,7 @@ async fn remove_user(
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown roles", body = Problem, content_type = "application/problem+json")))]
 async fn set_user_roles(
     State(state): State<AppState>,
@@ -472,7 +535,9 @@ async fn set_user_roles(
     protect_target(&mut tx, &guard, id).await?;
     let roles = role_ids(&mut tx, &body.roles).await?;
     check_grantable(&mut tx, &guard, &roles).await?;
+    let managed = lock_user_managers(&mut tx, id).await?;
     replace_roles(&mut tx, id, &roles).await?;
+    keep_a_user_manager(&mut tx, managed).await?;
     let user = fetch_user(&mut tx, id).await?;
     tx.commit().await?;
     state.sessions.bump_authz_epoch(guard.tenant_id).await?;
