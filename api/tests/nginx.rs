@@ -273,7 +273,63 @@ async fn nginx_routes_sets_headers_compresses_and_hides_metrics() {
         assert_eq!(res.status(), status, "{path}");
     }
     let root = client.get(nginx.url("/")).send().await.unwrap();
+    assert_eq!(root.headers()["server"], "nginx", "no version");
     assert!(root.text().await.unwrap().contains("Ferrostack"));
+
+    // nginx's own errors are problems, with the security headers.
+    let long = format!("/api/v1/devices?q={}", "x".repeat(9000));
+    let huge_header = "y".repeat(9000);
+    for (method, path, header, status) in [
+        ("GET", "/metrics", None, StatusCode::NOT_FOUND),
+        (
+            "TRACE",
+            "/api/v1/health",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        ("GET", long.as_str(), None, StatusCode::URI_TOO_LONG),
+        (
+            "GET",
+            "/api/v1/health",
+            Some(huge_header.as_str()),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+    ] {
+        let mut request = client.request(method.parse().unwrap(), nginx.url(path));
+        if let Some(value) = header {
+            request = request.header("x-large", value);
+        }
+        let res = request.send().await.unwrap();
+        assert_eq!(
+            res.status(),
+            status,
+            "{method} {}",
+            &path[..path.len().min(40)]
+        );
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        assert_security_headers(res.headers(), status.as_str());
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(res.headers().contains_key("allow"));
+        }
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], status.as_u16());
+    }
+
+    // Even for a request nginx cannot parse (no client sends this one).
+    let raw = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", nginx.port))
+            .await
+            .unwrap();
+        tcp.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(raw.contains("application/problem+json") && raw.contains("\"code\":\"bad_request\""));
 
     // JSON is gzipped by nginx for clients that accept it.
     let res = client
@@ -282,6 +338,15 @@ async fn nginx_routes_sets_headers_compresses_and_hides_metrics() {
         .send()
         .await
         .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    // So are the docs' scripts (text/javascript), the largest answers there are.
+    let res = client
+        .get(nginx.url("/docs/swagger-ui-bundle.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-encoding"], "gzip");
 
     // Too large a body: a problem+json 413 from nginx, before the api.
