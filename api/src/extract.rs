@@ -58,6 +58,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            // serde stops at the first problem it meets, so a body cut off
+            // after an unknown key reads as a data error: it is malformed.
+            Err(JsonRejection::JsonDataError(_))
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() =>
+            {
+                Err(malformed_json())
+            }
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
@@ -118,10 +125,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
             "expected a JSON body with Content-Type: application/json".to_owned(),
         ),
-        JsonRejection::JsonSyntaxError(_) => ApiError::BadRequest {
-            code: "malformed_json",
-            detail: "the request body is not valid JSON".to_owned(),
-        },
+        JsonRejection::JsonSyntaxError(_) => malformed_json(),
         JsonRejection::JsonDataError(err) => {
             let text = std::error::Error::source(&err)
                 .map(|s| s.to_string())
@@ -144,6 +148,13 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             code: "bad_request",
             detail: other.body_text(),
         },
+    }
+}
+
+fn malformed_json() -> ApiError {
+    ApiError::BadRequest {
+        code: "malformed_json",
+        detail: "the request body is not valid JSON".to_owned(),
     }
 }
 
@@ -190,7 +201,7 @@ fn serde_field_error(text: &str, root: &str) -> FieldError {
         return FieldError::new(join(path, name), "is required");
     }
     if path.is_empty()
-        && let Some(name) = named("unknown field `")
+        && let Some(name) = named("unknown field `").or_else(|| named("duplicate field `"))
     {
         return FieldError::new(name.to_owned(), message.to_owned());
     }

@@ -35,6 +35,35 @@ async fn bad_bodies_get_clear_4xx_problems() {
         malformed.json::<Value>().await.unwrap()["code"],
         "malformed_json"
     );
+    // Cut off after a key the body type does not have: still malformed, not
+    // an unknown field (serde stops at the first problem it meets).
+    for (path, body) in [
+        ("/api/v1/users", "{\"name\":"),
+        ("/api/v1/jobs", "{\"name\": 1"),
+    ] {
+        let cut = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cut.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(cut.json::<Value>().await.unwrap()["code"], "malformed_json");
+    }
+    let twice = send(
+        "{\"name\": \"a\", \"name\": \"b\", \"protocol\": \"http\", \"host\": \"h\"}",
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(twice.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        twice.json::<Value>().await.unwrap()["errors"][0]["field"],
+        "name"
+    );
     let plain = send("name=x", "text/plain").await.unwrap();
     assert_eq!(plain.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let wrong_type = app
