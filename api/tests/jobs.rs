@@ -181,6 +181,15 @@ async fn bad_jobs_are_refused_at_the_door_and_write_nothing() {
             json!({"kind": "email.send", "params": {"to": "x", "subject": "", "body": "b"}}),
             "params.to",
         ),
+        // Addresses the worker's mail library would refuse at send time.
+        (
+            json!({"kind": "email.send", "params": {"to": "a@b.com;c@d.com", "subject": "s", "body": "b"}}),
+            "params.to",
+        ),
+        (
+            json!({"kind": "email.send", "params": {"to": "a\"b@b.com", "subject": "s", "body": "b"}}),
+            "params.to",
+        ),
         (json!({"kind": "noop", "device_id": web["id"]}), "device_id"),
         (json!({"kind": "noop", "priority": 1}), "priority"),
     ];

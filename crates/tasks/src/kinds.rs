@@ -286,7 +286,10 @@ impl Params for EmailSendParams {
             && !self
                 .to
                 .chars()
-                .any(|c| c.is_whitespace() || c == ',' || c == '<' || c == '>');
+                .any(|c| c.is_whitespace() || c == ',' || c == '<' || c == '>')
+            // The worker's own parse of the recipient: what passes here, it
+            // can send to.
+            && self.to.parse::<lettre::message::Mailbox>().is_ok();
         if !to_ok {
             errors.push(ParamError::new("params.to", "must be one email address"));
         }
