@@ -19,6 +19,7 @@ async fn login_returns_a_bearer_pair_and_me_describes_the_caller() {
     assert_eq!(reply.body["tenant_id"], app.db.default_tenant().to_string());
     let token = reply.body["access_token"].as_str().unwrap();
     assert!(reply.body["refresh_token"].as_str().unwrap().len() > 64);
+    assert_eq!(reply.headers["cache-control"], "no-store", "RFC 6749 5.1");
 
     let me = app.get("/api/v1/auth/me", token).await;
     assert_eq!(me.status, StatusCode::OK);

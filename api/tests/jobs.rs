@@ -243,6 +243,9 @@ async fn idempotency_keys_return_the_first_job_per_tenant() {
     )
     .await;
     assert_eq!(bad_key.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let spaced = post_job(&app, &token, json!({"kind": "noop"}), Some("order 42")).await;
+    assert_eq!(spaced.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(spaced.field_errors(), ["Idempotency-Key"]);
 }
 
 #[tokio::test]

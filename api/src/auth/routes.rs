@@ -146,7 +146,7 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<axum::Json<TokenPair>, ApiError> {
+) -> Result<TokenPair, ApiError> {
     let mut v = Validator::default();
     v.check(
         !body.username.trim().is_empty() && body.username.len() <= 256,
@@ -301,13 +301,27 @@ async fn login(
         ))
         .await?;
     tracing::info!(user_id = %user.id, tenant_id = %tenant.tenant_id, session_id = %session.id, "logged in");
-    Ok(axum::Json(pair(
+    Ok(pair(
         &state,
         user.id,
         tenant.tenant_id,
         (session.id, session.generation),
         refresh_token,
-    )))
+    ))
+}
+
+/// Tokens are never to be stored by a cache on the way (RFC 6749 5.1).
+impl axum::response::IntoResponse for TokenPair {
+    fn into_response(self) -> axum::response::Response {
+        (
+            [
+                (axum::http::header::CACHE_CONTROL, "no-store"),
+                (axum::http::header::PRAGMA, "no-cache"),
+            ],
+            axum::Json(self),
+        )
+            .into_response()
+    }
 }
 
 fn pair(
@@ -336,7 +350,7 @@ fn pair(
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
-) -> Result<axum::Json<TokenPair>, ApiError> {
+) -> Result<TokenPair, ApiError> {
     match state.sessions.rotate(&body.refresh_token).await? {
         Rotation::Rotated {
             session,
@@ -362,13 +376,13 @@ async fn refresh(
                     return Err(ApiError::Unauthorized("the session has ended"));
                 }
             }
-            Ok(axum::Json(pair(
+            Ok(pair(
                 &state,
                 session.user_id,
                 session.tenant_id,
                 (session.id, session.generation),
                 refresh_token,
-            )))
+            ))
         }
         Rotation::Reused { .. } => Err(ApiError::Unauthorized(
             "this refresh token was already used; the session has been revoked",
@@ -444,7 +458,7 @@ async fn switch_tenant(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     ApiJson(body): ApiJson<SwitchTenantRequest>,
-) -> Result<axum::Json<TokenPair>, ApiError> {
+) -> Result<TokenPair, ApiError> {
     let allowed = state
         .db
         .user_tenants(p.user_id)
@@ -471,13 +485,13 @@ async fn switch_tenant(
         )
         .await?
         .ok_or(ApiError::Unauthorized("the session has ended"))?;
-    Ok(axum::Json(pair(
+    Ok(pair(
         &state,
         p.user_id,
         body.tenant_id,
         (p.session_id, generation),
         refresh_token,
-    )))
+    ))
 }
 
 /// The caller's open sessions.

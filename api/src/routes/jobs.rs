@@ -80,7 +80,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|k| (1..=255).contains(&k.len()));
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
     key.map(|k| Some(k.to_owned())).ok_or_else(|| {
         ApiError::field(
             "Idempotency-Key",
