@@ -458,6 +458,7 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
         tx.commit().await?;
         if let Some(state) = expired {
             tracing::info!(error = jobs::EXPIRED_ERROR, "job cancelled");
+            metrics::job_ended_unrun(&envelope.kind, Outcome::Cancelled);
             if let Some(events) = events {
                 events.publish(ctx.tenant_id, &state).await;
             }
@@ -482,6 +483,7 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
         Err(reason) => {
             let settle = if reason == NotClaimed::Exhausted {
                 tracing::warn!(error = jobs::EXHAUSTED_ERROR, "job failed");
+                metrics::job_ended_unrun(&envelope.kind, Outcome::Failed);
                 Settle::DeadLetter
             } else {
                 tracing::info!(?reason, "not running the job");
@@ -506,6 +508,7 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
     let Some(kind) = JobKind::parse(&claimed.kind) else {
         let failed = end(JobStatus::Failed, Some("unknown job kind"), Vec::new());
         recorder.finish(ctx, failed).await?;
+        metrics::job_ended_unrun(&claimed.kind, Outcome::Failed);
         return Ok(Settle::DeadLetter);
     };
     tracing::info!("job started");
@@ -604,8 +607,12 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
         }
         Err(JobError::Transient(error)) if claimed.attempts < claimed.max_attempts => {
             let delay = backoff(claimed.attempts);
+            // The deadline was for the first start (a scheduled job not
+            // started before its next slot is stale); a job that started in
+            // time retries by the retry policy alone.
             let next = TaskEnvelope {
                 attempt: claimed.attempts as u32,
+                deadline: None,
                 ..envelope.clone()
             };
             let mut tx = db.begin(ctx).await?;

@@ -1,8 +1,10 @@
 //! The worker's Prometheus metrics, served on `WORKER_METRICS_ADDR` by
 //! `ferro_telemetry::metrics::serve`:
 //!
-//! - `worker_jobs_total{kind, outcome}`: finished runs; outcome `succeeded`,
-//!   `failed`, `retrying` or `cancelled`;
+//! - `worker_jobs_total{kind, outcome}`: jobs this worker ended, or sent to
+//!   retry; outcome `succeeded`, `failed`, `retrying` or `cancelled`. Besides
+//!   finished runs this counts the jobs ended without a run: past their
+//!   deadline (`cancelled`), out of attempts or of an unknown kind (`failed`);
 //! - `worker_job_duration_seconds{kind}`: how long handlers ran;
 //! - `worker_jobs_active`, `worker_concurrency`;
 //! - `broker_queue_depth{queue}`: messages waiting in the jobs queue and
@@ -49,6 +51,14 @@ pub fn job_finished(kind: JobKind, outcome: Outcome, took: Duration) {
         .increment(1);
     ::metrics::histogram!("worker_job_duration_seconds", "kind" => kind.as_str())
         .record(took.as_secs_f64());
+}
+
+/// Records a job this worker ended without running its handler.
+pub fn job_ended_unrun(kind: &str, outcome: Outcome) {
+    // Only known kinds become labels: a forged envelope cannot add series.
+    let kind = JobKind::parse(kind).map_or("unknown", JobKind::as_str);
+    ::metrics::counter!("worker_jobs_total", "kind" => kind, "outcome" => outcome.as_str())
+        .increment(1);
 }
 
 pub fn set_concurrency(concurrency: usize) {

@@ -1211,3 +1211,77 @@ async fn results_the_database_refuses_fail_the_job_at_once() {
     assert!(rig.results(id).await.is_empty());
     rig.stop().await;
 }
+
+/// `worker_jobs_total` counts the jobs the worker ends without a run too:
+/// one past its deadline is `cancelled`, one out of attempts `failed`.
+#[tokio::test]
+async fn jobs_ended_without_a_run_are_counted_in_the_metrics() {
+    let mut rig = Rig::start().await;
+    rig.stop.cancel();
+    for t in rig.tasks.drain(..) {
+        let _ = t.await;
+    }
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .envs(rig.db.env_pairs())
+        .envs(rig.backend.env(&rig.prefix))
+        .env("WORKER_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let (late, mut envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
+    envelope.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    rig.broker.publish(&envelope).await.unwrap();
+    let (spent, envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
+    // As a worker that took it for the last time and died leaves it.
+    sqlx::query(
+        "UPDATE jobs SET status = 'running', attempts = max_attempts + 1, worker_id = 'gone', \
+         started_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(spent)
+    .execute(&rig.db.owner().await)
+    .await
+    .unwrap();
+    rig.broker.publish(&envelope).await.unwrap();
+    rig.wait_for(late, &["cancelled"], 15).await;
+    rig.wait_for(spent, &["failed"], 15).await;
+
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    for series in [
+        r#"worker_jobs_total{kind="noop",outcome="cancelled"} 1"#,
+        r#"worker_jobs_total{kind="noop",outcome="failed"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} in\n{text}");
+    }
+    Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(worker.wait().unwrap().success());
+    rig.stop = CancellationToken::new();
+    rig.stop().await;
+}
+
+/// A deadline is for the first start: a job that started in time and failed
+/// retries after it, instead of being cancelled as "not started".
+#[tokio::test]
+async fn a_retry_is_not_held_to_the_first_starts_deadline() {
+    let rig = Rig::start().await;
+    let (id, mut envelope) = rig
+        .enqueue(JobKind::Noop, None, json!({"fail_attempts": 1}))
+        .await;
+    // Later than the first start, sooner than the retry (1 s of backoff).
+    envelope.deadline = Some(chrono::Utc::now() + chrono::Duration::milliseconds(500));
+    rig.broker.publish(&envelope).await.unwrap();
+    let job = rig.wait_for(id, &["succeeded", "cancelled"], 15).await;
+    assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
+    rig.stop().await;
+}
