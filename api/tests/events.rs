@@ -111,6 +111,17 @@ async fn watch_a_noop_job(app: TestApp) {
     let (_, again) = read_events(&app, &token, id).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].2["status"], "succeeded");
+    // EventSource reconnects when a stream ends, with the last id it saw:
+    // for an ended job that is a 204, which stops it.
+    let reconnect = app
+        .client
+        .get(app.url(&format!("/api/v1/jobs/events/{id}")))
+        .bearer_auth(&token)
+        .header("last-event-id", ids.last().unwrap().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reconnect.status(), StatusCode::NO_CONTENT);
     stop.cancel();
 }
 

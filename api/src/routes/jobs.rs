@@ -457,10 +457,15 @@ struct EventStream {
 /// every status (`event: status`) and progress (`event: progress`) change,
 /// each with an increasing `id` and the job as JSON data; the stream ends
 /// when the job ends, or within 5 s of the session ending (logout,
-/// revocation). Comments keep the connection alive every 15 s.
+/// revocation). Comments keep the connection alive every 15 s. A client
+/// that reconnects (it sends `Last-Event-ID`, as EventSource does after the
+/// stream ends) to a job that has ended gets 204, which tells EventSource to
+/// stop reconnecting.
 #[utoipa::path(get, path = "/api/v1/jobs/events/{id}", tag = "jobs", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Job id")),
+    params(("id" = Uuid, Path, description = "Job id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Sent by EventSource when it reconnects")),
     responses((status = 200, description = "text/event-stream of JobEvent", body = JobEvent, content_type = "text/event-stream"),
+        (status = 204, description = "A reconnection (Last-Event-ID) to a job that has ended: nothing more will come"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in this tenant, or streams disabled (ENABLE_SSE=false)", body = Problem, content_type = "application/problem+json"),
@@ -469,7 +474,8 @@ async fn job_events(
     State(state): State<AppState>,
     guard: Guard<JobsRead>,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if !state.config.http.enable_sse {
         return Err(ApiError::NotFound("event stream"));
     }
@@ -480,6 +486,10 @@ async fn job_events(
         .await?
         .ok_or(ApiError::NotFound("job"))?;
     tx.end_read_only();
+    let reconnected = headers.contains_key("last-event-id");
+    if reconnected && JobEvent::of(&job).is_final() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
 
     // The sink must live as long as the stream: dropping it ends the
     // subscription's connection and with it the messages.
@@ -526,13 +536,15 @@ async fn job_events(
             .event(event.kind())
             .json_data(&event)
             .unwrap_or_else(|_| Event::default().comment("unserialisable event"));
-        Some((Ok(sse), st))
+        Some((Ok::<_, Infallible>(sse), st))
     });
-    Ok(Sse::new(stream).keep_alive(
-        KeepAlive::new()
-            .interval(Duration::from_secs(15))
-            .text("keep-alive"),
-    ))
+    Ok(Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("keep-alive"),
+        )
+        .into_response())
 }
 
 /// A pub/sub connection subscribed to the tenant's job events (SSE and
