@@ -217,6 +217,13 @@ async fn idempotency_keys_return_the_first_job_per_tenant() {
     assert_eq!(again.status, StatusCode::ACCEPTED);
     assert_eq!(again.body["id"], first.body["id"]);
     assert_eq!(again.headers["idempotent-replayed"], "true");
+    for reply in [&first, &again] {
+        let id = first.body["id"].as_str().unwrap();
+        assert_eq!(
+            reply.headers["location"],
+            format!("/api/v1/jobs/{id}").as_str()
+        );
+    }
     let other = post_job(
         &app,
         &token,

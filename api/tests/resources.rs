@@ -60,6 +60,22 @@ async fn devices_crud_with_write_only_snmp_settings() {
         .await;
     assert_eq!(name_back.status, StatusCode::OK);
 
+    // A created resource says where it is.
+    let web = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "web-1", "protocol": "http", "host": "h"}),
+        )
+        .await;
+    assert_eq!(web.status, StatusCode::CREATED);
+    let location = web.headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        location,
+        format!("/api/v1/devices/{}", web.body["id"].as_str().unwrap())
+    );
+    assert_eq!(app.get(&location, &token).await.body, web.body);
+
     let dup = app
         .post(
             "/api/v1/devices",

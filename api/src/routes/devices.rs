@@ -263,7 +263,7 @@ async fn list_devices(
 
 /// Registers a device.
 #[utoipa::path(post, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), request_body = CreateDevice,
-    responses((status = 201, description = "Created", body = Device),
+    responses((status = 201, description = "Created", body = Device, headers(("Location" = String, description = "Where the new resource is"))),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
@@ -272,7 +272,7 @@ async fn create_device(
     State(state): State<AppState>,
     guard: Guard<DevicesWrite>,
     ApiJson(body): ApiJson<CreateDevice>,
-) -> Result<(StatusCode, axum::Json<Device>), ApiError> {
+) -> Result<super::At<Device>, ApiError> {
     let mut v = Validator::default();
     v.display_name("name", &body.name);
     v.check(
@@ -316,7 +316,7 @@ async fn create_device(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(device)))
+    Ok(super::At::created("devices", device.id, device))
 }
 
 /// One device.

@@ -107,7 +107,7 @@ fn trace_context(headers: &HeaderMap, request_id: &RequestId) -> TraceContext {
 /// repeated `Idempotency-Key` returns the first job (with `Idempotent-Replayed: true`).
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe, per tenant")),
-    responses((status = 202, description = "Queued (or the earlier job for this Idempotency-Key)", body = Job),
+    responses((status = 202, description = "Queued (or the earlier job for this Idempotency-Key)", body = Job, headers(("Location" = String, description = "Where the job is"))),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing jobs:run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key already used for another job", body = Problem, content_type = "application/problem+json"),
@@ -150,10 +150,11 @@ async fn create_job(
         } => {
             tracing::info!(job_id = %job.id, kind = %kind, trace_id, "job queued");
             publish_now(&state, guard.ctx(), envelope, outbox_id).await;
-            (StatusCode::ACCEPTED, axum::Json(job)).into_response()
+            super::At::new(StatusCode::ACCEPTED, "jobs", job.id, job).into_response()
         }
         Enqueued::Existing(job) => {
-            let mut response = (StatusCode::ACCEPTED, axum::Json(job)).into_response();
+            let mut response =
+                super::At::new(StatusCode::ACCEPTED, "jobs", job.id, job).into_response();
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));

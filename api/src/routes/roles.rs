@@ -150,7 +150,7 @@ async fn list_roles(
 
 /// Creates a custom role.
 #[utoipa::path(post, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), request_body = CreateRole,
-    responses((status = 201, description = "Created", body = Role),
+    responses((status = 201, description = "Created", body = Role, headers(("Location" = String, description = "Where the new resource is"))),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
@@ -159,7 +159,7 @@ async fn create_role(
     State(state): State<AppState>,
     guard: Guard<RolesManage>,
     ApiJson(body): ApiJson<CreateRole>,
-) -> Result<(StatusCode, axum::Json<Role>), ApiError> {
+) -> Result<super::At<Role>, ApiError> {
     let mut v = Validator::default();
     check_role_name(&mut v, &body.name);
     v.check(
@@ -185,7 +185,7 @@ async fn create_role(
     set_permissions(&mut tx, id, &body.permissions).await?;
     let role = fetch_role(&mut tx, id).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(role)))
+    Ok(super::At::created("roles", role.id, role))
 }
 
 /// One role.

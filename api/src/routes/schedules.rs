@@ -193,7 +193,7 @@ async fn list_schedules(
 /// Creates a schedule; it fires from its next slot on.
 #[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules", security(("bearer" = [])),
     request_body = CreateSchedule,
-    responses((status = 201, description = "Created, with next_run_at", body = Schedule),
+    responses((status = 201, description = "Created, with next_run_at", body = Schedule, headers(("Location" = String, description = "Where the new resource is"))),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A schedule with this name exists", body = Problem, content_type = "application/problem+json"),
@@ -202,13 +202,13 @@ async fn create_schedule(
     State(state): State<AppState>,
     guard: Guard<SchedulesManage>,
     ApiJson(body): ApiJson<CreateSchedule>,
-) -> Result<(StatusCode, axum::Json<Schedule>), ApiError> {
+) -> Result<super::At<Schedule>, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
     let spec = check(&guard, &mut tx, body).await?;
     let schedule = schedules::create(&mut tx, &spec, "api").await?;
     tx.commit().await?;
     tracing::info!(schedule_id = %schedule.id, cron = %schedule.cron, kind = %schedule.kind, "schedule created");
-    Ok((StatusCode::CREATED, axum::Json(schedule)))
+    Ok(super::At::created("schedules", schedule.id, schedule))
 }
 
 /// One schedule.

@@ -2,7 +2,6 @@
 //! SECURITY DEFINER functions (which re-check the caller in the database).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
@@ -88,7 +87,7 @@ async fn list_tenants(
 
 /// Creates a tenant with the built-in roles `admin`, `operator` and `viewer`.
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), request_body = CreateTenant,
-    responses((status = 201, description = "Created", body = Tenant),
+    responses((status = 201, description = "Created", body = Tenant, headers(("Location" = String, description = "Where the new resource is"))),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json"),
@@ -97,7 +96,7 @@ async fn create_tenant(
     State(state): State<AppState>,
     guard: Guard<TenantsManage>,
     ApiJson(body): ApiJson<CreateTenant>,
-) -> Result<(StatusCode, axum::Json<Tenant>), ApiError> {
+) -> Result<super::At<Tenant>, ApiError> {
     let mut v = Validator::default();
     v.check(
         valid_slug(&body.slug),
@@ -113,7 +112,7 @@ async fn create_tenant(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(tenant)))
+    Ok(super::At::created("tenants", tenant.id, tenant))
 }
 
 /// One tenant.

@@ -290,7 +290,7 @@ async fn list_users(
 
 /// Creates a user who is a member of the current tenant.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
-    responses((status = 201, description = "Created", body = User),
+    responses((status = 201, description = "Created", body = User, headers(("Location" = String, description = "Where the new resource is"))),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username taken", body = Problem, content_type = "application/problem+json"),
@@ -299,7 +299,7 @@ async fn create_user(
     State(state): State<AppState>,
     guard: Guard<UsersManage>,
     ApiJson(body): ApiJson<CreateUser>,
-) -> Result<(StatusCode, axum::Json<User>), ApiError> {
+) -> Result<super::At<User>, ApiError> {
     let mut v = Validator::default();
     v.check(
         ferro_config::valid_username(&body.username),
@@ -336,7 +336,7 @@ async fn create_user(
     replace_roles(&mut tx, id, &roles).await?;
     let user = fetch_user(&mut tx, id).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(user)))
+    Ok(super::At::created("users", user.id, user))
 }
 
 /// One user of the tenant.
