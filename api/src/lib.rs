@@ -97,12 +97,85 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, as served at `/openapi.json`.
 pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
-    api_routes(state).into_openapi()
+    with_request_errors(api_routes(state).into_openapi())
+}
+
+/// Adds to every operation the problems its request itself can earn, which
+/// the extractors answer alike on every route: 400 for a malformed path
+/// parameter or JSON body, 413 and 415 for a body too large or not JSON,
+/// 422 for fields or query parameters that are wrong. An operation that
+/// documents one of these already keeps its own description.
+fn with_request_errors(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{Operation, ParameterIn};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let complete = |op: &mut Operation| {
+        let params = op.parameters.as_deref().unwrap_or_default();
+        let located = |place: fn(&ParameterIn) -> bool| {
+            params
+                .iter()
+                .any(|p| matches!(p, RefOr::T(p) if place(&p.parameter_in)))
+        };
+        let in_path = located(|p| matches!(p, ParameterIn::Path));
+        let in_query = located(|p| matches!(p, ParameterIn::Query));
+        let body = op.request_body.is_some();
+        let mut add = |status: &str, description: &str| {
+            op.responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| problem(description));
+        };
+        if body || in_path {
+            add(
+                "400",
+                "Malformed request: a path parameter that is not a UUID, or a body that is not a JSON object",
+            );
+        }
+        if body {
+            add("413", "The body is larger than 1 MiB");
+            add("415", "The body is not application/json");
+        }
+        if body || in_query {
+            add(
+                "422",
+                "Invalid fields or query parameters, each named in `errors`",
+            );
+        }
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            complete(op);
+        }
+    }
+    doc
 }
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api_routes(&state).split_for_parts();
+    let openapi = with_request_errors(openapi);
     let http = &state.config.http;
     let cors = if http.cors_origins.is_empty() {
         None

@@ -372,12 +372,17 @@ async fn the_openapi_document_and_the_router_list_the_same_routes() {
     // Documented protected operations declare the bearer scheme and their errors.
     let devices = &doc["paths"]["/api/v1/devices"]["post"];
     assert!(devices["security"].is_array());
-    for status in ["201", "401", "403", "409", "422"] {
+    for status in ["201", "400", "401", "403", "409", "413", "415", "422"] {
         assert!(
             devices["responses"][status].is_object(),
             "POST /devices lacks {status}"
         );
     }
+    // The problems a request itself can earn are on every operation they
+    // can happen to: a bad query (422), a bad path id (400).
+    assert!(doc["paths"]["/api/v1/tenants"]["get"]["responses"]["422"].is_object());
+    assert!(doc["paths"]["/api/v1/devices/{id}"]["get"]["responses"]["400"].is_object());
+    assert!(doc["paths"]["/api/v1/auth/me"]["get"]["responses"]["422"].is_null());
 }
 
 #[tokio::test]
