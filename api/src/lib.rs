@@ -226,10 +226,17 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(
-            SwaggerUi::new("/docs")
-                .url("/openapi.json", openapi)
-                // No badge from validator.swagger.io: the page loads nothing from outside.
-                .config(utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none")),
+            Router::from(
+                SwaggerUi::new("/docs")
+                    .url("/openapi.json", openapi)
+                    // No badge from validator.swagger.io: the page loads nothing from outside.
+                    .config(
+                        utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none"),
+                    ),
+            )
+            .layer(axum::middleware::map_response(
+                routes::docs::cache_swagger_assets,
+            )),
         )
         .route("/monitor", get(routes::monitor::page))
         .route("/redoc", get(routes::docs::redoc_page))

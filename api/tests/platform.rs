@@ -306,6 +306,23 @@ async fn the_openapi_document_and_the_router_list_the_same_routes() {
         .await
         .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    // Swagger UI's bundle may be cached; the document, which changes with
+    // every release, is not.
+    let bundle = app
+        .client
+        .get(app.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK);
+    assert_eq!(bundle.headers()["cache-control"], "public, max-age=86400");
+    let document = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert!(document.headers().get("cache-control").is_none());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
