@@ -272,9 +272,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
-    /// Page number, from 1.
+    /// Page number, from 1 (default 1) to 1,000,000.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
 }
 
@@ -295,7 +297,10 @@ impl PageParams {
         let page = self.page.unwrap_or(1);
         let size = self.size.unwrap_or(20);
         if !(1..=1_000_000).contains(&page) {
-            errors.push(FieldError::new("page", "must be a whole number from 1"));
+            errors.push(FieldError::new(
+                "page",
+                "must be a whole number from 1 to 1000000",
+            ));
         }
         if !(1..=100).contains(&size) {
             errors.push(FieldError::new("size", "must be between 1 and 100"));

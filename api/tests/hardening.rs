@@ -407,7 +407,7 @@ async fn the_last_user_manager_of_a_tenant_stays() {
     let (_, acme_admin) = app.tenant_with_admin("acme").await;
     let me = app.get("/api/v1/auth/me", &acme_admin).await;
     let my_id = me.body["user"]["id"].as_str().unwrap().to_owned();
-    let (other_id, other) = app
+    let (other_id, _) = app
         .create_user(&acme_admin, "acme-second", &["admin"])
         .await;
 

@@ -400,6 +400,21 @@ async fn the_openapi_document_and_the_router_list_the_same_routes() {
     assert!(doc["paths"]["/api/v1/tenants"]["get"]["responses"]["422"].is_object());
     assert!(doc["paths"]["/api/v1/devices/{id}"]["get"]["responses"]["400"].is_object());
     assert!(doc["paths"]["/api/v1/auth/me"]["get"]["responses"]["422"].is_null());
+    // Fields the answers always carry (null when unset) are required, and
+    // the paging limits are in the parameters.
+    let job_required = doc["components"]["schemas"]["Job"]["required"]
+        .as_array()
+        .unwrap();
+    for field in ["device_id", "error", "started_at", "finished_at"] {
+        assert!(job_required.contains(&json!(field)), "Job.{field}");
+    }
+    let size = doc["paths"]["/api/v1/devices"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "size")
+        .unwrap();
+    assert_eq!(size["schema"]["maximum"], 100);
 }
 
 #[tokio::test]

@@ -67,6 +67,7 @@ pub struct Device {
     /// `unknown`, `up` or `down`.
     pub status: String,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
     pub last_seen_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
@@ -119,7 +120,11 @@ pub struct UpdateDevice {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
+    /// Page number, from 1 (default 1) to 1,000,000.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// Case-insensitive substring of the name or host.
     pub q: Option<String>,

@@ -61,7 +61,11 @@ fn empty_object() -> Value {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
+    /// Page number, from 1 (default 1) to 1,000,000.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// `queued`, `running`, `retrying`, `succeeded`, `failed` or `cancelled`.
     pub status: Option<String>,

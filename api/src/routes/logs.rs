@@ -54,7 +54,11 @@ pub struct LoginLog {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// Page number, from 1 (default 1) to 1,000,000.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     pub user_id: Option<Uuid>,
     pub method: Option<String>,
@@ -64,7 +68,11 @@ pub struct AuditQuery {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LoginLogQuery {
+    /// Page number, from 1 (default 1) to 1,000,000.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// `success`, `failure` or `throttled`.
     pub outcome: Option<String>,

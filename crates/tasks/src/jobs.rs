@@ -15,6 +15,7 @@ pub struct Job {
     pub id: Uuid,
     #[schema(example = "snmp.get")]
     pub kind: String,
+    #[schema(required = true)]
     pub device_id: Option<Uuid>,
     #[schema(value_type = Object)]
     pub params: Value,
@@ -24,17 +25,23 @@ pub struct Job {
     pub progress: i16,
     pub attempts: i32,
     pub max_attempts: i32,
+    #[schema(required = true)]
     pub error: Option<String>,
+    #[schema(required = true)]
     pub schedule_id: Option<Uuid>,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
     pub scheduled_for: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
     pub cancel_requested_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 

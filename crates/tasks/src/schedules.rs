@@ -25,6 +25,7 @@ pub struct Schedule {
     pub timezone: String,
     #[schema(example = "snmp.get")]
     pub kind: String,
+    #[schema(required = true)]
     pub device_id: Option<Uuid>,
     #[schema(value_type = Object)]
     pub params: Value,
@@ -34,8 +35,10 @@ pub struct Schedule {
     /// `api`, or `config` for the built-ins from the scheduler's file (read-only).
     pub source: String,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
     pub last_run_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
     pub next_run_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
