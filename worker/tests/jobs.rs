@@ -236,6 +236,19 @@ impl Rig {
         }
     }
 
+    /// Leaves the job as a worker that took it for the last time and died
+    /// leaves it: running, attempts spent, its lease run out.
+    async fn died_on_its_last_attempt(&self, id: Uuid) {
+        sqlx::query(
+            "UPDATE jobs SET status = 'running', attempts = max_attempts + 1, worker_id = 'gone', \
+             started_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.db.owner().await)
+        .await
+        .unwrap();
+    }
+
     async fn results(&self, id: Uuid) -> Vec<Value> {
         let app = &self.app;
         let mut tx = app
@@ -520,15 +533,7 @@ async fn a_job_whose_worker_is_killed_still_succeeds_once(backend: Backend) {
 async fn a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered(backend: Backend) {
     let rig = Rig::start_on(backend, None).await;
     let (id, envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
-    // As a worker that took it for the last time and died leaves it.
-    sqlx::query(
-        "UPDATE jobs SET status = 'running', attempts = max_attempts + 1, worker_id = 'gone', \
-         started_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&rig.db.owner().await)
-    .await
-    .unwrap();
+    rig.died_on_its_last_attempt(id).await;
     rig.broker.publish(&envelope).await.unwrap();
 
     let ended = rig.wait_for(id, &["failed"], 15).await;
@@ -1240,15 +1245,7 @@ async fn jobs_ended_without_a_run_are_counted_in_the_metrics() {
     envelope.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
     rig.broker.publish(&envelope).await.unwrap();
     let (spent, envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
-    // As a worker that took it for the last time and died leaves it.
-    sqlx::query(
-        "UPDATE jobs SET status = 'running', attempts = max_attempts + 1, worker_id = 'gone', \
-         started_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
-    )
-    .bind(spent)
-    .execute(&rig.db.owner().await)
-    .await
-    .unwrap();
+    rig.died_on_its_last_attempt(spent).await;
     rig.broker.publish(&envelope).await.unwrap();
     rig.wait_for(late, &["cancelled"], 15).await;
     rig.wait_for(spent, &["failed"], 15).await;
