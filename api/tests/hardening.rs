@@ -497,3 +497,63 @@ async fn a_manager_changes_their_own_password_only_with_the_current_one() {
     );
     app.admin_token().await;
 }
+
+/// A password reset ends every session of the user, those of logins still
+/// checking the old password when it committed included.
+#[tokio::test]
+async fn a_password_reset_ends_the_logins_that_raced_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (uid, _) = app.create_user(&admin, "racer", &["viewer"]).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut loops = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop) = (
+            app.client.clone(),
+            app.url("/api/v1/auth/login"),
+            stop.clone(),
+        );
+        loops.push(tokio::spawn(async move {
+            let mut tokens = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = client
+                    .post(&url)
+                    .json(&json!({"username": "racer", "password": "password-123"}))
+                    .send()
+                    .await
+                    .unwrap();
+                if reply.status() == StatusCode::OK {
+                    let body: serde_json::Value = reply.json().await.unwrap();
+                    tokens.push(body["access_token"].as_str().unwrap().to_owned());
+                }
+            }
+            tokens
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let reset = app
+        .patch(
+            &format!("/api/v1/users/{uid}"),
+            &admin,
+            json!({"password": "a-brand-new-password"}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut live = 0;
+    let mut tried = 0;
+    for handle in loops {
+        for token in handle.await.unwrap() {
+            tried += 1;
+            if app.get("/api/v1/auth/me", &token).await.status == StatusCode::OK {
+                live += 1;
+            }
+        }
+    }
+    assert!(tried > 0, "no login got through");
+    assert_eq!(
+        live, 0,
+        "{live} of {tried} sessions from the old password live on"
+    );
+}

@@ -147,6 +147,8 @@ async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<TokenPair, ApiError> {
+    // Before the password hash is read: see the end of the login.
+    let started = Utc::now().timestamp_millis();
     let mut v = Validator::default();
     v.check(
         !body.username.trim().is_empty() && body.username.len() <= 256,
@@ -288,8 +290,27 @@ async fn login(
             authz_epoch: epoch,
             ip: ip_for_session.as_deref(),
             user_agent,
+            born: started,
         })
         .await?;
+    // A password change that committed after the hash was read ends the
+    // user's sessions only once its transaction is over, and may have done so
+    // before this session existed: if the hash checked is no longer the
+    // user's, this login is undone.
+    let current = state.db.lookup_login_user(username).await?;
+    if current.is_none_or(|c| c.id != user.id || c.password_hash != user.password_hash) {
+        state.sessions.revoke(session.id).await?;
+        state
+            .db
+            .record_login(&record(
+                Some(user.home_tenant_id),
+                Some(user.id),
+                LoginOutcome::Failure,
+                Some("password changed during login"),
+            ))
+            .await?;
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
+    }
     state.throttle.record_success(username, &ip_text).await?;
     state
         .db

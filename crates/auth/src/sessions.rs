@@ -83,6 +83,9 @@ pub struct NewSession<'a> {
     pub authz_epoch: i64,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// When the login began (unix milliseconds), before the password hash
+    /// was read: a password change after that voids the session.
+    pub born: i64,
 }
 
 /// The result of presenting a refresh token.
@@ -191,7 +194,7 @@ impl SessionStore {
             ("perms", new.permissions.join(",")),
             ("epoch", new.authz_epoch.to_string()),
             ("checked", Utc::now().timestamp().to_string()),
-            ("born", Utc::now().timestamp_millis().to_string()),
+            ("born", new.born.to_string()),
             ("refresh", sha256_hex(&secret)),
             ("created", now.clone()),
             ("refreshed", now),
@@ -223,7 +226,7 @@ impl SessionStore {
             permissions: new.permissions.to_vec(),
             authz_epoch: new.authz_epoch,
             checked_at: Utc::now().timestamp(),
-            born: Utc::now().timestamp_millis(),
+            born: new.born,
             generation: 0,
         };
         Ok((session, format!("{sid}.{secret}")))
