@@ -302,3 +302,46 @@ async fn a_per_second_schedule_made_through_the_api_fires_once_per_second() {
     assert_eq!(after, later, "a disabled schedule stopped firing");
     stop.cancel();
 }
+
+/// Two edits of one schedule at once are applied one after the other: a
+/// disable racing a PATCH of the cron keeps both (an edit merges into the
+/// values it read, so without a lock one undid the other).
+#[tokio::test]
+async fn edits_at_once_both_hold() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    for round in 0..10 {
+        let created = app
+            .post(
+                "/api/v1/schedules",
+                &token,
+                json!({"name": format!("race-{round}"), "cron": "0 2 * * *", "timezone": "UTC",
+                       "kind": "noop", "params": {}}),
+            )
+            .await;
+        let id = created.body["id"].as_str().unwrap().to_owned();
+        let (disable_path, path) = (
+            format!("/api/v1/schedules/{id}/disable"),
+            format!("/api/v1/schedules/{id}"),
+        );
+        let disable = app.request(reqwest::Method::POST, &disable_path, Some(&token), None);
+        let retime = app.request(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&token),
+            Some(json!({"cron": "*/5 * * * *"})),
+        );
+        let (a, b) = tokio::join!(disable, retime);
+        assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+        let now = app
+            .get(&format!("/api/v1/schedules/{id}"), &token)
+            .await
+            .body;
+        assert_eq!(
+            (&now["enabled"], &now["cron"]),
+            (&json!(false), &json!("*/5 * * * *")),
+            "round {round}: {now}"
+        );
+        assert!(now["next_run_at"].is_null(), "disabled: {now}");
+    }
+}

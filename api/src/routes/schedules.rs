@@ -145,7 +145,7 @@ async fn check(
     })
 }
 
-/// The schedule, if this caller may change it: one made through the api
+/// The schedule, locked for this change, if this caller may change it: one made through the api
 /// (built-in schedules live in the scheduler's file), of a kind the caller
 /// may handle (a tenant user may not take over, retarget or remove a
 /// platform-only schedule).
@@ -154,7 +154,7 @@ async fn editable(
     tx: &mut ferro_db::TenantTx,
     id: Uuid,
 ) -> Result<Schedule, ApiError> {
-    let current = schedules::get(tx, id)
+    let current = schedules::get_for_update(tx, id)
         .await?
         .ok_or(ApiError::NotFound("schedule"))?;
     if current.source != "api" {

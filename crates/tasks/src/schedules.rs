@@ -139,6 +139,17 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Schedule>, DbErro
         .await?)
 }
 
+/// The schedule, locked until the transaction ends: for a change computed
+/// from its current values (an edit merges into them), so that two edits at
+/// once are applied one after the other instead of one undoing the other.
+pub async fn get_for_update(tx: &mut TenantTx, id: Uuid) -> Result<Option<Schedule>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM schedules WHERE id = $1 FOR UPDATE");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
 /// A page of the tenant's schedules, oldest first, and the total.
 pub async fn list(
     tx: &mut TenantTx,
