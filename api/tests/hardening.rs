@@ -557,3 +557,49 @@ async fn a_password_reset_ends_the_logins_that_raced_it() {
         "{live} of {tried} sessions from the old password live on"
     );
 }
+
+#[tokio::test]
+async fn a_role_change_cannot_take_the_last_user_manager_away() {
+    let app = TestApp::spawn().await;
+    let (_, acme_admin) = app.tenant_with_admin("acme").await;
+    let me = app.get("/api/v1/auth/me", &acme_admin).await;
+    let my_id = me.body["user"]["id"].as_str().unwrap().to_owned();
+    let boss = app
+        .post(
+            "/api/v1/roles",
+            &acme_admin,
+            json!({"name": "boss", "permissions": ["users:manage", "users:read", "roles:manage", "roles:read"]}),
+        )
+        .await;
+    assert_eq!(boss.status, StatusCode::CREATED, "{}", boss.body);
+    let role = format!("/api/v1/roles/{}", boss.body["id"].as_str().unwrap());
+    let (_, bossy) = app.create_user(&acme_admin, "bossy", &["boss"]).await;
+    // The admin steps down; the custom role's holder is the last manager.
+    let down = app
+        .put(
+            &format!("/api/v1/users/{my_id}/roles"),
+            &acme_admin,
+            json!({"roles": ["viewer"]}),
+        )
+        .await;
+    assert_eq!(down.status, StatusCode::OK, "{}", down.body);
+
+    let narrowed = app
+        .patch(
+            &role,
+            &bossy,
+            json!({"permissions": ["users:read", "roles:manage", "roles:read"]}),
+        )
+        .await;
+    assert_eq!(narrowed.status, StatusCode::CONFLICT, "{}", narrowed.body);
+    assert_eq!(app.delete(&role, &bossy).await.status, StatusCode::CONFLICT);
+    // A change that keeps users:manage is fine.
+    let described = app
+        .patch(&role, &bossy, json!({"description": "runs the place"}))
+        .await;
+    assert_eq!(described.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/users", &bossy).await.status,
+        StatusCode::OK
+    );
+}

@@ -15,7 +15,15 @@ use uuid::Uuid;
 use crate::auth::{Guard, RolesManage, RolesRead, require_holds};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::routes::users::{keep_a_user_manager, lock_user_managers};
 use crate::state::AppState;
+
+/// Whether a role's permissions include `users:manage`.
+fn holds_user_manage(permissions: &[String]) -> bool {
+    permissions
+        .iter()
+        .any(|p| p == Permission::UsersManage.code())
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -214,7 +222,7 @@ async fn get_role(
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role in this tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Built-in roles cannot be changed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A built-in role, or it would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 async fn update_role(
     State(state): State<AppState>,
@@ -255,6 +263,13 @@ async fn update_role(
             "you cannot put permissions you do not hold into a role",
         )?;
     }
+    // Taking users:manage out of a role may leave the tenant without anyone
+    // who can manage its users.
+    let managers = if holds_user_manage(&role.permissions) && body.permissions.is_some() {
+        Some(lock_user_managers(&mut tx, None).await?)
+    } else {
+        None
+    };
     if body.description.is_some() || body.permissions.is_some() {
         // A change of permissions alone is a change of the role too.
         sqlx::query(
@@ -269,6 +284,9 @@ async fn update_role(
     if let Some(p) = &body.permissions {
         set_permissions(&mut tx, id, p).await?;
     }
+    if let Some(had) = managers {
+        keep_a_user_manager(&mut tx, had).await?;
+    }
     let role = fetch_role(&mut tx, id).await?;
     tx.commit().await?;
     state.sessions.bump_authz_epoch(guard.tenant_id).await?;
@@ -282,7 +300,7 @@ async fn update_role(
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role in this tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Built-in roles cannot be deleted", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "A built-in role, or it would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json")))]
 async fn delete_role(
     State(state): State<AppState>,
     guard: Guard<RolesManage>,
@@ -301,10 +319,18 @@ async fn delete_role(
         &role.permissions,
         "you cannot delete a role with permissions you do not hold",
     )?;
+    let managers = if holds_user_manage(&role.permissions) {
+        Some(lock_user_managers(&mut tx, None).await?)
+    } else {
+        None
+    };
     sqlx::query("DELETE FROM roles WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    if let Some(had) = managers {
+        keep_a_user_manager(&mut tx, had).await?;
+    }
     tx.commit().await?;
     state.sessions.bump_authz_epoch(guard.tenant_id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -202,18 +202,22 @@ const MANAGES_USERS: &str = "SELECT EXISTS (SELECT 1 FROM memberships m \
        AND ($1::uuid IS NULL OR m.user_id = $1))";
 
 /// Before a change that can take `users:manage` from `target` (new roles,
-/// deactivation, removal): serializes such changes within the tenant, so
-/// that two managers removing each other cannot both succeed, and answers
-/// whether `target` manages users now. Pass the answer to
-/// [`keep_a_user_manager`] after the change.
-async fn lock_user_managers(tx: &mut TenantTx, target: Uuid) -> Result<bool, ApiError> {
+/// deactivation, removal; `None`: from anyone, as a change of a role can):
+/// serializes such changes within the tenant, so that two managers removing
+/// each other cannot both succeed, and answers whether `target` (anyone)
+/// manages users now. Pass the answer to [`keep_a_user_manager`] after the
+/// change.
+pub(crate) async fn lock_user_managers(
+    tx: &mut TenantTx,
+    target: Option<Uuid>,
+) -> Result<bool, ApiError> {
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended('ferro:user-managers:' || app_current_tenant()::text, 0))",
     )
     .execute(&mut **tx)
     .await?;
     Ok(sqlx::query_scalar(MANAGES_USERS)
-        .bind(Some(target))
+        .bind(target)
         .fetch_one(&mut **tx)
         .await?)
 }
@@ -221,7 +225,10 @@ async fn lock_user_managers(tx: &mut TenantTx, target: Uuid) -> Result<bool, Api
 /// Refuses a change that took `users:manage` from the tenant's last active
 /// holder: nobody but a platform administrator could manage its users and
 /// roles again.
-async fn keep_a_user_manager(tx: &mut TenantTx, target_managed: bool) -> Result<(), ApiError> {
+pub(crate) async fn keep_a_user_manager(
+    tx: &mut TenantTx,
+    target_managed: bool,
+) -> Result<(), ApiError> {
     if !target_managed {
         return Ok(());
     }
@@ -408,7 +415,7 @@ async fn update_user(
     let current = fetch_user(&mut tx, id).await?;
     protect_target(&mut tx, &guard, id).await?;
     let managed = match body.is_active {
-        Some(false) => lock_user_managers(&mut tx, id).await?,
+        Some(false) => lock_user_managers(&mut tx, Some(id)).await?,
         _ => false,
     };
     let home = current.home_tenant_id == guard.tenant_id;
@@ -487,7 +494,7 @@ async fn remove_user(
     }
     let mut tx = state.db.begin(guard.ctx()).await?;
     protect_target(&mut tx, &guard, id).await?;
-    let managed = lock_user_managers(&mut tx, id).await?;
+    let managed = lock_user_managers(&mut tx, Some(id)).await?;
     let home: Option<Uuid> = sqlx::query_scalar("SELECT home_tenant_id FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -539,7 +546,7 @@ async fn set_user_roles(
     protect_target(&mut tx, &guard, id).await?;
     let roles = role_ids(&mut tx, &body.roles).await?;
     check_grantable(&mut tx, &guard, &roles).await?;
-    let managed = lock_user_managers(&mut tx, id).await?;
+    let managed = lock_user_managers(&mut tx, Some(id)).await?;
     replace_roles(&mut tx, id, &roles).await?;
     keep_a_user_manager(&mut tx, managed).await?;
     let user = fetch_user(&mut tx, id).await?;
