@@ -391,6 +391,13 @@ impl HttpConfig {
                     expected: "at least 32 bytes in production",
                 });
             }
+            Some(s) if app_env.is_production() && guessable_secret(s) => {
+                return Err(ConfigError::Invalid {
+                    variable: "JWT_SECRET",
+                    expected: "a random secret in production, not the example's placeholder \
+                               or a repeated pattern (e.g. `openssl rand -hex 32`)",
+                });
+            }
             Some(s) => (SecretString::from(s.to_owned()), false),
             None if app_env.is_production() => {
                 return Err(ConfigError::Missing {
@@ -498,6 +505,14 @@ impl HttpConfig {
     }
 }
 
+/// The placeholder `.env.example` ships, or a value with too few distinct
+/// bytes to be random (`aaaa...`, `abababab...`): anyone could sign tokens.
+fn guessable_secret(secret: &str) -> bool {
+    const EXAMPLE: &str = "at-least-32-random-bytes-of-secret";
+    let distinct: std::collections::HashSet<u8> = secret.bytes().collect();
+    secret == EXAMPLE || distinct.len() < 8
+}
+
 fn random_secret() -> String {
     // Development only: two v4 UUIDs come from the OS CSPRNG (256 random bits
     // minus the version bits). Tokens stop verifying after a restart.
@@ -571,12 +586,20 @@ mod tests {
             HttpConfig::from_env(&prod).unwrap_err().variable(),
             "JWT_SECRET"
         );
-        assert_eq!(
-            HttpConfig::from_env(&prod.clone().with("JWT_SECRET", "short"))
-                .unwrap_err()
-                .variable(),
-            "JWT_SECRET"
-        );
+        for guessable in [
+            "short",
+            "at-least-32-random-bytes-of-secret",
+            &"a".repeat(40),
+            &"ab".repeat(20),
+        ] {
+            assert_eq!(
+                HttpConfig::from_env(&prod.clone().with("JWT_SECRET", guessable))
+                    .unwrap_err()
+                    .variable(),
+                "JWT_SECRET",
+                "{guessable}"
+            );
+        }
         assert_eq!(
             MigrateConfig::from_env(&prod).unwrap_err().variable(),
             "ADMIN_PASSWORD"
