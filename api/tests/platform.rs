@@ -531,6 +531,17 @@ async fn readiness_names_what_is_down() {
             .contains("redis, broker")
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    // A broker that answers but refuses the login is down too.
+    let refused = TestApp::spawn_with(&[(
+        "BROKER_URL",
+        "amqp://guest:not-the-password@127.0.0.1:5672/%2f",
+    )])
+    .await;
+    let ready = refused
+        .request(Method::GET, "/api/v1/health/ready", None, None)
+        .await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["checks"]["broker"], "down");
     // Liveness touches nothing.
     assert_eq!(
         app.request(Method::GET, "/api/v1/health", None, None)

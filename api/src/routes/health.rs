@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferro_config::BrokerKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -116,46 +115,15 @@ async fn check_redis(pool: &ferro_redis::RedisPool) -> bool {
     matches!(tokio::time::timeout(CHECK_TIMEOUT, ping).await, Ok(Some(_)))
 }
 
-/// The broker answers: a Redis PING for Redis Streams; for RabbitMQ, a TCP
-/// connection to the AMQP port that receives the server's protocol header
-/// reply to a bogus greeting (proof that an AMQP server, not just a port, is there).
+/// The broker is usable with the api's own client and credentials
+/// (`Broker::check`: for RabbitMQ its publishing connection, logged in and
+/// with the vhost open; a PING for Redis Streams). A server that answers but
+/// refuses the login is down for this api.
 async fn check_broker(state: &AppState) -> bool {
-    let url = &state.config.broker.url;
-    match state.config.broker.kind {
-        BrokerKind::RedisStreams => {
-            let probe = async {
-                let client = redis::Client::open(url.expose()).ok()?;
-                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-            };
-            matches!(
-                tokio::time::timeout(CHECK_TIMEOUT, probe).await,
-                Ok(Some(_))
-            )
-        }
-        BrokerKind::RabbitMq => {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let host = url.host().unwrap_or("127.0.0.1").to_owned();
-            let port = url.port().unwrap_or(5672);
-            let probe = async move {
-                let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
-                    .await
-                    .ok()?;
-                // An AMQP server answers an unsupported header with its own.
-                stream.write_all(b"AMQP\x00\x00\x00\x00").await.ok()?;
-                let mut reply = [0u8; 4];
-                stream.read_exact(&mut reply).await.ok()?;
-                (&reply == b"AMQP").then_some(())
-            };
-            matches!(
-                tokio::time::timeout(CHECK_TIMEOUT, probe).await,
-                Ok(Some(()))
-            )
-        }
-    }
+    matches!(
+        tokio::time::timeout(CHECK_TIMEOUT, state.broker.check()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Prometheus text format: requests by method, route template and status

@@ -203,6 +203,10 @@ impl RabbitBroker {
         *self.channel.lock().await = None;
     }
 
+    pub async fn check(&self) -> Result<(), BrokerError> {
+        self.channel().await.map(|_| ())
+    }
+
     async fn publish_to(
         &self,
         exchange: &str,

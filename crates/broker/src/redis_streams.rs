@@ -182,6 +182,12 @@ impl RedisBroker {
     }
 
     /// Entries in the stream (waiting or in flight) and dead letters.
+    pub async fn check(&self) -> Result<(), BrokerError> {
+        let mut conn = connection(&self.pool).await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
     pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
         let mut conn = connection(&self.pool).await?;
         let (main, dead): (u32, u32) = redis::pipe()
