@@ -203,17 +203,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// "outer: inner: innermost" for logs.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use ferro_telemetry::error_chain;
 
 /// Constraint names mapped to the field and message a client can act on.
 /// Handlers validate first; these catch what only the database can know

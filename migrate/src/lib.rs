@@ -17,7 +17,10 @@ use uuid::Uuid;
 /// Errors of the migration runner, each with a message an operator can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("could not reach PostgreSQL at {url} within {waited:?}: {source}")]
+    /// Displayed without its cause; the binary prints the whole chain.
+    #[error(
+        "could not use PostgreSQL at {url} (a server not up yet is waited for up to {waited:?})"
+    )]
     Unreachable {
         url: String,
         waited: Duration,

@@ -53,6 +53,7 @@ async fn main() {
         }),
     };
     if let Err(err) = result {
+        let err = ferro_telemetry::error_chain(&err);
         tracing::error!(error = %err, "migrate failed");
         eprintln!("migrate: {err}");
         std::process::exit(1);

@@ -76,9 +76,11 @@ fn unreachable_database_gives_up_after_the_wait_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("could not reach PostgreSQL at postgres://app:***@127.0.0.1:1/db"),
+        stderr.contains("could not use PostgreSQL at postgres://app:***@127.0.0.1:1/db"),
         "{stderr}"
     );
+    // With the cause, not only "database unavailable".
+    assert!(stderr.contains("Connection refused"), "{stderr}");
     assert!(!stderr.contains("secretpw"));
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }

@@ -60,6 +60,7 @@ async fn main() {
     let db = match ferro_db::Db::connect(&database, app_env, NAME).await {
         Ok(db) => db,
         Err(err) => {
+            let err = ferro_telemetry::error_chain(&err);
             tracing::error!(error = %err, "cannot use the database");
             eprintln!("scheduler: {err}");
             std::process::exit(1);

@@ -60,6 +60,7 @@ async fn main() {
     let db = match ferro_db::Db::connect(&database, app_env, "worker").await {
         Ok(db) => db,
         Err(err) => {
+            let err = ferro_telemetry::error_chain(&err);
             tracing::error!(error = %err, "cannot use the database");
             eprintln!("worker: {err}");
             std::process::exit(1);

@@ -51,6 +51,23 @@ pub fn init(service: &'static str, config: &LogConfig) {
     }
 }
 
+/// "outer: inner: innermost": an error with its causes, for logs and for
+/// the one line a binary prints when it cannot start.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // Some errors already end with their cause's text (sqlx's do).
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// Prints a configuration error as one line and exits with status 2.
 pub fn exit_on_config_error(service: &str, err: impl std::fmt::Display) -> ! {
     eprintln!("{service}: configuration error: {err}");
@@ -76,5 +93,26 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutting down"),
         _ = term => tracing::info!(signal = "SIGTERM", "shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Middle);
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle: inner")]
+    struct Middle(#[source] Inner);
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner")]
+    struct Inner;
+
+    #[test]
+    fn the_chain_names_each_cause_once() {
+        assert_eq!(
+            super::error_chain(&Outer(Middle(Inner))),
+            "outer: middle: inner"
+        );
     }
 }
