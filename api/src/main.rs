@@ -8,8 +8,14 @@ use ferro_telemetry::exit_on_config_error;
 
 #[tokio::main]
 async fn main() {
+    let args = ferro_telemetry::args_or_exit(
+        "api",
+        "usage: api              serve the REST API (settings from the environment)\n       \
+         api healthcheck  exit 0 if this host's api answers",
+        |a| matches!(a, [] | ["healthcheck"]),
+    );
     let env = Env::load();
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+    if args.first().map(String::as_str) == Some("healthcheck") {
         // For container health checks: exit 0 only if this host's api answers.
         let port = env
             .parse_or("PORT", 8001u16, "a TCP port from 0 to 65535")

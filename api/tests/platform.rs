@@ -683,3 +683,21 @@ fn the_binary_refuses_to_start_in_production_without_a_jwt_secret() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("JWT_SECRET is not set"), "{stderr}");
 }
+
+#[test]
+fn unknown_arguments_start_nothing() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_api"))
+            .args(args)
+            // Nothing may be reached: the arguments are refused first.
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .output()
+            .unwrap()
+    };
+    let help = run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("api healthcheck"));
+    let bogus = run(&["servee"]);
+    assert_eq!(bogus.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bogus.stderr).contains("unknown arguments: servee"));
+}

@@ -14,6 +14,13 @@ const NAME: &str = "scheduler";
 #[tokio::main]
 async fn main() {
     ferro_telemetry::install_crypto_provider();
+    ferro_telemetry::args_or_exit(
+        NAME,
+        "usage: scheduler [run]          fire the schedules (settings from the environment)\n       \
+         scheduler list           the schedules and their next fire times\n       \
+         scheduler ping [--pid N] exit 0 if a scheduler on this host beat within 15 s",
+        |a| matches!(a, [] | ["run"] | ["list"] | ["ping"] | ["ping", "--pid", _]),
+    );
     let env = Env::load();
     let command = std::env::args().nth(1);
     let redis = RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));

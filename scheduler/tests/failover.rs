@@ -202,3 +202,15 @@ async fn killing_the_leader_loses_a_few_seconds_and_doubles_nothing() {
         "slots are whole seconds"
     );
 }
+
+#[test]
+fn unknown_arguments_start_nothing() {
+    for (args, code) in [(&["--help"][..], 0), (&["lsit"][..], 2)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scheduler"))
+            .args(args)
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+    }
+}

@@ -10,6 +10,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
+    ferro_telemetry::args_or_exit(
+        "worker",
+        "usage: worker [run] [--concurrency N]  run jobs (settings from the environment)\n       \
+         worker ping [--pid N]             exit 0 if a worker on this host beat within 15 s",
+        |a| {
+            let a = a.strip_prefix(&["run"]).unwrap_or(a);
+            matches!(
+                a,
+                [] | ["--concurrency", _] | ["ping"] | ["ping", "--pid", _]
+            )
+        },
+    );
     let mut env = Env::load();
     // `--concurrency N` overrides WORKER_CONCURRENCY.
     let args: Vec<String> = std::env::args().collect();

@@ -1282,3 +1282,19 @@ async fn a_retry_is_not_held_to_the_first_starts_deadline() {
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
     rig.stop().await;
 }
+
+#[test]
+fn unknown_arguments_start_nothing() {
+    for (args, code) in [
+        (&["--help"][..], 0),
+        (&["bogus"][..], 2),
+        (&["ping", "--pid"][..], 2),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(args)
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+    }
+}

@@ -68,6 +68,24 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// The command line, checked before anything starts: `--help` (or `-h`)
+/// prints `usage` and exits 0; arguments `accept` refuses print it and exit
+/// 2, so a typo never starts a live service. Returns the arguments after the
+/// program name.
+pub fn args_or_exit(service: &str, usage: &str, accept: impl Fn(&[&str]) -> bool) -> Vec<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    if words.iter().any(|w| matches!(*w, "--help" | "-h")) {
+        println!("{usage}");
+        std::process::exit(0);
+    }
+    if !accept(&words) {
+        eprintln!("{service}: unknown arguments: {}\n{usage}", words.join(" "));
+        std::process::exit(2);
+    }
+    args
+}
+
 /// Prints a configuration error as one line and exits with status 2.
 pub fn exit_on_config_error(service: &str, err: impl std::fmt::Display) -> ! {
     eprintln!("{service}: configuration error: {err}");
