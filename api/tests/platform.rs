@@ -701,3 +701,14 @@ fn unknown_arguments_start_nothing() {
     assert_eq!(bogus.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bogus.stderr).contains("unknown arguments: servee"));
 }
+
+#[test]
+fn a_malformed_rust_log_stops_the_binary() {
+    let out = Command::new(env!("CARGO_BIN_EXE_api"))
+        .env("RUST_LOG", "[[[garbage")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RUST_LOG is invalid"));
+}

@@ -21,9 +21,12 @@ pub fn install_crypto_provider() {
 /// services can be told apart after they are merged.
 pub fn init(service: &'static str, config: &LogConfig) {
     install_crypto_provider();
+    // A malformed value stops the binary, as every other setting does.
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|err| {
-        eprintln!("{service}: RUST_LOG is invalid ({err}); using \"info\"");
-        EnvFilter::new("info")
+        exit_on_config_error(
+            service,
+            format!("RUST_LOG is invalid ({err}); expected directives such as info or api=debug,sqlx=warn"),
+        )
     });
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.format {
