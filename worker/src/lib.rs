@@ -281,6 +281,61 @@ pub fn host_name() -> String {
     ferro_redis::heartbeat::host_name()
 }
 
+/// The jobs this worker has claimed and not yet ended, with their tenants:
+/// what it gives back if its shutdown grace runs out.
+#[derive(Clone, Default)]
+struct Claims(Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, TenantCtx>>>);
+
+impl Claims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<uuid::Uuid, TenantCtx>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a claimed job until the returned guard is dropped (the job
+    /// ended, or its task was aborted).
+    fn hold(&self, job_id: uuid::Uuid, ctx: TenantCtx) -> ClaimHeld {
+        self.lock().insert(job_id, ctx);
+        ClaimHeld {
+            claims: self.clone(),
+            job_id,
+        }
+    }
+}
+
+struct ClaimHeld {
+    claims: Claims,
+    job_id: uuid::Uuid,
+}
+
+impl Drop for ClaimHeld {
+    fn drop(&mut self) {
+        self.claims.lock().remove(&self.job_id);
+    }
+}
+
+/// Gives the jobs back whose runs the grace period cut short
+/// ([`jobs::hand_back`]): their attempts do not count.
+async fn hand_back(db: &Db, worker_id: &str, left: Vec<(uuid::Uuid, TenantCtx)>) {
+    for (job_id, ctx) in left {
+        let given = async {
+            let mut tx = db.begin(ctx).await?;
+            let given = jobs::hand_back(&mut tx, job_id, worker_id).await?;
+            tx.commit().await?;
+            Ok::<_, DbError>(given)
+        }
+        .await;
+        match given {
+            Ok(true) => tracing::info!(%job_id, "job handed back; its attempt does not count"),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(%job_id, error = %err, "could not hand the job back; its lease will run out")
+            }
+        }
+    }
+}
+
 /// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... at most 10 minutes.
 pub fn backoff(attempt: i32) -> Duration {
     Duration::from_secs(1u64 << (attempt.clamp(1, 10) - 1)).min(Duration::from_secs(600))
@@ -300,6 +355,7 @@ pub async fn run(
     );
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     let recorder = Recorder::new(db.clone(), settings.worker_id.clone(), settings.lease);
+    let claims = Claims::default();
     let mut running = JoinSet::new();
     let stats = Arc::new(Stats::default());
     let beat_stop = CancellationToken::new();
@@ -326,13 +382,14 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             delivery = consumer.next() => delivery,
         };
-        let (db, recorder, broker, settings, events, stats) = (
+        let (db, recorder, broker, settings, events, stats, claims) = (
             db.clone(),
             recorder.clone(),
             broker.clone(),
             settings.clone(),
             events.clone(),
             stats.clone(),
+            claims.clone(),
         );
         running.spawn(async move {
             use std::sync::atomic::Ordering::Relaxed;
@@ -344,6 +401,7 @@ pub async fn run(
                 broker: &broker,
                 events: events.as_ref(),
                 settings: &settings,
+                claims: &claims,
             };
             let failed = process(jobs, delivery).await;
             metrics::job_ended();
@@ -371,7 +429,10 @@ pub async fn run(
             left = running.len(),
             "grace period over: handing the remaining jobs back"
         );
+        let left: Vec<_> = claims.lock().iter().map(|(id, ctx)| (*id, *ctx)).collect();
         running.abort_all();
+        while running.join_next().await.is_some() {}
+        hand_back(&db, &settings.worker_id, left).await;
     }
     // Closing the connection returns every unacknowledged delivery to the queue.
     consumer.close().await;
@@ -393,6 +454,7 @@ struct Jobs<'a> {
     broker: &'a Broker,
     events: Option<&'a Events>,
     settings: &'a WorkerSettings,
+    claims: &'a Claims,
 }
 
 async fn process(jobs: Jobs<'_>, delivery: Delivery) -> bool {
@@ -450,6 +512,7 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
         broker,
         events,
         settings,
+        claims,
     } = jobs;
     let ctx = TenantCtx::new(envelope.tenant_id, envelope.user_id);
     if envelope.is_past_deadline(chrono::Utc::now()) {
@@ -498,6 +561,7 @@ async fn handle(jobs: Jobs<'_>, envelope: &TaskEnvelope) -> Result<Settle, Unrec
             return Ok(settle);
         }
     };
+    let _held = claims.hold(envelope.job_id, ctx);
     let end = |status, error: Option<&str>, results| Finish {
         id: envelope.job_id,
         attempt: claimed.attempts,

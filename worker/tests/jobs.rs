@@ -1298,3 +1298,55 @@ fn unknown_arguments_start_nothing() {
         assert_eq!(out.status.code(), Some(code), "{args:?}");
     }
 }
+
+/// A job still running when the shutdown grace runs out is handed back
+/// without spending its attempt: a job longer than the grace survives any
+/// number of deploys, and the next worker runs it as the same attempt.
+#[tokio::test]
+async fn a_job_handed_back_at_shutdown_keeps_its_attempt() {
+    let mut rig = Rig::start().await;
+    rig.stop.cancel();
+    for t in rig.tasks.drain(..) {
+        let _ = t.await;
+    }
+    let spawn_binary = || {
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .envs(rig.db.env_pairs())
+            .envs(rig.backend.env(&rig.prefix))
+            .env("WORKER_SHUTDOWN_GRACE_SECONDS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let id = rig
+        .submit(JobKind::Noop, None, json!({"sleep_ms": 2500}))
+        .await;
+    for round in 0..3 {
+        let mut worker = spawn_binary();
+        let running = rig.wait_for(id, &["running"], 15).await;
+        assert_eq!(running.attempts, 1, "round {round}");
+        Command::new("kill")
+            .args(["-TERM", &worker.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(worker.wait().unwrap().success());
+        let back = rig.job(id).await;
+        assert_eq!(
+            (back.status.as_str(), back.attempts),
+            ("queued", 0),
+            "round {round}: {back:?}"
+        );
+    }
+    let mut worker = spawn_binary();
+    let job = rig.wait_for(id, &["succeeded"], 20).await;
+    assert_eq!(job.attempts, 1);
+    Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(worker.wait().unwrap().success());
+    rig.stop = CancellationToken::new();
+    rig.stop().await;
+}

@@ -534,6 +534,26 @@ pub async fn renew_lease(
     Ok(renewed == 1)
 }
 
+/// Gives back a job this worker was running when it had to stop (its
+/// shutdown grace ran out): the attempt does not count, so a job longer than
+/// the grace period is not failed by a few deploys. Queued again (or
+/// retrying, if an earlier attempt failed), for the delivery the worker hands
+/// back to run. False if the job was no longer this worker's to give back.
+pub async fn hand_back(tx: &mut TenantTx, id: Uuid, worker_id: &str) -> Result<bool, DbError> {
+    let given = sqlx::query(
+        "UPDATE jobs SET attempts = attempts - 1, \
+           status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END, \
+           worker_id = NULL, lease_expires_at = NULL, progress = 0 \
+         WHERE id = $1 AND worker_id = $2 AND status = 'running' AND attempts > 0",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(given == 1)
+}
+
 /// Whether cancellation of the job was requested.
 pub async fn cancel_requested(tx: &mut TenantTx, id: Uuid) -> Result<bool, DbError> {
     Ok(sqlx::query_scalar::<_, bool>(
