@@ -96,11 +96,14 @@ impl DatabaseConfig {
                 expected: "a whole number of connections from 1 to 1000",
             });
         }
-        let acquire_ms = env.parse_or(
-            "DATABASE_ACQUIRE_TIMEOUT_MS",
-            5000u64,
-            "milliseconds as a whole number",
-        )?;
+        const ACQUIRE: &str = "milliseconds as a whole number, at least 100";
+        let acquire_ms = env.parse_or("DATABASE_ACQUIRE_TIMEOUT_MS", 5000u64, ACQUIRE)?;
+        if acquire_ms < 100 {
+            return Err(ConfigError::Invalid {
+                variable: "DATABASE_ACQUIRE_TIMEOUT_MS",
+                expected: ACQUIRE,
+            });
+        }
         Ok(Self {
             url,
             max_connections,
@@ -479,8 +482,21 @@ impl HttpConfig {
             })
             .collect::<Result<_, _>>()?;
         let timeout = env.parse_or("REQUEST_TIMEOUT_SECONDS", 30u64, positive)?;
+        if timeout == 0 {
+            return Err(ConfigError::Invalid {
+                variable: "REQUEST_TIMEOUT_SECONDS",
+                expected: positive,
+            });
+        }
         let grace = env.parse_or("SHUTDOWN_GRACE_SECONDS", 10u64, "a whole number of seconds")?;
-        let max_body = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize, "a size in bytes")?;
+        const BODY: &str = "a size in bytes, at least 1024";
+        let max_body = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize, BODY)?;
+        if max_body < 1024 {
+            return Err(ConfigError::Invalid {
+                variable: "MAX_BODY_BYTES",
+                expected: BODY,
+            });
+        }
         Ok(Self {
             host,
             port,
@@ -494,7 +510,7 @@ impl HttpConfig {
             login_max_failures_per_ip: per_ip,
             login_throttle_window: Duration::from_secs(window),
             trusted_proxies,
-            request_timeout: Duration::from_secs(timeout.max(1)),
+            request_timeout: Duration::from_secs(timeout),
             shutdown_grace: Duration::from_secs(grace),
             max_body_bytes: max_body,
         })
@@ -662,6 +678,14 @@ mod tests {
         assert_eq!(err.variable(), "CORS_ORIGINS");
         let err = HttpConfig::from_env(&base().with("PORT", "70000")).unwrap_err();
         assert_eq!(err.variable(), "PORT");
+        // Values that parse but could not work are refused, not bent.
+        for (variable, value) in [("REQUEST_TIMEOUT_SECONDS", "0"), ("MAX_BODY_BYTES", "0")] {
+            let err = HttpConfig::from_env(&base().with(variable, value)).unwrap_err();
+            assert_eq!(err.variable(), variable);
+        }
+        let err =
+            DatabaseConfig::from_env(&base().with("DATABASE_ACQUIRE_TIMEOUT_MS", "0")).unwrap_err();
+        assert_eq!(err.variable(), "DATABASE_ACQUIRE_TIMEOUT_MS");
     }
 
     #[test]
