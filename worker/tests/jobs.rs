@@ -17,6 +17,15 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// SIGTERM to a worker binary, which must exit 0.
+fn terminate(mut worker: std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(worker.wait().unwrap().success(), "SIGTERM exits 0");
+}
+
 #[derive(Clone, Copy)]
 enum Backend {
     RabbitMq,
@@ -234,6 +243,30 @@ impl Rig {
             assert!(Instant::now() < deadline, "no dead letter");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Stops the in-process worker, for tests that run the real binary.
+    async fn without_in_process_worker(mut self) -> Self {
+        self.stop.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.stop = CancellationToken::new();
+        self
+    }
+
+    /// The real worker binary on this test's database and broker, with
+    /// `env` on top.
+    fn spawn_binary(&self, env: &[(&str, &str)]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .envs(self.db.env_pairs())
+            .envs(self.backend.env(&self.prefix))
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     /// Leaves the job as a worker that took it for the last time and died
@@ -485,24 +518,12 @@ async fn shutdown_lets_running_jobs_finish(backend: Backend) {
 }
 
 async fn a_job_whose_worker_is_killed_still_succeeds_once(backend: Backend) {
-    let rig = Rig::start_on(backend, None).await;
-    // Stop the in-process worker: the job must go to the real binary.
-    rig.stop.cancel();
-    let mut rig = rig;
-    for t in rig.tasks.drain(..) {
-        let _ = t.await;
-    }
-    let spawn_binary = || {
-        Command::new(env!("CARGO_BIN_EXE_worker"))
-            .envs(rig.db.env_pairs())
-            .envs(rig.backend.env(&rig.prefix))
-            .env("WORKER_LEASE_SECONDS", "2")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    // The job must go to the real binary.
+    let rig = Rig::start_on(backend, None)
+        .await
+        .without_in_process_worker()
+        .await;
+    let spawn_binary = || rig.spawn_binary(&[("WORKER_LEASE_SECONDS", "2")]);
     let mut first = spawn_binary();
     let id = rig
         .submit(JobKind::Noop, None, json!({"sleep_ms": 4000}))
@@ -514,16 +535,11 @@ async fn a_job_whose_worker_is_killed_still_succeeds_once(backend: Backend) {
         .unwrap();
     first.wait().unwrap();
 
-    let mut second = spawn_binary();
+    let second = spawn_binary();
     let job = rig.wait_for(id, &["succeeded"], 30).await;
     assert_eq!(job.attempts, 2, "run again once, after the lease expired");
     assert_eq!(rig.results(id).await.len(), 1);
-    Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(second.wait().unwrap().success(), "SIGTERM exits 0");
-    rig.stop = CancellationToken::new();
+    terminate(second);
     rig.stop().await;
 }
 
@@ -1221,25 +1237,14 @@ async fn results_the_database_refuses_fail_the_job_at_once() {
 /// one past its deadline is `cancelled`, one out of attempts `failed`.
 #[tokio::test]
 async fn jobs_ended_without_a_run_are_counted_in_the_metrics() {
-    let mut rig = Rig::start().await;
-    rig.stop.cancel();
-    for t in rig.tasks.drain(..) {
-        let _ = t.await;
-    }
+    let rig = Rig::start().await.without_in_process_worker().await;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .envs(rig.db.env_pairs())
-        .envs(rig.backend.env(&rig.prefix))
-        .env("WORKER_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let worker = rig.spawn_binary(&[("WORKER_METRICS_ADDR", metrics_addr.as_str())]);
 
     let (late, mut envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
     envelope.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
@@ -1258,12 +1263,7 @@ async fn jobs_ended_without_a_run_are_counted_in_the_metrics() {
     ] {
         assert!(text.contains(series), "{series} in\n{text}");
     }
-    Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(worker.wait().unwrap().success());
-    rig.stop = CancellationToken::new();
+    terminate(worker);
     rig.stop().await;
 }
 
@@ -1304,34 +1304,16 @@ fn unknown_arguments_start_nothing() {
 /// number of deploys, and the next worker runs it as the same attempt.
 #[tokio::test]
 async fn a_job_handed_back_at_shutdown_keeps_its_attempt() {
-    let mut rig = Rig::start().await;
-    rig.stop.cancel();
-    for t in rig.tasks.drain(..) {
-        let _ = t.await;
-    }
-    let spawn_binary = || {
-        Command::new(env!("CARGO_BIN_EXE_worker"))
-            .envs(rig.db.env_pairs())
-            .envs(rig.backend.env(&rig.prefix))
-            .env("WORKER_SHUTDOWN_GRACE_SECONDS", "1")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let rig = Rig::start().await.without_in_process_worker().await;
+    let spawn_binary = || rig.spawn_binary(&[("WORKER_SHUTDOWN_GRACE_SECONDS", "1")]);
     let id = rig
         .submit(JobKind::Noop, None, json!({"sleep_ms": 2500}))
         .await;
     for round in 0..3 {
-        let mut worker = spawn_binary();
+        let worker = spawn_binary();
         let running = rig.wait_for(id, &["running"], 15).await;
         assert_eq!(running.attempts, 1, "round {round}");
-        Command::new("kill")
-            .args(["-TERM", &worker.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(worker.wait().unwrap().success());
+        terminate(worker);
         let back = rig.job(id).await;
         assert_eq!(
             (back.status.as_str(), back.attempts),
@@ -1339,14 +1321,9 @@ async fn a_job_handed_back_at_shutdown_keeps_its_attempt() {
             "round {round}: {back:?}"
         );
     }
-    let mut worker = spawn_binary();
+    let worker = spawn_binary();
     let job = rig.wait_for(id, &["succeeded"], 20).await;
     assert_eq!(job.attempts, 1);
-    Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(worker.wait().unwrap().success());
-    rig.stop = CancellationToken::new();
+    terminate(worker);
     rig.stop().await;
 }
