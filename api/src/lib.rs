@@ -298,12 +298,14 @@ pub async fn serve(
     let grace = state.config.http.shutdown_grace;
     let app = router(state.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stopping = state.stopping.clone();
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
+        stopping.cancel();
         let _ = stop_tx.send(true);
     });
     let deadline = async move {

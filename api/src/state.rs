@@ -28,6 +28,10 @@ pub struct Inner {
     /// Mutating requests, which run on their own tasks to the end even when
     /// their client goes away; [`crate::serve`] waits for them at shutdown.
     pub requests: tokio_util::task::TaskTracker,
+    /// Cancelled when shutdown begins: event streams (SSE, WebSocket) end
+    /// then, so that an open stream does not hold every shutdown for its
+    /// whole grace period (the client reconnects, to another instance).
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -77,6 +81,7 @@ impl AppState {
             broker,
             after,
             requests: tokio_util::task::TaskTracker::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
         }))
     }
 }

@@ -477,3 +477,21 @@ async fn a_devices_export_is_downloaded_as_csv() {
     );
     stop.cancel();
 }
+
+/// At shutdown an open event stream ends at once (the client reconnects to
+/// another instance) instead of holding the shutdown for its whole grace.
+#[tokio::test]
+async fn a_shutdown_ends_the_event_streams_at_once() {
+    let (app, token, id) = app_with_a_waiting_job().await;
+    let reader = read_stream_to_end(&app, &token, &id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    app.stop().await;
+    let stopped = started.elapsed();
+    let (_, body) = reader.await.unwrap();
+    assert!(body.contains("\"status\":\"queued\""), "{body}");
+    assert!(
+        stopped < Duration::from_secs(3),
+        "shutdown took {stopped:?}"
+    );
+}

@@ -526,6 +526,8 @@ async fn job_events(
             None => loop {
                 tokio::select! {
                     event = st.messages.next() => break event?,
+                    // The api is shutting down: the client reconnects.
+                    _ = st.state.stopping.cancelled() => return None,
                     _ = st.check.tick() => {
                         if !session_alive(&st.state, &st.principal).await {
                             return None;
@@ -635,6 +637,7 @@ async fn forward_events(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 _ => {}
             },
+            _ = state.stopping.cancelled() => break,
             _ = check.tick() => {
                 if !session_alive(&state, &principal).await || socket.send(Message::Ping(Vec::new().into())).await.is_err() {
                     break;
