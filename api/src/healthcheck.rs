@@ -6,17 +6,29 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Checks the api listening on `127.0.0.1:port`.
-pub async fn check(port: u16, limit: Duration) -> Result<(), String> {
-    tokio::time::timeout(limit, ask(port))
-        .await
-        .map_err(|_| format!("no answer from 127.0.0.1:{port} within {limit:?}"))?
+/// The address to ask for the api bound to `HOST`: that address itself, or
+/// the loopback of its family when it listens on every address (`0.0.0.0`,
+/// `::`, or a name).
+pub fn local_address(host: &str) -> String {
+    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => "::1".to_owned(),
+        Ok(ip) if !ip.is_unspecified() => ip.to_string(),
+        _ => "127.0.0.1".to_owned(),
+    }
 }
 
-async fn ask(port: u16) -> Result<(), String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+/// Checks the api listening on `host:port` (see [`local_address`]).
+pub async fn check(host: &str, port: u16, limit: Duration) -> Result<(), String> {
+    let host = local_address(host);
+    tokio::time::timeout(limit, ask(&host, port))
         .await
-        .map_err(|e| format!("cannot connect to 127.0.0.1:{port}: {e}"))?;
+        .map_err(|_| format!("no answer from {host} port {port} within {limit:?}"))?
+}
+
+async fn ask(host: &str, port: u16) -> Result<(), String> {
+    let mut stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("cannot connect to {host} port {port}: {e}"))?;
     stream
         .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
@@ -38,5 +50,17 @@ async fn ask(port: u16) -> Result<(), String> {
         Some("200") => Ok(()),
         Some(status) => Err(format!("GET /api/v1/health answered {status}")),
         None => Err("GET /api/v1/health: no HTTP status in the answer".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_check_asks_where_the_api_listens() {
+        assert_eq!(super::local_address("0.0.0.0"), "127.0.0.1");
+        assert_eq!(super::local_address("::"), "::1");
+        assert_eq!(super::local_address("[::1]"), "::1");
+        assert_eq!(super::local_address("10.0.0.5"), "10.0.0.5");
+        assert_eq!(super::local_address("localhost"), "127.0.0.1");
     }
 }

@@ -20,7 +20,8 @@ async fn main() {
         let port = env
             .parse_or("PORT", 8001u16, "a TCP port from 0 to 65535")
             .unwrap_or_else(|e| exit_on_config_error("api", e));
-        match api::healthcheck::check(port, std::time::Duration::from_secs(2)).await {
+        let host = env.raw("HOST").unwrap_or("0.0.0.0");
+        match api::healthcheck::check(host, port, std::time::Duration::from_secs(2)).await {
             Ok(()) => std::process::exit(0),
             Err(err) => {
                 eprintln!("api: unhealthy: {err}");
