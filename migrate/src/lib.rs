@@ -106,7 +106,7 @@ async fn owner_pool(cfg: &MigrateConfig) -> Result<(PgPool, bool), MigrateError>
         created = true;
     }
     let pool = PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(3)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
@@ -155,8 +155,10 @@ async fn create_database(
         .await
     {
         Ok(_) => tracing::info!(database = %name, "created database"),
-        // Someone else created it in the meantime.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+        // Someone else created it in the meantime (42P04; 23505 when both
+        // got past the existence check in the same instant).
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {
+        }
         Err(e) => return Err(e).context("creating the database"),
     }
     let _ = conn.close().await;
@@ -197,6 +199,15 @@ async fn check_owner(pool: &PgPool, cfg: &MigrateConfig) -> Result<String, Migra
 pub async fn up(cfg: &MigrateConfig) -> Result<UpReport, MigrateError> {
     let (pool, database_created) = owner_pool(cfg).await?;
     let owner = check_owner(&pool, cfg).await?;
+    // Several `migrate up` at once (replicas that each run it first) take
+    // turns: the migrations, the application role and the seed are each
+    // written by one of them, and the others find them done. The lock is the
+    // session's, on a connection of its own, released when it closes.
+    let mut turn = pool.acquire().await.context("locking the migration")?;
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended('ferro:migrate-up', 0))")
+        .execute(&mut *turn)
+        .await
+        .context("locking the migration")?;
 
     let before = applied_versions(&pool).await?;
     MIGRATOR.run(&pool).await?;
@@ -212,6 +223,7 @@ pub async fn up(cfg: &MigrateConfig) -> Result<UpReport, MigrateError> {
     };
 
     let (default_tenant_id, admin) = seed(&pool, cfg).await?;
+    turn.detach().close().await.ok();
     pool.close().await;
     Ok(UpReport {
         migrations_applied,

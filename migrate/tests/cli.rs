@@ -95,3 +95,30 @@ fn reset_needs_confirmation() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
 }
+
+/// Replicas that each run `migrate up` before they start do so at the same
+/// moment: all of them succeed, on a database (and role) none of them found.
+#[test]
+fn several_ups_at_once_all_succeed() {
+    let db = TestDb::unmigrated();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            migrate()
+                .envs(db.env_pairs())
+                .arg("up")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(db);
+}

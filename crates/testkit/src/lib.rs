@@ -35,6 +35,17 @@ pub struct TestDb {
 impl TestDb {
     /// Creates and migrates a new database (through `migrate::up`).
     pub async fn new() -> Self {
+        let mut db = Self::unmigrated();
+        db.report = migrate::up(&db.migrate_config())
+            .await
+            .expect("migrate up on a fresh test database");
+        db
+    }
+
+    /// The names and URLs of a new database and application role, neither
+    /// of which exists yet (for tests of `migrate up` itself); dropped with
+    /// the value like any other.
+    pub fn unmigrated() -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let name = format!("ferro_test_{}", &id[..16]);
         let app_role = format!("ferro_test_app_{}", &id[..16]);
@@ -45,7 +56,7 @@ impl TestDb {
             su.host().unwrap_or("127.0.0.1"),
             su.port().unwrap_or(5432)
         );
-        let mut db = Self {
+        Self {
             name,
             app_role,
             owner_url,
@@ -57,11 +68,7 @@ impl TestDb {
                 default_tenant_id: Uuid::nil(),
                 admin: migrate::AdminSeed::Unchanged,
             },
-        };
-        db.report = migrate::up(&db.migrate_config())
-            .await
-            .expect("migrate up on a fresh test database");
-        db
+        }
     }
 
     /// The environment a binary under test would get.
