@@ -18,12 +18,38 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// SIGTERM to a worker binary, which must exit 0.
-fn terminate(mut worker: std::process::Child) {
+fn terminate(mut worker: Binary) {
     Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
         .status()
         .unwrap();
     assert!(worker.wait().unwrap().success(), "SIGTERM exits 0");
+}
+
+/// A worker binary the test started; killed if the test ends (or fails)
+/// without stopping it, so a failed test leaves no worker behind.
+struct Binary(std::process::Child);
+
+impl std::ops::Deref for Binary {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Binary {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -257,16 +283,18 @@ impl Rig {
 
     /// The real worker binary on this test's database and broker, with
     /// `env` on top.
-    fn spawn_binary(&self, env: &[(&str, &str)]) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_worker"))
-            .envs(self.db.env_pairs())
-            .envs(self.backend.env(&self.prefix))
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    fn spawn_binary(&self, env: &[(&str, &str)]) -> Binary {
+        Binary(
+            Command::new(env!("CARGO_BIN_EXE_worker"))
+                .envs(self.db.env_pairs())
+                .envs(self.backend.env(&self.prefix))
+                .env("RUST_LOG", "warn")
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     /// Leaves the job as a worker that took it for the last time and died
