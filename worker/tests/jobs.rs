@@ -895,22 +895,27 @@ async fn devices_poll_marks_answering_devices_up_and_silent_ones_down_in_every_t
     rig.stop().await;
 }
 
+/// A plain `noop` job whose outbox record is due to the relay after `relay_after`.
+fn noop_job(relay_after: Duration) -> NewJob {
+    NewJob {
+        kind: JobKind::Noop,
+        device_id: None,
+        params: json!({}),
+        idempotency_key: None,
+        schedule_id: None,
+        scheduled_for: None,
+        relay_after,
+        trace: None,
+        deadline: None,
+    }
+}
+
 /// Inserts `n` queued noop jobs into `tenant` (as the application role).
 async fn queued_jobs(app: &ferro_db::Db, tenant: Uuid, n: usize) -> Vec<Uuid> {
     let mut tx = app.begin(TenantCtx::new(tenant, None)).await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..n {
-        let new = NewJob {
-            kind: JobKind::Noop,
-            device_id: None,
-            params: json!({}),
-            idempotency_key: None,
-            schedule_id: None,
-            scheduled_for: None,
-            relay_after: Duration::ZERO,
-            trace: None,
-            deadline: None,
-        };
+        let new = noop_job(Duration::ZERO);
         let Enqueued::Created { job, .. } = jobs::enqueue(&mut tx, new).await.unwrap() else {
             panic!("not created")
         };
@@ -1179,17 +1184,7 @@ async fn marking_a_published_job_leaves_its_retry_to_the_relay() {
     let app = db.app().await;
     let ctx = TenantCtx::new(db.default_tenant(), None);
     let mut tx = app.begin(ctx).await.unwrap();
-    let new = NewJob {
-        kind: JobKind::Noop,
-        device_id: None,
-        params: json!({}),
-        idempotency_key: None,
-        schedule_id: None,
-        scheduled_for: None,
-        relay_after: jobs::PUBLISHED_BY_WRITER,
-        trace: None,
-        deadline: None,
-    };
+    let new = noop_job(jobs::PUBLISHED_BY_WRITER);
     let Enqueued::Created {
         job,
         envelope,

@@ -18,11 +18,22 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validato
 use crate::routes::users::{keep_a_user_manager, lock_user_managers};
 use crate::state::AppState;
 
-/// Whether a role's permissions include `users:manage`.
-fn holds_user_manage(permissions: &[String]) -> bool {
-    permissions
+/// Before a change (`changing`) of a role that carries `users:manage`: the
+/// lock and answer of [`lock_user_managers`], for [`keep_a_user_manager`]
+/// after the change; `None` when the change cannot take the permission away.
+async fn lock_if_it_manages(
+    tx: &mut TenantTx,
+    role: &Role,
+    changing: bool,
+) -> Result<Option<bool>, ApiError> {
+    let manages = role
+        .permissions
         .iter()
-        .any(|p| p == Permission::UsersManage.code())
+        .any(|p| p == Permission::UsersManage.code());
+    if !(manages && changing) {
+        return Ok(None);
+    }
+    Ok(Some(lock_user_managers(tx, None).await?))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -265,11 +276,7 @@ async fn update_role(
     }
     // Taking users:manage out of a role may leave the tenant without anyone
     // who can manage its users.
-    let managers = if holds_user_manage(&role.permissions) && body.permissions.is_some() {
-        Some(lock_user_managers(&mut tx, None).await?)
-    } else {
-        None
-    };
+    let managers = lock_if_it_manages(&mut tx, &role, body.permissions.is_some()).await?;
     if body.description.is_some() || body.permissions.is_some() {
         // A change of permissions alone is a change of the role too.
         sqlx::query(
@@ -319,11 +326,7 @@ async fn delete_role(
         &role.permissions,
         "you cannot delete a role with permissions you do not hold",
     )?;
-    let managers = if holds_user_manage(&role.permissions) {
-        Some(lock_user_managers(&mut tx, None).await?)
-    } else {
-        None
-    };
+    let managers = lock_if_it_manages(&mut tx, &role, true).await?;
     sqlx::query("DELETE FROM roles WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -192,8 +192,8 @@ async fn check_grantable(
     )
 }
 
-/// Whether the tenant has an active member holding `users:manage` (`who`:
-/// that user only).
+/// Whether the tenant has an active member holding `users:manage`; with a
+/// user id bound as `$1`, whether that member does (NULL: anyone).
 const MANAGES_USERS: &str = "SELECT EXISTS (SELECT 1 FROM memberships m \
      JOIN users u ON u.id = m.user_id \
      JOIN membership_roles mr ON mr.user_id = m.user_id \
