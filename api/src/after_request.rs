@@ -18,6 +18,9 @@ use uuid::Uuid;
 const MAX_BATCH: usize = 256;
 /// Batches in the database at once.
 const IN_FLIGHT: usize = 2;
+/// The writes come after the answers, so no client waits on them; still,
+/// they are taken at once (see [`Coalescer::spawn`]).
+const LINGER: std::time::Duration = std::time::Duration::ZERO;
 
 /// One row of `audit_logs`, for the tenant of its request.
 #[derive(Debug, Clone)]
@@ -47,20 +50,26 @@ pub struct AfterRequest {
 impl AfterRequest {
     /// Starts the batching task on the current runtime.
     pub fn new(db: Db) -> Self {
-        let batches = Coalescer::spawn("after-request", MAX_BATCH, IN_FLIGHT, move |writes| {
-            let db = db.clone();
-            async move {
-                coalesce::by_tenant(
-                    &writes,
-                    |(ctx, _)| *ctx,
-                    |ctx, group| {
-                        let writes: Vec<&Write> = group.into_iter().map(|(_, w)| w).collect();
-                        write_group(&db, ctx, writes)
-                    },
-                )
-                .await
-            }
-        });
+        let batches = Coalescer::spawn(
+            "after-request",
+            MAX_BATCH,
+            IN_FLIGHT,
+            LINGER,
+            move |writes| {
+                let db = db.clone();
+                async move {
+                    coalesce::by_tenant(
+                        &writes,
+                        |(ctx, _)| *ctx,
+                        |ctx, group| {
+                            let writes: Vec<&Write> = group.into_iter().map(|(_, w)| w).collect();
+                            write_group(&db, ctx, writes)
+                        },
+                    )
+                    .await
+                }
+            },
+        );
         Self { batches }
     }
 

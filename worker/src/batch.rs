@@ -22,6 +22,9 @@ use uuid::Uuid;
 const MAX_BATCH: usize = 128;
 /// Batches in the database at once.
 const IN_FLIGHT: usize = 2;
+/// How long a batch waits for more requests while jobs arrive quickly (see
+/// [`Coalescer::spawn`]); a job on an idle worker is not held up.
+const LINGER: Duration = Duration::from_millis(3);
 
 /// A claim's answer: the claimed job, or why it was not claimed.
 pub type ClaimAnswer = Result<Result<Claimed, NotClaimed>, DbError>;
@@ -60,7 +63,7 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(db: Db, worker_id: String, lease: Duration) -> Self {
         let worker_id = Arc::new(worker_id);
-        let batches = Coalescer::spawn("jobs", MAX_BATCH, IN_FLIGHT, move |requests| {
+        let batches = Coalescer::spawn("jobs", MAX_BATCH, IN_FLIGHT, LINGER, move |requests| {
             let (db, worker_id) = (db.clone(), worker_id.clone());
             async move { record_batch(&db, &worker_id, lease, requests).await }
         });

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{DbError, TenantCtx};
@@ -27,7 +29,19 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
     /// batch of at most `max_batch` requests with one response per request,
     /// in order; at most `in_flight` batches run at once. `what` names the
     /// batches in the logs (`debug`: each batch's size and time).
-    pub fn spawn<F, Fut>(what: &'static str, max_batch: usize, in_flight: usize, run: F) -> Self
+    ///
+    /// With a non-zero `linger`, a batch that is not full waits that long for
+    /// more requests, but only while requests are arriving quickly (at least
+    /// [`BUSY_REQUESTS`] in the last [`BUSY_WINDOW`]): a busy service then
+    /// pays one transaction for more requests, while a request on an idle
+    /// one is still taken at once.
+    pub fn spawn<F, Fut>(
+        what: &'static str,
+        max_batch: usize,
+        in_flight: usize,
+        linger: Duration,
+        run: F,
+    ) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Resp>> + Send + 'static,
@@ -37,11 +51,22 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(in_flight.max(1)));
             let mut taken = Vec::with_capacity(max_batch);
+            let mut pace = Pace::new();
             loop {
                 let permit = slots.clone().acquire_owned().await.expect("never closed");
                 if receiver.recv_many(&mut taken, max_batch.max(1)).await == 0 {
                     return;
                 }
+                if !linger.is_zero() && taken.len() < max_batch && pace.busy(Instant::now()) {
+                    tokio::time::sleep(linger).await;
+                    while taken.len() < max_batch {
+                        match receiver.try_recv() {
+                            Ok(request) => taken.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                pace.taken(Instant::now(), taken.len());
                 let batch = std::mem::replace(&mut taken, Vec::with_capacity(max_batch));
                 let run = run.clone();
                 tokio::spawn(async move {
@@ -71,6 +96,56 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
         let (reply, answer) = oneshot::channel();
         self.sender.send((request, reply)).ok()?;
         answer.await.ok()
+    }
+}
+
+/// How many requests in the last [`BUSY_WINDOW`] make a service busy enough
+/// to linger for more.
+pub const BUSY_REQUESTS: usize = 4;
+/// The window over which [`BUSY_REQUESTS`] are counted.
+pub const BUSY_WINDOW: Duration = Duration::from_millis(10);
+
+/// Counts the requests taken in the current and the previous window of
+/// [`BUSY_WINDOW`].
+struct Pace {
+    window_start: Instant,
+    this_window: usize,
+    last_window: usize,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Self {
+            window_start: Instant::now(),
+            this_window: 0,
+            last_window: 0,
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let gone = now.saturating_duration_since(self.window_start);
+        if gone >= BUSY_WINDOW {
+            // The previous window only counts if it ended just now.
+            self.last_window = if gone < 2 * BUSY_WINDOW {
+                self.this_window
+            } else {
+                0
+            };
+            self.this_window = 0;
+            self.window_start = now;
+        }
+    }
+
+    /// True if at least [`BUSY_REQUESTS`] were taken in the current window
+    /// or the one before it.
+    fn busy(&mut self, now: Instant) -> bool {
+        self.roll(now);
+        self.this_window.max(self.last_window) >= BUSY_REQUESTS
+    }
+
+    fn taken(&mut self, now: Instant, requests: usize) {
+        self.roll(now);
+        self.this_window += requests;
     }
 }
 
@@ -140,4 +215,87 @@ where
         .into_iter()
         .map(|a| a.expect("every request answered"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::Coalescer;
+
+    /// A coalescer whose batches take `work` each and record their sizes.
+    fn recording(
+        linger: Duration,
+        work: Duration,
+    ) -> (Coalescer<u32, u32>, Arc<Mutex<Vec<usize>>>) {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let coalescer = Coalescer::spawn("test", 128, 2, linger, move |batch: Vec<u32>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(batch.len());
+                tokio::time::sleep(work).await;
+                batch.into_iter().map(|n| n * 2).collect()
+            }
+        });
+        (coalescer, sizes)
+    }
+
+    /// Requests every `gap`, each answered before the next is counted done;
+    /// returns the batch sizes.
+    async fn steady(coalescer: &Coalescer<u32, u32>, requests: u32, gap: Duration) -> Vec<u32> {
+        let mut waiting = Vec::new();
+        for n in 0..requests {
+            let c = coalescer.clone();
+            waiting.push(tokio::spawn(async move { c.call(n).await.unwrap() }));
+            tokio::time::sleep(gap).await;
+        }
+        let mut answers = Vec::new();
+        for w in waiting {
+            answers.push(w.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn every_request_gets_its_own_answer_in_order() {
+        let (coalescer, _) = recording(Duration::from_millis(3), Duration::from_millis(1));
+        let answers = steady(&coalescer, 200, Duration::from_micros(200)).await;
+        assert_eq!(answers, (0..200).map(|n| n * 2).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_request_on_an_idle_coalescer_does_not_linger() {
+        let (coalescer, sizes) = recording(Duration::from_millis(200), Duration::ZERO);
+        for n in 0..3 {
+            let started = Instant::now();
+            assert_eq!(coalescer.call(n).await, Some(n * 2));
+            assert!(
+                started.elapsed() < Duration::from_millis(100),
+                "an idle request waited {:?}",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_busy_coalescer_lingers_for_fuller_batches() {
+        // Requests every 0.5 ms, batches that take 0.1 ms: without lingering
+        // nearly every request is a batch of its own.
+        let work = Duration::from_micros(100);
+        let (eager, eager_sizes) = recording(Duration::ZERO, work);
+        let (lingering, lingering_sizes) = recording(Duration::from_millis(5), work);
+        steady(&eager, 200, Duration::from_micros(500)).await;
+        steady(&lingering, 200, Duration::from_micros(500)).await;
+        let eager_batches = eager_sizes.lock().unwrap().len();
+        let lingering_batches = lingering_sizes.lock().unwrap().len();
+        assert_eq!(lingering_sizes.lock().unwrap().iter().sum::<usize>(), 200);
+        assert!(
+            lingering_batches * 3 < eager_batches,
+            "lingering made {lingering_batches} batches, eager {eager_batches}"
+        );
+    }
 }
