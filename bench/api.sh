@@ -11,14 +11,15 @@
 # (deploy/local/ensure-services.sh), wrk and pgbench.
 #
 # Usage: bench/api.sh [seconds per run, default 10] [connections, default 64]
-#        (BENCH_ROUNDS=3 rounds, BENCH_DB_POOL=32 api pool and pgbench clients)
+#        (BENCH_ROUNDS=3 rounds; BENCH_DB_POOL=10 api pool and pgbench clients:
+#        the api's own default DATABASE_MAX_CONNECTIONS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${1:-10}
 CONNS=${2:-64}
 ROUNDS=${BENCH_ROUNDS:-3}
-POOL=${BENCH_DB_POOL:-32}
+POOL=${BENCH_DB_POOL:-10}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferrostack-target}"
 BIN="$CARGO_TARGET_DIR/release"
 API_PORT=18201
