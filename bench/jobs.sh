@@ -8,7 +8,7 @@
 #
 # Usage: bench/jobs.sh            (BENCH_JOBS=20000 BENCH_POSTS=10000
 #                                  BENCH_CONNS=64 BENCH_WORKER_CONCURRENCY=256
-#                                  BENCH_ROUNDS=1)
+#                                  BENCH_PAIRS=3 BENCH_API_POOL=10 BENCH_ROUNDS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

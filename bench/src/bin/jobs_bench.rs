@@ -13,11 +13,16 @@
 //!    on the tenant's Redis channel;
 //! 6. the worker's idle RSS.
 //!
+//! Steps 1 and 2 run `BENCH_PAIRS` times (default 3) in alternation, then
+//! steps 3 and 4 likewise; each ratio is taken within its pair and the
+//! median of the pairs is reported, with every pair's figures beside it.
+//!
 //! Environment: `BENCH_BIN` (release binaries), `BENCH_SU_URL` (superuser URL
 //! of the bench database), `DATABASE_URL` (app role), `BROKER_URL`,
 //! `ADMIN_PASSWORD`, `BENCH_JOBS` (N, default 20000), `BENCH_POSTS` (M,
 //! default 10000), `BENCH_CONNS` (C, default 64), `BENCH_WORKER_CONCURRENCY`
-//! (default 256: the worker's concurrency and prefetch, and the raw loop's prefetch).
+//! (default 256: the worker's concurrency and prefetch, and the raw loop's prefetch),
+//! `BENCH_API_POOL` (the api's `DATABASE_MAX_CONNECTIONS`, default 10, its own default), `BENCH_PAIRS`.
 //! Prints one JSON object.
 
 use std::process::{Child, Command, Stdio};
@@ -55,6 +60,10 @@ struct Setup {
     posts: usize,
     conns: usize,
     concurrency: usize,
+    /// The api's `DATABASE_MAX_CONNECTIONS`.
+    api_pool: usize,
+    /// How many times each half and its ceiling are measured side by side.
+    pairs: usize,
 }
 
 impl Setup {
@@ -327,6 +336,18 @@ async fn post_jobs(client: &reqwest::Client, token: &str, m: usize, conns: usize
     started.elapsed().as_secs_f64()
 }
 
+/// The median of a few measurements (the mean of the middle two if even).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 0 {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -345,6 +366,8 @@ async fn main() {
         posts: env_or("BENCH_POSTS", 10_000),
         conns: env_or("BENCH_CONNS", 64),
         concurrency: env_or("BENCH_WORKER_CONCURRENCY", 256),
+        api_pool: env_or("BENCH_API_POOL", 10),
+        pairs: env_or("BENCH_PAIRS", 3).max(1),
     };
     let (tenant, admin): (Uuid, Uuid) = sqlx::query_as(
         "SELECT t.id, u.id FROM tenants t, users u WHERE t.slug = 'default' AND u.username = 'admin'",
@@ -353,13 +376,22 @@ async fn main() {
     .await
     .unwrap();
 
-    let raw = raw_loop(&setup, setup.jobs).await;
-    eprintln!("jobs-bench: raw loop {raw:.0}/s");
-    let drain = worker_drain(&setup, tenant, admin, setup.jobs).await;
-    eprintln!("jobs-bench: worker drain {drain:.0}/s");
+    // Each half is measured next to its ceiling, `pairs` times over, and the
+    // ratios are taken pair by pair: this machine's speed drifts by 20% or
+    // more between minutes, so a ceiling measured a minute apart says little.
+    let (mut raws, mut drains, mut drain_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in 1..=setup.pairs {
+        let raw = raw_loop(&setup, setup.jobs).await;
+        let drain = worker_drain(&setup, tenant, admin, setup.jobs).await;
+        eprintln!("jobs-bench: pair {pair}: raw loop {raw:.0}/s, worker drain {drain:.0}/s");
+        raws.push(raw);
+        drains.push(drain);
+        drain_ratios.push(drain / raw);
+    }
+    let (raw, drain) = (median(&raws), median(&drains));
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "drain") {
         // BENCH_ONLY=drain: the raw loop and the drain, for working on the worker.
-        let ratio = (drain / raw * 100.0).round();
+        let ratio = (median(&drain_ratios) * 100.0).round();
         println!(
             "{}",
             json!({"raw_loop_per_s": raw.round(), "worker_drain_per_s": drain.round(), "drain_vs_raw": ratio})
@@ -380,7 +412,7 @@ async fn main() {
         &[
             ("PORT", API_PORT.to_string()),
             ("HOST", "127.0.0.1".into()),
-            ("DATABASE_MAX_CONNECTIONS", "32".into()),
+            ("DATABASE_MAX_CONNECTIONS", setup.api_pool.to_string()),
             (
                 "JWT_SECRET",
                 "bench-secret-bench-secret-bench-secret".into(),
@@ -409,22 +441,38 @@ async fn main() {
         .unwrap();
     let token = login["access_token"].as_str().unwrap().to_owned();
 
-    let post_secs = post_jobs(&client, &token, setup.posts, setup.conns).await;
-    let post_rate = setup.posts as f64 / post_secs;
-    eprintln!("jobs-bench: POST alone {post_rate:.0}/s");
+    let (mut posts, mut e2es, mut e2e_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in 1..=setup.pairs {
+        setup.reset_jobs().await;
+        let post_secs = post_jobs(&client, &token, setup.posts, setup.conns).await;
+        let post_rate = setup.posts as f64 / post_secs;
 
+        setup.reset_jobs().await;
+        let worker = setup.worker();
+        let succeeded = setup.watch_succeeded(tenant).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        post_jobs(&client, &token, setup.posts, setup.conns).await;
+        succeeded.wait(setup.posts).await;
+        let e2e = setup.posts as f64 / started.elapsed().as_secs_f64();
+        stop(worker);
+        // The slower half: POST alone, or the median drain if that was slower.
+        let slower_half = post_rate.min(drain);
+        eprintln!(
+            "jobs-bench: pair {pair}: POST alone {post_rate:.0}/s, end to end {e2e:.0}/s ({:.0}% of the slower half)",
+            e2e / slower_half * 100.0
+        );
+        posts.push(post_rate);
+        e2es.push(e2e);
+        e2e_ratios.push(e2e / slower_half);
+    }
+    let (post_rate, e2e) = (median(&posts), median(&e2es));
     setup.reset_jobs().await;
     let worker = setup.worker();
-    let succeeded = setup.watch_succeeded(tenant).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let started = Instant::now();
-    post_jobs(&client, &token, setup.posts, setup.conns).await;
-    succeeded.wait(setup.posts).await;
-    let e2e = setup.posts as f64 / started.elapsed().as_secs_f64();
-    eprintln!("jobs-bench: end to end {e2e:.0}/s");
 
     // Single jobs on the idle stack: POST to the `succeeded` event. The
-    // queues are empty after the end-to-end run and stay as they are.
+    // queues were emptied above and stay as they are.
     setup.reset_rows().await;
     let (_sink, mut messages) = setup.job_events(tenant).await.split();
     let mut latencies = Vec::new();
@@ -471,7 +519,8 @@ async fn main() {
     stop(api);
     setup.reset_jobs().await;
 
-    let slower_half = post_rate.min(drain);
+    let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
+    let percents = |v: &[f64]| v.iter().map(|x| (x * 100.0).round()).collect::<Vec<_>>();
     println!(
         "{}",
         json!({
@@ -480,10 +529,16 @@ async fn main() {
             "worker_concurrency": setup.concurrency,
             "raw_loop_per_s": raw.round(),
             "worker_drain_per_s": drain.round(),
-            "drain_vs_raw": (drain / raw * 100.0).round(),
+            "drain_vs_raw": (median(&drain_ratios) * 100.0).round(),
             "post_alone_per_s": post_rate.round(),
             "end_to_end_per_s": e2e.round(),
-            "e2e_vs_slower_half": (e2e / slower_half * 100.0).round(),
+            "e2e_vs_slower_half": (median(&e2e_ratios) * 100.0).round(),
+            "pairs": {
+                "raw_loop_per_s": rounded(&raws), "worker_drain_per_s": rounded(&drains),
+                "drain_vs_raw": percents(&drain_ratios),
+                "post_alone_per_s": rounded(&posts), "end_to_end_per_s": rounded(&e2es),
+                "e2e_vs_slower_half": percents(&e2e_ratios),
+            },
             "latency_p50_ms": (percentile(&latencies, 0.5) * 100.0).round() / 100.0,
             "latency_p99_ms": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
             "worker_idle_rss_mb": (worker_rss * 10.0).round() / 10.0,
