@@ -335,7 +335,14 @@ pub async fn serve(
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.http.host, config.http.port);
     let state = build_state(config).await?;
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    use anyhow::Context as _;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on {addr} (HOST and PORT): is another process using the port?"
+            )
+        })?;
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     serve(listener, state, ferro_telemetry::shutdown_signal()).await?;
     tracing::info!("api stopped");

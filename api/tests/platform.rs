@@ -670,6 +670,35 @@ async fn the_binary_starts_serves_and_exits_zero_on_sigterm() {
     assert!(logs.contains("api stopped"));
 }
 
+#[tokio::test]
+async fn a_port_in_use_stops_the_binary_with_a_clear_message() {
+    let db = ferro_testkit::TestDb::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .envs(db.env_pairs())
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env(
+            "REDIS_KEY_PREFIX",
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("the api kept running on a port in use")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "could not listen on 127.0.0.1:{port} (HOST and PORT)"
+        )),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
 #[test]
 fn the_binary_refuses_to_start_in_production_without_a_jwt_secret() {
     let out = Command::new(env!("CARGO_BIN_EXE_api"))

@@ -382,6 +382,53 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
 }
 
+/// `CORS_ORIGINS`: `*` alone, or origins (`scheme://host[:port]`, http or
+/// https), each written as a browser sends it in `Origin` (lower-case host,
+/// no default port). A path, query, fragment or user name could never match
+/// an `Origin` header, and `*` beside named origins would quietly allow
+/// every origin, so both are refused rather than guessed at.
+fn cors_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let invalid = |expected| ConfigError::Invalid {
+        variable: "CORS_ORIGINS",
+        expected,
+    };
+    let entries: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    if entries.contains(&"*") {
+        return if entries.len() == 1 {
+            Ok(vec!["*".to_owned()])
+        } else {
+            Err(invalid(
+                "`*` alone (any origin) or a list of origins, not both",
+            ))
+        };
+    }
+    entries
+        .into_iter()
+        .map(|o| {
+            url::Url::parse(o)
+                .ok()
+                .filter(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.has_host()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && u.path() == "/"
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                })
+                .map(|u| u.origin().ascii_serialization())
+                .ok_or(invalid(
+                    "comma-separated origins (scheme://host[:port], no path) \
+                     such as https://app.example.com",
+                ))
+        })
+        .collect()
+}
+
 impl HttpConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let app_env = AppEnv::from_env(env)?;
@@ -423,22 +470,7 @@ impl HttpConfig {
         }
         let cors_origins = match env.raw("CORS_ORIGINS") {
             None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(|o| {
-                    let ok = o == "*"
-                        || url::Url::parse(o)
-                            .map(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-                            .unwrap_or(false);
-                    ok.then(|| o.trim_end_matches('/').to_owned())
-                        .ok_or(ConfigError::Invalid {
-                            variable: "CORS_ORIGINS",
-                            expected: "comma-separated origins such as https://app.example.com",
-                        })
-                })
-                .collect::<Result<_, _>>()?,
+            Some(list) => cors_origins(list)?,
         };
         let enable_sse = env.bool_or("ENABLE_SSE", true)?;
         let refresh = env.parse_or(
@@ -674,8 +706,32 @@ mod tests {
             cfg.cors_origins,
             ["https://a.example.com", "http://localhost:3000"]
         );
-        let err = HttpConfig::from_env(&base().with("CORS_ORIGINS", "not an origin")).unwrap_err();
-        assert_eq!(err.variable(), "CORS_ORIGINS");
+        let cfg = HttpConfig::from_env(&base().with(
+            "CORS_ORIGINS",
+            "HTTPS://App.Example.com:443,http://[::1]:8080",
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.cors_origins,
+            ["https://app.example.com", "http://[::1]:8080"],
+            "written as a browser's Origin header"
+        );
+        let cfg = HttpConfig::from_env(&base().with("CORS_ORIGINS", " * ")).unwrap();
+        assert_eq!(cfg.cors_origins, ["*"]);
+        for bad in [
+            "not an origin",
+            "ftp://files.example.com",
+            "https://app.example.com/app",
+            "https://app.example.com/?x=1",
+            "https://app.example.com/#top",
+            "https://user@app.example.com",
+            "https://user:pw@app.example.com",
+            "https://app.example.com,*",
+            "*,*",
+        ] {
+            let err = HttpConfig::from_env(&base().with("CORS_ORIGINS", bad)).unwrap_err();
+            assert_eq!(err.variable(), "CORS_ORIGINS", "{bad}");
+        }
         let err = HttpConfig::from_env(&base().with("PORT", "70000")).unwrap_err();
         assert_eq!(err.variable(), "PORT");
         // Values that parse but could not work are refused, not bent.
