@@ -107,6 +107,7 @@ on_both_brokers!(
     a_duplicate_delivery_runs_the_handler_once,
     a_running_job_stops_when_cancelled,
     shutdown_lets_running_jobs_finish,
+    jobs_published_while_a_worker_stops_are_not_lost,
     a_job_whose_worker_is_killed_still_succeeds_once,
     a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered,
     a_job_past_its_deadline_is_not_started,
@@ -542,6 +543,37 @@ async fn shutdown_lets_running_jobs_finish(backend: Backend) {
     rig.stop.cancel();
     let job = rig.wait_for(id, &["succeeded"], 10).await;
     assert_eq!(job.attempts, 1);
+    rig.stop().await;
+}
+
+/// Jobs published while a worker is shutting down are not lost. The worker
+/// stops taking deliveries at once, but its last read may still be waiting
+/// in the broker and take a job after that (on Redis Streams the entry is
+/// then pending for the leaving consumer): whatever it took goes back for
+/// the next worker.
+async fn jobs_published_while_a_worker_stops_are_not_lost(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
+    let long = rig
+        .submit(JobKind::Noop, None, json!({"sleep_ms": 1500}))
+        .await;
+    rig.wait_for(long, &["running"], 10).await;
+    rig.stop.cancel();
+    // Past the worker's last `next()`, within its read's wait in the broker.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut late = Vec::new();
+    for _ in 0..3 {
+        late.push(rig.submit(JobKind::Noop, None, json!({})).await);
+    }
+    // The worker finishes the running job and leaves.
+    let mut rig = rig.without_in_process_worker().await;
+    assert_eq!(rig.job(long).await.status, "succeeded");
+    for id in &late {
+        assert_eq!(rig.job(*id).await.status, "queued", "not run by a leaving worker");
+    }
+    rig.spawn_worker("w2").await;
+    for id in late {
+        rig.wait_for(id, &["succeeded"], 10).await;
+    }
     rig.stop().await;
 }
 

@@ -80,27 +80,65 @@ end
 return #due
 ";
 
-/// Hands entries ARGV[2..] of stream KEYS[1] back to group ARGV[1]: each is
+/// The Lua function both hand-back scripts share: entry `id` of `stream` is
 /// copied to the end of the stream, marked redelivered, then acknowledged
 /// and deleted, all at once.
-const HAND_BACK_SCRIPT: &str = r"
-local group = ARGV[1]
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  local found = redis.call('XRANGE', KEYS[1], id, id)
+macro_rules! hand_back_function {
+    () => {
+        r"
+local function hand_back(stream, group, id)
+  local found = redis.call('XRANGE', stream, id, id)
   if #found > 0 then
     local fields = found[1][2]
     for j = 1, #fields, 2 do
       if fields[j] == 'envelope' then
-        redis.call('XADD', KEYS[1], '*', 'envelope', fields[j + 1], 'redelivered', '1')
+        redis.call('XADD', stream, '*', 'envelope', fields[j + 1], 'redelivered', '1')
       end
     end
   end
-  redis.call('XACK', KEYS[1], group, id)
-  redis.call('XDEL', KEYS[1], id)
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+end
+"
+    };
+}
+
+/// Hands entries ARGV[2..] of stream KEYS[1] back to group ARGV[1].
+const HAND_BACK_SCRIPT: &str = concat!(
+    hand_back_function!(),
+    r"
+for i = 2, #ARGV do
+  hand_back(KEYS[1], ARGV[1], ARGV[i])
 end
 return #ARGV - 1
-";
+"
+);
+
+/// A consumer's leaving: every entry Redis holds as pending for consumer
+/// ARGV[2] of group ARGV[1] on stream KEYS[1] is handed back, then the
+/// consumer is deleted; returns how many entries were handed back. Redis's
+/// own list is the one that counts, not the consumer's: a read whose answer
+/// never reached the worker (its shutdown dropped the read midway) still
+/// left its entries pending here, and deleting a consumer with pending
+/// entries would leave them to nobody.
+const CLOSE_SCRIPT: &str = concat!(
+    hand_back_function!(),
+    r"
+local handed = 0
+while true do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000, ARGV[2])
+  if #pending == 0 then
+    break
+  end
+  for _, entry in ipairs(pending) do
+    hand_back(KEYS[1], ARGV[1], entry[1])
+    handed = handed + 1
+  end
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return handed
+"
+);
 
 fn unavailable(err: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(err.to_string())
@@ -564,32 +602,29 @@ impl RedisConsumer {
         });
     }
 
-    /// Stops consuming: hands every entry read and not settled back to the
-    /// group (at the end of the stream, marked redelivered) and leaves it.
+    /// Stops consuming: hands every entry this consumer holds and has not
+    /// settled back to the group (at the end of the stream, marked
+    /// redelivered) and leaves it. The blocking reader goes first, so Redis
+    /// delivers nothing more to a consumer that is leaving; an entry Redis
+    /// gave a read the worker dropped at shutdown is handed back too.
     pub async fn close(&mut self) {
         if let Some(toucher) = self.toucher.take() {
             toucher.abort();
         }
+        self.reader = None;
         self.buffer.clear();
-        let ids: Vec<String> = self.in_flight.ids().drain().collect();
+        self.in_flight.ids().clear();
         let result = async {
             let mut conn = connection(&self.pool).await?;
-            if !ids.is_empty() {
-                redis::Script::new(HAND_BACK_SCRIPT)
-                    .key(&self.keys.stream)
-                    .arg(GROUP)
-                    .arg(&ids)
-                    .invoke_async::<i64>(&mut conn)
-                    .await?;
-                tracing::info!(entries = ids.len(), "handed unsettled entries back");
-            }
-            redis::cmd("XGROUP")
-                .arg("DELCONSUMER")
-                .arg(&self.keys.stream)
+            let handed = redis::Script::new(CLOSE_SCRIPT)
+                .key(&self.keys.stream)
                 .arg(GROUP)
                 .arg(&self.name)
-                .query_async::<Value>(&mut conn)
+                .invoke_async::<i64>(&mut conn)
                 .await?;
+            if handed > 0 {
+                tracing::info!(entries = handed, "handed unsettled entries back");
+            }
             Ok::<_, BrokerError>(())
         }
         .await;
