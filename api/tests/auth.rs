@@ -146,8 +146,24 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_session() {
     let a2 = second.body["access_token"].as_str().unwrap();
     assert_ne!(r1, r2);
     assert_eq!(app.get("/api/v1/auth/me", a2).await.status, StatusCode::OK);
+    // Two more rotations: r1 is now three tokens old.
+    let (mut current, mut access) = (r2.to_owned(), a2.to_owned());
+    for _ in 0..2 {
+        let next = app
+            .request(
+                Method::POST,
+                "/api/v1/auth/refresh",
+                None,
+                Some(json!({"refresh_token": current})),
+            )
+            .await;
+        assert_eq!(next.status, StatusCode::OK);
+        current = next.body["refresh_token"].as_str().unwrap().to_owned();
+        access = next.body["access_token"].as_str().unwrap().to_owned();
+    }
+    let (r2, a2) = (current.as_str(), access.as_str());
 
-    // Replaying the rotated token revokes the whole session.
+    // Replaying any rotated token, however old, revokes the whole session.
     let replay = app
         .request(
             Method::POST,
@@ -157,6 +173,14 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_session() {
         )
         .await;
     assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        replay.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{}",
+        replay.body
+    );
     assert_eq!(
         app.get("/api/v1/auth/me", a2).await.status,
         StatusCode::UNAUTHORIZED

@@ -6,9 +6,10 @@
 //! Access tokens name their session; every request checks that it still
 //! exists, so logout and revocation take effect at once.
 //!
-//! Refresh tokens are `{sid}.{secret}` and rotate on every use. Presenting a
-//! refresh token that is not the current one (a replay of a rotated token)
-//! revokes the whole session.
+//! Refresh tokens are `{sid}.{secret}` and rotate on every use. The hashes
+//! of the session's retired tokens are kept beside it (`{prefix}session:{sid}:retired`,
+//! the last [`RETIRED_KEPT`]); presenting any of them (a replay of a rotated
+//! token, however old) revokes the whole session.
 //!
 //! Permissions are cached in the session together with the tenant's
 //! authorization epoch (`{prefix}authz:{tenant}`), which every change to
@@ -102,36 +103,67 @@ pub enum Rotation {
     Unknown,
 }
 
-/// Rotation: the current token is swapped for the next one (the current one
-/// becomes `prev`). Presenting `prev` again is a replay: the session is
-/// deleted. Any other secret is simply unknown, so knowing a session id is not
-/// enough to end someone's session.
-const ROTATE: &str = r#"
+/// How many of a session's retired refresh tokens are remembered; one
+/// older than that is merely unknown. A client refreshing every hour would
+/// need 40 days to retire more.
+pub const RETIRED_KEPT: usize = 1000;
+
+/// The Lua function the rotation and the switch share: `hash` joins the
+/// session's retired tokens (a sorted set, in retirement order, trimmed to
+/// the newest `keep`), which lives as long as the session.
+macro_rules! retire_function {
+    () => {
+        r#"
+local function retire(session, retired, hash, keep)
+  local n = redis.call('HINCRBY', session, 'retired', 1)
+  redis.call('ZADD', retired, n, hash)
+  redis.call('ZREMRANGEBYRANK', retired, 0, -(tonumber(keep) + 1))
+  local ttl = redis.call('TTL', session)
+  if ttl > 0 then redis.call('EXPIRE', retired, ttl) end
+end
+"#
+    };
+}
+
+/// Rotation: the current token is swapped for the next one, and retired.
+/// Presenting a retired token again is a replay: the session is deleted.
+/// (`prev` is where sessions from before the retired set kept their one
+/// retired token.) Any other secret is simply unknown, so knowing a session
+/// id is not enough to end someone's session.
+const ROTATE: &str = concat!(
+    retire_function!(),
+    r#"
 local cur = redis.call('HGET', KEYS[1], 'refresh')
 if not cur then return {0, ''} end
 if cur == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'prev', ARGV[1], 'refreshed', ARGV[3])
+  redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'refreshed', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
+  retire(KEYS[1], KEYS[2], cur, ARGV[5])
   return {1, ''}
 end
-if redis.call('HGET', KEYS[1], 'prev') == ARGV[1] then
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) or redis.call('HGET', KEYS[1], 'prev') == ARGV[1] then
   local uid = redis.call('HGET', KEYS[1], 'user') or ''
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
   return {-1, uid}
 end
 return {0, ''}
-"#;
+"#
+);
 
-/// Switch: the new tenant, its permissions and a rotated refresh token, and
-/// the next tenant generation (returned; -1 if the session is gone), which
-/// voids every access token issued before the switch.
-const SWITCH: &str = r#"
+/// Switch: the new tenant, its permissions and a rotated refresh token (the
+/// current one retired), and the next tenant generation (returned; -1 if the
+/// session is gone), which voids every access token issued before the switch.
+const SWITCH: &str = concat!(
+    retire_function!(),
+    r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local cur = redis.call('HGET', KEYS[1], 'refresh')
 redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'admin', ARGV[2], 'perms', ARGV[3], 'epoch', ARGV[4],
-  'checked', ARGV[5], 'refresh', ARGV[6], 'prev', cur, 'refreshed', ARGV[7])
+  'checked', ARGV[5], 'refresh', ARGV[6], 'refreshed', ARGV[7])
+if cur then retire(KEYS[1], KEYS[2], cur, ARGV[8]) end
 return redis.call('HINCRBY', KEYS[1], 'gen', 1)
-"#;
+"#
+);
 
 /// HSET only on a session that still exists (never resurrect a revoked one).
 const UPDATE_IF_EXISTS: &str = r#"
@@ -167,6 +199,11 @@ impl SessionStore {
 
     fn session_key(&self, sid: Uuid) -> String {
         format!("{}session:{sid}", self.prefix)
+    }
+
+    /// The hashes of the session's retired refresh tokens.
+    fn retired_key(&self, sid: Uuid) -> String {
+        format!("{}session:{sid}:retired", self.prefix)
     }
 
     fn user_key(&self, uid: Uuid) -> String {
@@ -264,10 +301,12 @@ impl SessionStore {
         let mut conn = ferro_redis::connection(&self.pool).await?;
         let (code, uid): (i64, String) = redis::Script::new(ROTATE)
             .key(&key)
+            .key(self.retired_key(sid))
             .arg(sha256_hex(secret))
             .arg(sha256_hex(&next))
             .arg(Utc::now().to_rfc3339())
             .arg(self.ttl.as_secs())
+            .arg(RETIRED_KEPT)
             .invoke_async(&mut conn)
             .await?;
         match code {
@@ -296,7 +335,7 @@ impl SessionStore {
     /// Moves a session to another tenant with its permissions there, and
     /// rotates its refresh token; returns the new refresh token and the
     /// session's new tenant generation (`None` if the session is gone).
-    /// The current refresh token becomes the session's `prev`, so a client
+    /// The current refresh token is retired, so a client
     /// that keeps using it afterwards (someone else switched with a stolen
     /// access token) trips replay detection and ends the session.
     pub async fn switch_tenant(
@@ -311,6 +350,7 @@ impl SessionStore {
         let mut conn = ferro_redis::connection(&self.pool).await?;
         let generation: i64 = redis::Script::new(SWITCH)
             .key(self.session_key(sid))
+            .key(self.retired_key(sid))
             .arg(tenant_id.to_string())
             .arg(if is_platform_admin { "1" } else { "0" })
             .arg(permissions.join(","))
@@ -318,6 +358,7 @@ impl SessionStore {
             .arg(Utc::now().timestamp())
             .arg(sha256_hex(&next))
             .arg(Utc::now().to_rfc3339())
+            .arg(RETIRED_KEPT)
             .invoke_async(&mut conn)
             .await?;
         Ok(u32::try_from(generation)
@@ -378,6 +419,7 @@ impl SessionStore {
         let key = self.session_key(sid);
         let user: Option<String> = conn.hget(&key, "user").await?;
         let removed: i64 = conn.del(&key).await?;
+        let _: i64 = conn.del(self.retired_key(sid)).await?;
         if let Some(uid) = user.and_then(|u| Uuid::parse_str(&u).ok()) {
             let _: () = conn.srem(self.user_key(uid), sid.to_string()).await?;
         }
@@ -396,6 +438,7 @@ impl SessionStore {
         for sid in &sids {
             if let Ok(id) = Uuid::parse_str(sid) {
                 pipe.del(self.session_key(id)).ignore();
+                pipe.del(self.retired_key(id)).ignore();
             }
             // Only the ids read above: a session created meanwhile stays
             // listed, so a later revocation still finds it.
