@@ -145,7 +145,10 @@ fn with_request_errors(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::Op
             );
         }
         if body {
-            add("413", "The body is larger than 1 MiB");
+            add(
+                "413",
+                "The body is larger than MAX_BODY_BYTES (1 MiB unless configured)",
+            );
             add("415", "The body is not application/json");
         }
         if body || in_query {

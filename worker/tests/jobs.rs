@@ -568,7 +568,11 @@ async fn jobs_published_while_a_worker_stops_are_not_lost(backend: Backend) {
     let mut rig = rig.without_in_process_worker().await;
     assert_eq!(rig.job(long).await.status, "succeeded");
     for id in &late {
-        assert_eq!(rig.job(*id).await.status, "queued", "not run by a leaving worker");
+        assert_eq!(
+            rig.job(*id).await.status,
+            "queued",
+            "not run by a leaving worker"
+        );
     }
     rig.spawn_worker("w2").await;
     for id in late {
