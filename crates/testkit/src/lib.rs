@@ -388,6 +388,102 @@ impl Drop for RedisServer {
     }
 }
 
+/// A RabbitMQ node of the test's own (Debian package rabbitmq-server), on
+/// its own AMQP port, node name and data directory, so it can be killed and
+/// started again without disturbing the tests that share the machine's node.
+pub struct RabbitMqNode {
+    dir: std::path::PathBuf,
+    pub port: u16,
+    dist_port: u16,
+    name: String,
+    child: std::process::Child,
+}
+
+impl RabbitMqNode {
+    pub fn start() -> Self {
+        let id = &Uuid::new_v4().simple().to_string()[..12];
+        let dir = std::env::temp_dir().join(format!("ferro-rabbitmq-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (port, dist_port) = (free_port(), free_port());
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+        )
+        .unwrap();
+        // No plugins (the management plugin would want the machine node's
+        // port 15672), and no machine-wide rabbitmq-env.conf.
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
+        let name = format!("ferro-test-{id}@localhost");
+        std::fs::write(dir.join("rabbitmq-env.conf"), format!("NODENAME={name}\n")).unwrap();
+        let child = Self::spawn(&dir, &name, port, dist_port);
+        Self {
+            dir,
+            port,
+            dist_port,
+            name,
+            child,
+        }
+    }
+
+    fn spawn(dir: &std::path::Path, name: &str, port: u16, dist_port: u16) -> std::process::Child {
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        // RUNNING_UNDER_SYSTEMD makes the script Debian ships exec the
+        // Erlang VM instead of running it as a child, so this child is the
+        // node itself and killing it is a crash of the broker.
+        let mut child = std::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .env("RUNNING_UNDER_SYSTEMD", "true")
+            .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_NODENAME", name)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("rabbitmq-server (Debian package rabbitmq-server) runs");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "rabbitmq-server exited with {status}: {}",
+                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "rabbitmq-server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child
+    }
+
+    /// `BROKER_URL` for this node.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Kills the node (as a crash would), waits `down_for`, starts it again
+    /// on the same port and data directory.
+    pub fn restart(&mut self, down_for: Duration) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(down_for);
+        self.child = Self::spawn(&self.dir, &self.name, self.port, self.dist_port);
+    }
+}
+
+impl Drop for RabbitMqNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A TCP port on loopback that was free a moment ago, for a server under
 /// test (a port-0 bind is better where the server takes a listener).
 pub fn free_port() -> u16 {
