@@ -1,7 +1,8 @@
 //! The worker against the real PostgreSQL and broker: each test has its
 //! own database and broker prefix, and runs the real worker loop (in-process,
-//! or the real binary for the SIGKILL test). The tests of the pipeline run on
-//! both brokers (modules `rabbitmq` and `redis_streams`); the handlers' tests
+//! or the real binary for the SIGKILL test). The tests of the pipeline and of
+//! the job kinds run on both brokers (modules `rabbitmq` and `redis_streams`);
+//! those of the worker's database batches and of scheduled maintenance kinds
 //! run on RabbitMQ.
 
 use std::process::{Command, Stdio};
@@ -112,6 +113,14 @@ on_both_brokers!(
     a_job_interrupted_on_every_attempt_fails_and_is_dead_lettered,
     a_job_past_its_deadline_is_not_started,
     many_jobs_all_succeed_exactly_once,
+    a_cancelled_queued_job_is_never_started,
+    a_running_export_stops_when_cancelled,
+    devices_export_produces_csv_without_secrets,
+    snmp_get_reads_sys_descr_from_a_real_agent,
+    snmp_walk_reads_the_system_subtree,
+    an_agent_that_does_not_answer_fails_the_job_after_its_retries,
+    email_send_delivers_to_a_real_smtp_server,
+    email_send_fails_after_retries_when_the_server_is_unreachable,
 );
 
 struct Rig {
@@ -408,12 +417,41 @@ async fn a_running_job_stops_when_cancelled(backend: Backend) {
     rig.stop().await;
 }
 
+/// A job cancelled while queued is never started, even when its envelope
+/// is already in the broker: the worker acknowledges the delivery and
+/// leaves the job as it is.
+async fn a_cancelled_queued_job_is_never_started(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
+    let (id, envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
+    let mut tx = rig
+        .app
+        .begin(TenantCtx::new(rig.db.default_tenant(), None))
+        .await
+        .unwrap();
+    jobs::cancel(&mut tx, id).await.unwrap();
+    tx.commit().await.unwrap();
+    rig.broker.publish(&envelope).await.unwrap();
+    // A job published after it shows the worker is past the cancelled one.
+    let after = rig.submit(JobKind::Noop, None, json!({})).await;
+    rig.wait_for(after, &["succeeded"], 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job = rig.job(id).await;
+    assert_eq!((job.status.as_str(), job.attempts), ("cancelled", 0));
+    assert!(job.started_at.is_none());
+    assert!(rig.results(id).await.is_empty());
+    assert_eq!(
+        rig.broker.depths().await.unwrap().0,
+        0,
+        "the delivery was settled"
+    );
+    rig.stop().await;
+}
+
 /// A kind whose handler never looks at the cancel signal (the export) is
 /// stopped all the same: here it is stuck behind a lock on `devices` when
 /// it is cancelled.
-#[tokio::test]
-async fn a_running_export_stops_when_cancelled() {
-    let rig = Rig::start().await;
+async fn a_running_export_stops_when_cancelled(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     let (id, envelope) = rig.enqueue(JobKind::DevicesExport, None, json!({})).await;
     let owner = rig.db.owner().await;
     let mut lock = owner.begin().await.unwrap();
@@ -506,9 +544,8 @@ async fn many_jobs_all_succeed_exactly_once(backend: Backend) {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn devices_export_produces_csv_without_secrets() {
-    let rig = Rig::start().await;
+async fn devices_export_produces_csv_without_secrets(backend: Backend) {
+    let rig = Rig::start_on(backend, None).await;
     let app = rig.db.app().await;
     let mut tx = app
         .begin(TenantCtx::new(rig.db.default_tenant(), None))
@@ -663,10 +700,9 @@ async fn snmp_device(rig: &Rig, port: u16, community: &str) -> Uuid {
     id
 }
 
-#[tokio::test]
-async fn snmp_get_reads_sys_descr_from_a_real_agent() {
+async fn snmp_get_reads_sys_descr_from_a_real_agent(backend: Backend) {
     let agent = SnmpAgent::start();
-    let rig = Rig::start().await;
+    let rig = Rig::start_on(backend, None).await;
     let device = snmp_device(&rig, agent.port, SnmpAgent::COMMUNITY).await;
     let id = rig
         .submit(
@@ -685,10 +721,9 @@ async fn snmp_get_reads_sys_descr_from_a_real_agent() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn snmp_walk_reads_the_system_subtree() {
+async fn snmp_walk_reads_the_system_subtree(backend: Backend) {
     let agent = SnmpAgent::start();
-    let rig = Rig::start().await;
+    let rig = Rig::start_on(backend, None).await;
     let device = snmp_device(&rig, agent.port, SnmpAgent::COMMUNITY).await;
     let id = rig
         .submit(
@@ -711,10 +746,9 @@ async fn snmp_walk_reads_the_system_subtree() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn an_agent_that_does_not_answer_fails_the_job_after_its_retries() {
+async fn an_agent_that_does_not_answer_fails_the_job_after_its_retries(backend: Backend) {
     let agent = SnmpAgent::start();
-    let rig = Rig::start().await;
+    let rig = Rig::start_on(backend, None).await;
     // A v2c agent does not answer a wrong community: every attempt times out.
     let device = snmp_device(&rig, agent.port, "wrong-community").await;
     let id = rig
@@ -837,15 +871,14 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
     broker.delete_topology().await.unwrap();
 }
 
-#[tokio::test]
-async fn email_send_delivers_to_a_real_smtp_server() {
+async fn email_send_delivers_to_a_real_smtp_server(backend: Backend) {
     let sink = ferro_testkit::SmtpSink::start();
     let smtp = ferro_config::SmtpConfig::from_env(&ferro_config::Env::from_pairs([
         ("SMTP_URL", format!("smtp://127.0.0.1:{}", sink.port)),
         ("SMTP_FROM", "Ferrostack <noreply@example.com>".to_owned()),
     ]))
     .unwrap();
-    let rig = Rig::start_with(smtp).await;
+    let rig = Rig::start_on(backend, smtp).await;
     let id = rig
         .submit(
             JobKind::EmailSend,
@@ -865,14 +898,13 @@ async fn email_send_delivers_to_a_real_smtp_server() {
     rig.stop().await;
 }
 
-#[tokio::test]
-async fn email_send_fails_after_retries_when_the_server_is_unreachable() {
+async fn email_send_fails_after_retries_when_the_server_is_unreachable(backend: Backend) {
     let smtp = ferro_config::SmtpConfig::from_env(&ferro_config::Env::from_pairs([(
         "SMTP_URL",
         "smtp://127.0.0.1:1",
     )]))
     .unwrap();
-    let rig = Rig::start_with(smtp).await;
+    let rig = Rig::start_on(backend, smtp).await;
     let id = rig
         .submit(
             JobKind::EmailSend,
