@@ -139,13 +139,20 @@ fn the_topology_is_the_contracts() {
     assert_eq!(service(&doc, "postgres")["image"], "postgres:16");
     let redis = service(&doc, "redis");
     assert!(redis["image"].as_str().unwrap().starts_with("redis:7"));
-    assert!(
+    let redis_flag = |flag: &str, value: &str| {
         redis["command"]
             .as_array()
             .unwrap()
             .windows(2)
-            .any(|w| w[0] == "--appendonly" && w[1] == "yes"),
+            .any(|w| w[0] == flag && w[1] == value)
+    };
+    assert!(
+        redis_flag("--appendonly", "yes"),
         "redis persists with an append-only file"
+    );
+    assert!(
+        redis_flag("--appendfsync", "always"),
+        "an acknowledged XADD of a job survives a crash of redis"
     );
     assert!(
         service(&doc, "rabbitmq")["image"]

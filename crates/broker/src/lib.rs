@@ -16,8 +16,11 @@
 //!   blocking, since RabbitMQ expires messages only at the head of a queue;
 //! - consumers ack manually, with a prefetch equal to the worker's concurrency.
 //!
-//! Both publisher and consumer reconnect with backoff after the broker goes
-//! away, and log when they do.
+//! RabbitMQ's publisher and consumer reconnect with backoff after the broker
+//! goes away, and log when they do (a publish during the publisher's backoff
+//! fails at once; the outbox relay sends it later). On Redis the consumer
+//! does the same, and the publisher's pooled connections reconnect by
+//! themselves.
 //!
 //! The outbox relay ([`relay`]) publishes what transactions enqueued.
 //!

@@ -155,8 +155,24 @@ fn properties(envelope: &TaskEnvelope) -> BasicProperties {
 pub struct RabbitBroker {
     url: String,
     names: Names,
-    channel: Mutex<Option<(Connection, Channel)>>,
+    publisher: Mutex<Publisher>,
 }
+
+/// The publishing connection, and when to try again after failing to open
+/// one: 100 ms after the first failure, doubling up to 5 s. Meanwhile a
+/// publish fails at once (the outbox relay sends the job later) instead of
+/// every request trying to connect to a broker that is away.
+#[derive(Default)]
+struct Publisher {
+    open: Option<(Connection, Channel)>,
+    delay: Option<Duration>,
+    retry_at: Option<std::time::Instant>,
+    /// The broker was lost (or never reached) since the last connection.
+    lost: bool,
+}
+
+const PUBLISHER_FIRST_RETRY: Duration = Duration::from_millis(100);
+const PUBLISHER_LONGEST_RETRY: Duration = Duration::from_secs(5);
 
 impl RabbitBroker {
     /// A broker handle that connects on first use (and again after losing
@@ -165,7 +181,7 @@ impl RabbitBroker {
         Self {
             url: url.to_owned(),
             names: Names::new(prefix),
-            channel: Mutex::new(None),
+            publisher: Mutex::new(Publisher::default()),
         }
     }
 
@@ -187,20 +203,54 @@ impl RabbitBroker {
     }
 
     async fn channel(&self) -> Result<Channel, BrokerError> {
-        let mut slot = self.channel.lock().await;
-        if let Some((conn, channel)) = slot.as_ref() {
+        let mut publisher = self.publisher.lock().await;
+        if let Some((conn, channel)) = publisher.open.as_ref() {
             if conn.status().connected() && channel.status().connected() {
                 return Ok(channel.clone());
             }
-            tracing::warn!("broker connection lost; reconnecting");
+            tracing::warn!("publisher lost the broker; reconnecting");
+            publisher.open = None;
+            publisher.lost = true;
         }
-        let (conn, channel) = self.open().await?;
-        *slot = Some((conn, channel.clone()));
-        Ok(channel)
+        if let Some(at) = publisher.retry_at {
+            let now = std::time::Instant::now();
+            if now < at {
+                return Err(BrokerError::Unavailable(format!(
+                    "the broker is unavailable; the publisher tries again in {} ms",
+                    (at - now).as_millis()
+                )));
+            }
+        }
+        match self.open().await {
+            Ok((conn, channel)) => {
+                if publisher.lost {
+                    tracing::info!("publisher reconnected to the broker");
+                }
+                *publisher = Publisher {
+                    open: Some((conn, channel.clone())),
+                    ..Publisher::default()
+                };
+                Ok(channel)
+            }
+            Err(err) => {
+                let delay = publisher.delay.map_or(PUBLISHER_FIRST_RETRY, |d| {
+                    (d * 2).min(PUBLISHER_LONGEST_RETRY)
+                });
+                publisher.delay = Some(delay);
+                publisher.retry_at = Some(std::time::Instant::now() + delay);
+                publisher.lost = true;
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "publisher cannot reach the broker");
+                Err(err)
+            }
+        }
     }
 
+    /// Drops a connection that failed a publish; the next publish opens
+    /// another at once.
     async fn forget(&self) {
-        *self.channel.lock().await = None;
+        let mut publisher = self.publisher.lock().await;
+        publisher.open = None;
+        publisher.lost = true;
     }
 
     pub async fn check(&self) -> Result<(), BrokerError> {

@@ -63,3 +63,27 @@ async fn publisher_and_consumer_reconnect_after_the_broker_drops_them() {
     drop(broker);
     rabbitmqctl(&["delete_vhost", &vhost]);
 }
+
+#[tokio::test]
+async fn a_publisher_that_cannot_reach_the_broker_backs_off() {
+    ferro_telemetry::install_crypto_provider();
+    let broker = RabbitBroker::new("amqp://guest:guest@127.0.0.1:1/%2f", "away");
+    // The first publish tries to connect and fails.
+    assert!(broker.publish(&envelope()).await.is_err());
+    // The next ones, within the backoff, fail at once without trying.
+    let err = broker.publish(&envelope()).await.unwrap_err().to_string();
+    assert!(err.contains("tries again in"), "{err}");
+    // After the backoff it tries again (and fails again, for longer).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let err = broker.publish(&envelope()).await.unwrap_err().to_string();
+    assert!(!err.contains("tries again in"), "tried to connect: {err}");
+    let err = broker.publish(&envelope()).await.unwrap_err().to_string();
+    assert!(err.contains("tries again in"), "{err}");
+    let waiting: u64 = err
+        .split("tries again in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap();
+    assert!((100..=200).contains(&waiting), "the delay doubled: {err}");
+}
