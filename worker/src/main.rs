@@ -19,17 +19,21 @@ async fn main() {
             matches!(
                 a,
                 [] | ["--concurrency", _] | ["ping"] | ["ping", "--pid", _]
-            )
+            ) || matches!(a, [flag] if flag.starts_with("--concurrency="))
         },
     );
     let mut env = Env::load();
-    // `--concurrency N` overrides WORKER_CONCURRENCY.
+    // `--concurrency N` (or `--concurrency=N`) overrides WORKER_CONCURRENCY.
     let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--concurrency") {
-        match args.get(pos + 1) {
-            Some(n) => env = env.with("WORKER_CONCURRENCY", n.clone()),
-            None => exit_on_config_error("worker", "--concurrency needs a number"),
+    let concurrency = args.iter().enumerate().find_map(|(i, a)| {
+        if a == "--concurrency" {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix("--concurrency=").map(str::to_owned)
         }
+    });
+    if let Some(n) = concurrency {
+        env = env.with("WORKER_CONCURRENCY", n);
     }
     if args.get(1).map(String::as_str) == Some("ping") {
         // For health checks: 0 if a worker on this host beat within 15 s.

@@ -1380,6 +1380,8 @@ fn unknown_arguments_start_nothing() {
         (&["--help"][..], 0),
         (&["bogus"][..], 2),
         (&["ping", "--pid"][..], 2),
+        (&["--concurrency=many"][..], 2),
+        (&["--concurrency", "0"][..], 2),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_worker"))
             .args(args)
@@ -1388,6 +1390,52 @@ fn unknown_arguments_start_nothing() {
             .unwrap();
         assert_eq!(out.status.code(), Some(code), "{args:?}");
     }
+}
+
+/// `--concurrency N` and `--concurrency=N` set the real binary's concurrency
+/// (over WORKER_CONCURRENCY), as its heartbeat reports it.
+#[tokio::test]
+async fn the_concurrency_flag_sets_the_workers_concurrency() {
+    let rig = Rig::start().await.without_in_process_worker().await;
+    let pool =
+        ferro_redis::create_pool("redis://127.0.0.1:6379/0", 1, Duration::from_secs(2)).unwrap();
+    let mut conn = ferro_redis::connection(&pool).await.unwrap();
+    for (args, expected) in [
+        (&["--concurrency", "3"][..], "3"),
+        (&["--concurrency=5"][..], "5"),
+    ] {
+        let prefix = format!("test:{}:", Uuid::new_v4().simple());
+        let worker = Binary(
+            Command::new(env!("CARGO_BIN_EXE_worker"))
+                .args(args)
+                .envs(rig.db.env_pairs())
+                .envs(rig.backend.env(&rig.prefix))
+                .env("REDIS_KEY_PREFIX", &prefix)
+                .env("WORKER_CONCURRENCY", "7")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let key = format!("{prefix}workers:{}:{}", worker::host_name(), worker.id());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let concurrency = loop {
+            let value: Option<String> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("concurrency")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if let Some(value) = value {
+                break value;
+            }
+            assert!(Instant::now() < deadline, "no heartbeat from {args:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(concurrency, expected, "{args:?}");
+        terminate(worker);
+    }
+    rig.stop().await;
 }
 
 /// A job still running when the shutdown grace runs out is handed back
