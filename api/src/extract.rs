@@ -406,6 +406,24 @@ impl Validator {
     }
 }
 
+/// The page and search of a list with a `q` filter (422 naming `q` if it
+/// is longer than 200 bytes), and the `ILIKE` pattern for `q`.
+pub fn search(
+    page: Option<i64>,
+    size: Option<i64>,
+    q: Option<&str>,
+) -> Result<(Paging, Option<String>), ApiError> {
+    let mut v = Validator::default();
+    let paging = PageParams { page, size }.validate(&mut v.0);
+    v.check(
+        q.is_none_or(|q| q.len() <= 200),
+        "q",
+        "at most 200 characters",
+    );
+    v.finish()?;
+    Ok((paging, q.map(like_pattern)))
+}
+
 /// A case-insensitive `ILIKE` pattern matching `q` anywhere, with `%`, `_`
 /// and `\` in `q` taken literally.
 pub fn like_pattern(q: &str) -> String {

@@ -438,3 +438,64 @@ async fn mutating_requests_are_audited_with_route_templates() {
     let filtered = app.get("/api/v1/audit-logs?method=post", &admin).await.body;
     assert_eq!(filtered["total"], 1);
 }
+
+#[tokio::test]
+async fn tenants_roles_and_users_are_searched_with_q() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    for (slug, name) in [("acme", "Acme Corp"), ("globex", "Globex 100%")] {
+        let created = app
+            .post(
+                "/api/v1/tenants",
+                &admin,
+                json!({"slug": slug, "name": name}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+    let role = app
+        .post(
+            "/api/v1/roles",
+            &admin,
+            json!({"name": "auditor", "description": "Reads the LOGS", "permissions": ["audit:read"]}),
+        )
+        .await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.body);
+    app.create_user(&admin, "jane.doe", &["viewer"]).await;
+
+    let names = |reply: &support::Reply, field: &str| -> Vec<String> {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(
+            reply.body["total"].as_u64().unwrap() as usize,
+            reply.body["items"].as_array().unwrap().len()
+        );
+        reply.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let tenants = |q: &'static str| {
+        let (app, admin) = (&app, admin.clone());
+        async move { app.get(&format!("/api/v1/tenants?q={q}"), &admin).await }
+    };
+    assert_eq!(names(&tenants("CORP").await, "slug"), ["acme"]);
+    assert_eq!(names(&tenants("glob").await, "slug"), ["globex"]);
+    // `%` is a character to find, not a wildcard.
+    assert_eq!(names(&tenants("100%25").await, "slug"), ["globex"]);
+    assert!(names(&tenants("%25%25").await, "slug").is_empty());
+    let roles = app.get("/api/v1/roles?q=logs", &admin).await;
+    assert_eq!(names(&roles, "name"), ["auditor"]);
+    let roles = app.get("/api/v1/roles?q=VIEW", &admin).await;
+    assert_eq!(names(&roles, "name"), ["viewer"]);
+    let users = app.get("/api/v1/users?q=JANE", &admin).await;
+    assert_eq!(names(&users, "username"), ["jane.doe"]);
+
+    let long = "x".repeat(201);
+    for list in ["tenants", "roles", "users"] {
+        let reply = app.get(&format!("/api/v1/{list}?q={long}"), &admin).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{list}");
+        assert_eq!(reply.field_errors(), ["q"], "{list}");
+    }
+}

@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 use ferro_auth::Permission;
 use ferro_db::TenantTx;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Guard, RolesManage, RolesRead, require_holds};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, search};
 use crate::routes::users::{keep_a_user_manager, lock_user_managers};
 use crate::state::AppState;
 
@@ -142,25 +142,45 @@ async fn set_permissions(tx: &mut TenantTx, role: Uuid, codes: &[String]) -> Res
     Ok(())
 }
 
+/// A page of roles, optionally searched.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RoleQuery {
+    /// Page number, from 1 (default 1) to 1,000,000.
+    #[param(minimum = 1, maximum = 1_000_000)]
+    pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub size: Option<i64>,
+    /// Case-insensitive substring of the name or description.
+    pub q: Option<String>,
+}
+
 /// Lists the tenant's roles with their permissions.
-#[utoipa::path(get, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), params(RoleQuery),
     responses((status = 200, description = "A page of roles", body = Paginated<Role>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json")))]
 async fn list_roles(
     State(state): State<AppState>,
     guard: Guard<RolesRead>,
-    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(query): ApiQuery<RoleQuery>,
 ) -> Result<axum::Json<Paginated<Role>>, ApiError> {
-    let paging = page.paging()?;
+    let (paging, pattern) = search(query.page, query.size, query.q.as_deref())?;
+    let filter = "WHERE ($1::text IS NULL OR r.name ILIKE $1 OR r.description ILIKE $1)";
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM roles")
-        .fetch_one(&mut *tx)
-        .await?;
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM roles r {filter}"
+    )))
+    .bind(&pattern)
+    .fetch_one(&mut *tx)
+    .await?;
     let items: Vec<Role> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} GROUP BY r.id ORDER BY r.name, r.id {page}",
+        "{SELECT} {filter} GROUP BY r.id ORDER BY r.name, r.id {page}",
         page = ferro_db::limit_offset(paging.size, paging.offset())
     )))
+    .bind(&pattern)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

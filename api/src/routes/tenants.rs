@@ -5,14 +5,14 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Guard, TenantsManage};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Paginated, Validator, search};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -51,6 +51,21 @@ pub struct UpdateTenant {
     pub is_active: Option<bool>,
 }
 
+/// A page of tenants, optionally searched.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuery {
+    /// Page number, from 1 (default 1) to 1,000,000.
+    #[param(minimum = 1, maximum = 1_000_000)]
+    pub page: Option<i64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub size: Option<i64>,
+    /// Case-insensitive substring of the slug or name.
+    pub q: Option<String>,
+}
+
 fn valid_slug(slug: &str) -> bool {
     let b = slug.as_bytes();
     (1..=63).contains(&b.len())
@@ -61,24 +76,29 @@ fn valid_slug(slug: &str) -> bool {
 }
 
 /// Lists every tenant.
-#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), params(TenantQuery),
     responses((status = 200, description = "A page of tenants", body = Paginated<Tenant>),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json")))]
 async fn list_tenants(
     State(state): State<AppState>,
     guard: Guard<TenantsManage>,
-    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
 ) -> Result<axum::Json<Paginated<Tenant>>, ApiError> {
-    let paging = page.paging()?;
+    let (paging, pattern) = search(query.page, query.size, query.q.as_deref())?;
+    let filter = "WHERE ($1::text IS NULL OR slug ILIKE $1 OR name ILIKE $1)";
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM platform_list_tenants()")
-        .fetch_one(&mut *tx)
-        .await?;
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM platform_list_tenants() {filter}"
+    )))
+    .bind(&pattern)
+    .fetch_one(&mut *tx)
+    .await?;
     let items: Vec<Tenant> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM platform_list_tenants() ORDER BY slug {}",
+        "SELECT * FROM platform_list_tenants() {filter} ORDER BY slug {}",
         ferro_db::limit_offset(paging.size, paging.offset())
     )))
+    .bind(&pattern)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -15,7 +15,7 @@ use crate::auth::{
     Guard, Principal, UsersManage, UsersRead, blocking, check_new_password, require_holds,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, like_pattern};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Paginated, Validator, search};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -274,12 +274,7 @@ async fn list_users(
     guard: Guard<UsersRead>,
     ApiQuery(query): ApiQuery<UserQuery>,
 ) -> Result<axum::Json<Paginated<User>>, ApiError> {
-    let paging = PageParams {
-        page: query.page,
-        size: query.size,
-    }
-    .paging()?;
-    let pattern = query.q.as_deref().map(like_pattern);
+    let (paging, pattern) = search(query.page, query.size, query.q.as_deref())?;
     let filter = "WHERE ($1::text IS NULL OR u.username ILIKE $1 OR u.email ILIKE $1)";
     let mut tx = state.db.begin(guard.ctx()).await?;
     let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
