@@ -226,7 +226,7 @@ pub fn router(state: AppState) -> Router {
         )
     };
 
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .merge(
             Router::from(
@@ -246,7 +246,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/redoc/redoc.standalone.js",
             get(routes::docs::redoc_script),
-        )
+        );
+    with_middleware(routes, cors, state)
+}
+
+/// The fallbacks and the middleware every request goes through, around
+/// `routes`: request id, span, time limit, metrics and audit (`observe`),
+/// panics caught, CORS, compression, the body limits.
+fn with_middleware(routes: Router<AppState>, cors: Option<CorsLayer>, state: AppState) -> Router {
+    let max_body = state.config.http.max_body_bytes;
+    routes
         .fallback(observe::not_found)
         .method_not_allowed_fallback(observe::method_not_allowed)
         .layer(
@@ -255,10 +264,19 @@ pub fn router(state: AppState) -> Router {
                 .layer(CatchPanicLayer::custom(observe::panic_response))
                 .option_layer(cors)
                 .layer(CompressionLayer::new())
-                .layer(DefaultBodyLimit::max(http.max_body_bytes))
+                .layer(DefaultBodyLimit::max(max_body))
                 .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT)),
         )
         .with_state(state)
+}
+
+/// `routes` (signed-in callers only) inside the api's whole middleware
+/// stack: for tests of what the stack does around a handler (a panic, say)
+/// that no real route can be made to do.
+#[doc(hidden)]
+pub fn protected_with_middleware(routes: Router<AppState>, state: AppState) -> Router {
+    let routes = routes.route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    with_middleware(routes, None, state)
 }
 
 /// How long a request body may go without sending anything: a client that

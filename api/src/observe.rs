@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{LazyLock, OnceLock, RwLock};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -67,20 +67,26 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    let audit = mutating.then(|| AuditContext::new(&req, &state, &id));
+    let audit = mutating.then(|| {
+        let caller = AuditCaller::default();
+        req.extensions_mut().insert(caller.clone());
+        (AuditContext::new(&req, &state, &id), caller)
+    });
     req.extensions_mut().insert(RequestId(id));
 
     let mut in_flight = InFlight::start(method.clone(), matched, started);
     let limit = state.config.http.request_timeout;
     let handling = {
-        let (state, span) = (state.clone(), span.clone());
+        let state = state.clone();
         async move {
-            let mut response = within(limit, next.run(req).instrument(span.clone())).await;
+            let mut response = within(limit, next.run(req)).await;
             let status = response.status().as_u16();
             in_flight.finish(status);
             response.headers_mut().insert(REQUEST_ID, id_header);
-            if let (Some(audit), Some(principal)) =
-                (audit, response.extensions().get::<Principal>())
+            // The caller authentication found, whatever became of the
+            // request after that: a panic or a timeout is audited too.
+            if let Some((audit, caller)) = audit
+                && let Some(principal) = caller.0.get()
             {
                 audit
                     .write(
@@ -91,12 +97,12 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
                         status,
                         started,
                     )
-                    .instrument(span)
                     .await;
             }
             response
         }
-    };
+    }
+    .instrument(span);
     if !mutating {
         return handling.await;
     }
@@ -104,9 +110,21 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     // the request's future when the connection closes): what it committed
     // keeps its audit row and its after-commit work, such as publishing a
     // new job, and a half-done change is not cut between its statements.
-    match state.requests.spawn(handling.instrument(span)).await {
+    match state.requests.spawn(handling).await {
         Ok(response) => response,
         Err(err) => panic_response(Box::new(err)),
+    }
+}
+
+/// Where authentication leaves the caller of a mutating request for its
+/// audit row: set before the handler runs, so that the row is written
+/// even when the handler then panics or runs out of time.
+#[derive(Clone, Default)]
+pub struct AuditCaller(Arc<OnceLock<Principal>>);
+
+impl AuditCaller {
+    pub fn set(&self, principal: &Principal) {
+        let _ = self.0.set(principal.clone());
     }
 }
 
@@ -332,8 +350,14 @@ pub fn peer_ip(req: &Request) -> Option<IpAddr> {
 }
 
 /// The answer to a panic in a handler: a bare 500 problem.
-pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("handler panicked");
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    // The message is logged, never sent.
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "handler panicked");
     problem_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal_error",

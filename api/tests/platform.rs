@@ -741,3 +741,111 @@ fn a_malformed_rust_log_stops_the_binary() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("RUST_LOG is invalid"));
 }
+
+/// The audit rows of one route, as the database holds them.
+async fn audited_statuses(app: &TestApp, route: &str) -> Vec<i16> {
+    sqlx::query_scalar("SELECT status FROM audit_logs WHERE route = $1 ORDER BY created_at")
+        .bind(route)
+        .fetch_all(&app.db.owner().await)
+        .await
+        .unwrap()
+}
+
+/// Waits (up to 5 s) for the audit rows of `route` to be `expected`.
+async fn wait_for_audit(app: &TestApp, route: &str, expected: &[i16]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let statuses = audited_statuses(app, route).await;
+        if statuses == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{route}: audit rows {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_runs_out_of_time_gets_a_503_is_audited_and_changes_nothing() {
+    let app = TestApp::spawn_with(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
+    let token = app.admin_token().await;
+    // The device's INSERT waits behind this lock past the request's time.
+    let owner = app.db.owner().await;
+    let mut lock = owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let reply = app
+        .post(
+            "/api/v1/devices",
+            &token,
+            json!({"name": "late", "protocol": "http", "host": "example.com"}),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.code(), "timeout");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    wait_for_audit(&app, "/api/v1/devices", &[503]).await;
+    lock.rollback().await.unwrap();
+    let list = app.get("/api/v1/devices", &token).await;
+    assert_eq!(list.body["total"], 0, "the cut request left no device");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_gets_a_bare_500_and_is_audited() {
+    use axum::routing::post;
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let routes = axum::Router::new().route(
+        "/api/v1/test-panic",
+        post(|| async {
+            panic!("secret detail of the panic");
+            #[allow(unreachable_code)]
+            ()
+        }),
+    );
+    let stack = api::protected_with_middleware(routes, app.state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            stack.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let res = app
+        .client
+        .post(format!("http://{addr}/api/v1/test-panic"))
+        .bearer_auth(&token)
+        .header("x-request-id", "panic-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(res.headers()["x-request-id"], "panic-1");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "internal_error");
+    assert!(!body.to_string().contains("secret"), "{body}");
+    wait_for_audit(&app, "/api/v1/test-panic", &[500]).await;
+    // The server goes on serving.
+    let again = app
+        .client
+        .post(format!("http://{addr}/api/v1/test-panic"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    server.abort();
+}

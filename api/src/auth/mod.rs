@@ -180,11 +180,12 @@ pub async fn authenticate(
     })?;
     let principal = principal_of(&state, TokenSession::of(&claims)).await?;
     tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
-    req.extensions_mut().insert(principal.clone());
-    let mut response = next.run(req).await;
-    // For the audit middleware, which sits outside this one.
-    response.extensions_mut().insert(principal);
-    Ok(response)
+    // For the audit row the observe middleware writes (mutations only).
+    if let Some(caller) = req.extensions().get::<crate::observe::AuditCaller>() {
+        caller.set(&principal);
+    }
+    req.extensions_mut().insert(principal);
+    Ok(next.run(req).await)
 }
 
 /// What an access token says of its session.
