@@ -481,3 +481,94 @@ async fn login_validates_its_body() {
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reply.field_errors(), ["tenant"]);
 }
+
+#[tokio::test]
+async fn failures_from_one_address_are_throttled_whatever_the_user_name() {
+    let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES_PER_IP", "4")]).await;
+    for n in 0..4 {
+        let reply = app
+            .login_as(&format!("guess-{n}"), "bad-password", None)
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    // A fifth name from the same address, with the admin's right password.
+    let reply = app
+        .login_as("admin", ferro_testkit::ADMIN_PASSWORD, None)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn unknown_users_and_wrong_passwords_take_about_as_long() {
+    let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES_PER_USER", "100")]).await;
+    // Warm up both paths (the first unknown user computes the stand-in hash).
+    app.login_as("nobody", "whatever-password", None).await;
+    app.login_as("admin", "wrong-password", None).await;
+    let mut unknown = Vec::new();
+    let mut wrong = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        app.login_as("nobody", "whatever-password", None).await;
+        unknown.push(started.elapsed().as_secs_f64());
+        let started = std::time::Instant::now();
+        app.login_as("admin", "wrong-password", None).await;
+        wrong.push(started.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (u, w) = (median(&mut unknown), median(&mut wrong));
+    // Both pay for one argon2 verification; without the stand-in hash an
+    // unknown user would answer in a fraction of the time.
+    assert!(
+        u / w > 0.5 && u / w < 2.0,
+        "unknown {u:.3}s, wrong password {w:.3}s"
+    );
+}
+
+#[tokio::test]
+async fn refused_login_requests_are_logged_too() {
+    let app = TestApp::spawn().await;
+    let empty = app.login_as("admin", "", None).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(empty.field_errors(), ["password"]);
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT username, outcome, reason FROM login_logs ORDER BY created_at")
+            .fetch_all(&app.db.owner().await)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [("admin".into(), "failure".into(), "invalid request".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_login_while_redis_is_down_is_refused_and_logged() {
+    // Nothing listens on port 1: the throttle cannot count the attempt.
+    let app = TestApp::spawn_with(&[("REDIS_URL", "redis://127.0.0.1:1/0")]).await;
+    let reply = app
+        .login_as("admin", ferro_testkit::ADMIN_PASSWORD, None)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT outcome, reason FROM login_logs")
+        .fetch_all(&app.db.owner().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [("failure".into(), "login throttle unavailable".into())]
+    );
+}

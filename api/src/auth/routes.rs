@@ -167,8 +167,6 @@ async fn login(
             "is a tenant slug or id (1 to 63 characters) when given",
         );
     }
-    v.finish()?;
-
     let ip = client_ip(
         &headers,
         Some(peer.ip()),
@@ -176,7 +174,10 @@ async fn login(
     );
     let ip_text = ip.map(|i| i.to_string()).unwrap_or_default();
     let user_agent = headers.get("user-agent").and_then(|v| v.to_str().ok());
-    let username = body.username.trim();
+    // As given, cut to what the log keeps: a request refused for its fields
+    // is an attempt too.
+    let logged_name: String = body.username.trim().chars().take(256).collect();
+    let username = logged_name.as_str();
     let record = |tenant_id, user_id, outcome, reason| LoginRecord {
         tenant_id,
         user_id,
@@ -186,8 +187,36 @@ async fn login(
         outcome,
         reason,
     };
+    if let Err(invalid) = v.finish() {
+        state
+            .db
+            .record_login(&record(
+                None,
+                None,
+                LoginOutcome::Failure,
+                Some("invalid request"),
+            ))
+            .await?;
+        return Err(invalid);
+    }
 
-    if let Some(wait) = state.throttle.attempt(username, &ip_text).await? {
+    let attempt = match state.throttle.attempt(username, &ip_text).await {
+        Ok(attempt) => attempt,
+        Err(err) => {
+            // Without the throttle's counts no password is checked.
+            state
+                .db
+                .record_login(&record(
+                    None,
+                    None,
+                    LoginOutcome::Failure,
+                    Some("login throttle unavailable"),
+                ))
+                .await?;
+            return Err(err.into());
+        }
+    };
+    if let Some(wait) = attempt {
         // Named, so that the tenant sees the attempts on its users in its
         // login log (the password is not looked at).
         let user = state.db.lookup_login_user(username).await?;
@@ -209,12 +238,17 @@ async fn login(
     }
 
     let user = state.db.lookup_login_user(username).await?;
-    let stored = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| password::dummy_hash().to_owned());
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
     let presented = body.password.clone();
-    let verified = blocking(move || password::verify(&presented, &stored).unwrap_or(false)).await?;
+    let verified = blocking(move || {
+        // The stand-in for an unknown user is made here too, off the runtime.
+        let hash = match &stored {
+            Some(hash) => hash.as_str(),
+            None => password::dummy_hash(),
+        };
+        password::verify(&presented, hash).unwrap_or(false)
+    })
+    .await?;
 
     let failure = match &user {
         None => Some("unknown user"),
