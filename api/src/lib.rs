@@ -103,7 +103,8 @@ pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
 /// Adds to every operation the problems its request itself can earn, which
 /// the extractors answer alike on every route: 400 for a malformed path
 /// parameter or JSON body, 413 and 415 for a body too large or not JSON,
-/// 422 for fields or query parameters that are wrong. An operation that
+/// 422 for fields or query parameters that are wrong; and the 503 of an
+/// unavailable dependency or a request out of time, which any can meet. An operation that
 /// documents one of these already keeps its own description.
 fn with_request_errors(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::path::{Operation, ParameterIn};
@@ -157,6 +158,11 @@ fn with_request_errors(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::Op
                 "Invalid fields or query parameters, each named in `errors`",
             );
         }
+        add(
+            "503",
+            "A service the api depends on is unavailable, or the request ran out of time \
+             (REQUEST_TIMEOUT_SECONDS)",
+        );
     };
     for item in doc.paths.paths.values_mut() {
         for op in [

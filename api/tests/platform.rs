@@ -400,6 +400,28 @@ async fn the_openapi_document_and_the_router_list_the_same_routes() {
     assert!(doc["paths"]["/api/v1/tenants"]["get"]["responses"]["422"].is_object());
     assert!(doc["paths"]["/api/v1/devices/{id}"]["get"]["responses"]["400"].is_object());
     assert!(doc["paths"]["/api/v1/auth/me"]["get"]["responses"]["422"].is_null());
+    // Every request body has an example, and every operation its 503.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(schema) =
+                op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+            {
+                let name = schema.rsplit('/').next().unwrap();
+                let body = &doc["components"]["schemas"][name];
+                let fields_with_examples = body["properties"]
+                    .as_object()
+                    .is_some_and(|p| p.values().all(|f| !f["example"].is_null()));
+                assert!(
+                    !body["example"].is_null() || fields_with_examples,
+                    "{method} {path}: {name} has no example"
+                );
+            }
+            assert!(
+                op["responses"]["503"].is_object(),
+                "{method} {path} does not document its 503"
+            );
+        }
+    }
     // Fields the answers always carry (null when unset) are required, and
     // the paging limits are in the parameters.
     let job_required = doc["components"]["schemas"]["Job"]["required"]

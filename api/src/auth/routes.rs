@@ -60,18 +60,21 @@ pub struct TokenPair {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "7b0c1e2a-7f4e-4f7c-9a39-2b8e6c1d5f10.9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}))]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"tenant_id": "0b5c3c2e-8a7c-4c59-9d0e-2f1d7d7c4a10"}))]
 pub struct SwitchTenantRequest {
     pub tenant_id: Uuid,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery", "new_password": "staple gun tractor beam"}))]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,

@@ -103,6 +103,7 @@ pub struct CreateDevice {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "core-router-2", "tags": ["core", "dc1"]}))]
 pub struct UpdateDevice {
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub name: Option<String>,

@@ -73,6 +73,7 @@ pub struct CreateRole {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"permissions": ["audit:read", "devices:read"]}))]
 pub struct UpdateRole {
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub description: Option<String>,

@@ -48,6 +48,8 @@ fn default_policy() -> String {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "core uptime", "cron": "*/5 * * * *", "timezone": "UTC", "kind": "snmp.get",
+    "device_id": "0b5c3c2e-8a7c-4c59-9d0e-2f1d7d7c4a10", "params": {"oids": ["1.3.6.1.2.1.1.3.0"]}}))]
 pub struct CreateSchedule {
     #[schema(example = "core uptime")]
     pub name: String,
@@ -73,6 +75,7 @@ pub struct CreateSchedule {
 /// Fields to change; the others keep their values. `device_id: null` clears it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"cron": "0 3 * * *", "timezone": "Europe/Paris"}))]
 pub struct UpdateSchedule {
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub name: Option<String>,

@@ -43,6 +43,7 @@ pub struct CreateTenant {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme Corporation"}))]
 pub struct UpdateTenant {
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
     pub name: Option<String>,

@@ -62,6 +62,7 @@ pub struct CreateUser {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "alice@example.org", "is_active": true}))]
 pub struct UpdateUser {
     /// Only the user's home tenant may change the email or password.
     /// `null` removes the email.
@@ -77,6 +78,7 @@ pub struct UpdateUser {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"roles": ["operator", "viewer"]}))]
 pub struct SetRoles {
     pub roles: Vec<String>,
 }
