@@ -306,9 +306,6 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     }
     let broker = ferro_broker::Broker::from_config(&config.broker)
         .map_err(|e| anyhow::anyhow!("BROKER_URL: {e}"))?;
-    // The stand-in hash unknown users are checked against, made now so that
-    // the first such login takes no longer than the others.
-    tokio::task::spawn_blocking(ferro_auth::password::dummy_hash);
     Ok(AppState::new(
         config,
         db,

@@ -244,10 +244,14 @@ async fn login(
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let presented = body.password.clone();
     let verified = blocking(move || {
-        // The stand-in for an unknown user is made here too, off the runtime.
+        // The stand-in for unknown users, made off the runtime by the first
+        // login of all, whoever it names: so the first unknown user takes no
+        // longer than a known one (and an idle api has not spent the
+        // hash's memory).
+        let dummy = password::dummy_hash();
         let hash = match &stored {
             Some(hash) => hash.as_str(),
-            None => password::dummy_hash(),
+            None => dummy,
         };
         password::verify(&presented, hash).unwrap_or(false)
     })
