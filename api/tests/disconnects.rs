@@ -68,12 +68,7 @@ async fn a_mutation_whose_client_goes_away_still_completes_and_is_audited() {
 async fn a_request_cut_off_by_its_client_is_counted_and_leaves_the_in_flight_gauge() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
-    let owner = app.db.owner().await;
-    let mut lock = owner.begin().await.unwrap();
-    sqlx::query("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = app.db.lock_devices().await;
 
     let gave_up = app
         .client

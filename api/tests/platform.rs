@@ -296,15 +296,7 @@ async fn request_ids_are_accepted_generated_and_echoed() {
 #[tokio::test]
 async fn the_openapi_document_and_the_router_list_the_same_routes() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     // Swagger UI's bundle may be cached; the document, which changes with
     // every release, is not.
@@ -794,12 +786,7 @@ async fn a_request_that_runs_out_of_time_gets_a_503_is_audited_and_changes_nothi
     let app = TestApp::spawn_with(&[("REQUEST_TIMEOUT_SECONDS", "1")]).await;
     let token = app.admin_token().await;
     // The device's INSERT waits behind this lock past the request's time.
-    let owner = app.db.owner().await;
-    let mut lock = owner.begin().await.unwrap();
-    sqlx::query("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = app.db.lock_devices().await;
     let started = Instant::now();
     let reply = app
         .post(

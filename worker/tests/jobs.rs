@@ -243,6 +243,17 @@ impl Rig {
         (job.id, envelope)
     }
 
+    /// Cancels the job as the api does.
+    async fn cancel(&self, id: Uuid) {
+        let mut tx = self
+            .app
+            .begin(TenantCtx::new(self.db.default_tenant(), None))
+            .await
+            .unwrap();
+        jobs::cancel(&mut tx, id).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
     async fn job(&self, id: Uuid) -> Job {
         let app = &self.app;
         let mut tx = app
@@ -403,13 +414,7 @@ async fn a_running_job_stops_when_cancelled(backend: Backend) {
         .submit(JobKind::Noop, None, json!({"sleep_ms": 20000}))
         .await;
     rig.wait_for(id, &["running"], 10).await;
-    let app = rig.db.app().await;
-    let mut tx = app
-        .begin(TenantCtx::new(rig.db.default_tenant(), None))
-        .await
-        .unwrap();
-    jobs::cancel(&mut tx, id).await.unwrap();
-    tx.commit().await.unwrap();
+    rig.cancel(id).await;
     let started = Instant::now();
     let job = rig.wait_for(id, &["cancelled"], 5).await;
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -423,13 +428,7 @@ async fn a_running_job_stops_when_cancelled(backend: Backend) {
 async fn a_cancelled_queued_job_is_never_started(backend: Backend) {
     let rig = Rig::start_on(backend, None).await;
     let (id, envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
-    let mut tx = rig
-        .app
-        .begin(TenantCtx::new(rig.db.default_tenant(), None))
-        .await
-        .unwrap();
-    jobs::cancel(&mut tx, id).await.unwrap();
-    tx.commit().await.unwrap();
+    rig.cancel(id).await;
     rig.broker.publish(&envelope).await.unwrap();
     // A job published after it shows the worker is past the cancelled one.
     let after = rig.submit(JobKind::Noop, None, json!({})).await;
@@ -453,21 +452,10 @@ async fn a_cancelled_queued_job_is_never_started(backend: Backend) {
 async fn a_running_export_stops_when_cancelled(backend: Backend) {
     let rig = Rig::start_on(backend, None).await;
     let (id, envelope) = rig.enqueue(JobKind::DevicesExport, None, json!({})).await;
-    let owner = rig.db.owner().await;
-    let mut lock = owner.begin().await.unwrap();
-    sqlx::query("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = rig.db.lock_devices().await;
     rig.broker.publish(&envelope).await.unwrap();
     rig.wait_for(id, &["running"], 10).await;
-    let mut tx = rig
-        .app
-        .begin(TenantCtx::new(rig.db.default_tenant(), None))
-        .await
-        .unwrap();
-    jobs::cancel(&mut tx, id).await.unwrap();
-    tx.commit().await.unwrap();
+    rig.cancel(id).await;
     let job = rig.wait_for(id, &["cancelled"], 5).await;
     assert_eq!(job.error.as_deref(), Some("cancelled while running"));
     lock.rollback().await.unwrap();

@@ -190,34 +190,19 @@ async fn login(
         outcome,
         reason,
     };
+    // An attempt refused before any user is looked at, and why.
+    let refused = async |reason, err: ApiError| {
+        let logged = record(None, None, LoginOutcome::Failure, Some(reason));
+        state.db.record_login(&logged).await?;
+        Err::<TokenPair, _>(err)
+    };
     if let Err(invalid) = v.finish() {
-        state
-            .db
-            .record_login(&record(
-                None,
-                None,
-                LoginOutcome::Failure,
-                Some("invalid request"),
-            ))
-            .await?;
-        return Err(invalid);
+        return refused("invalid request", invalid).await;
     }
-
     let attempt = match state.throttle.attempt(username, &ip_text).await {
         Ok(attempt) => attempt,
-        Err(err) => {
-            // Without the throttle's counts no password is checked.
-            state
-                .db
-                .record_login(&record(
-                    None,
-                    None,
-                    LoginOutcome::Failure,
-                    Some("login throttle unavailable"),
-                ))
-                .await?;
-            return Err(err.into());
-        }
+        // Without the throttle's counts no password is checked.
+        Err(err) => return refused("login throttle unavailable", err.into()).await,
     };
     if let Some(wait) = attempt {
         // Named, so that the tenant sees the attempts on its users in its

@@ -216,6 +216,18 @@ impl TestApp {
         reply.body
     }
 
+    /// The OpenAPI document the api serves.
+    pub async fn openapi(&self) -> Value {
+        self.client
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The Prometheus exposition from `/metrics`.
     pub async fn metrics_text(&self) -> String {
         self.client

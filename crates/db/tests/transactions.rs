@@ -99,13 +99,9 @@ async fn a_dropped_transaction_is_rolled_back_and_its_connection_kept() {
 #[tokio::test]
 async fn a_transaction_dropped_mid_query_does_not_hold_up_the_next_one() {
     let db = TestDb::new().await;
-    let (app, owner) = (db.app().await, db.owner().await);
+    let app = db.app().await;
     let ctx = TenantCtx::new(db.default_tenant(), None);
-    let mut lock = owner.begin().await.unwrap();
-    sqlx::query("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = db.lock_devices().await;
     let mut tx = app.begin(ctx).await.unwrap();
     let blocked = tokio::time::timeout(
         Duration::from_millis(300),

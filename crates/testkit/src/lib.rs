@@ -130,6 +130,18 @@ impl TestDb {
             .expect("connect as the owner")
     }
 
+    /// Takes `devices` in ACCESS EXCLUSIVE mode until the returned
+    /// transaction ends: whatever reads or writes devices waits meanwhile
+    /// (for tests of what a stuck request or job does).
+    pub async fn lock_devices(&self) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut lock = self.owner().await.begin().await.unwrap();
+        sqlx::query("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        lock
+    }
+
     /// Creates another tenant (with built-in roles) and returns its id.
     pub async fn create_tenant(&self, slug: &str) -> Uuid {
         let pool = self.owner().await;
