@@ -275,7 +275,7 @@ impl From<DbError> for ApiError {
 impl From<ferro_auth::StoreError> for ApiError {
     fn from(err: ferro_auth::StoreError) -> Self {
         match err {
-            ferro_auth::StoreError::Pool(_) | ferro_auth::StoreError::Redis(_) => {
+            ferro_auth::StoreError::Unavailable(_) | ferro_auth::StoreError::Redis(_) => {
                 tracing::warn!(error = %error_chain(&err), "redis unavailable");
                 ApiError::Unavailable("session store")
             }

@@ -132,7 +132,7 @@ async fn cluster(state: &AppState) -> Result<Cluster, ApiError> {
         Ok(Ok((jobs, dead))) => Some(QueueDepth { jobs, dead }),
         _ => None,
     };
-    let redis_down = |e: String| {
+    let redis_down = |e: ferro_redis::Error| {
         tracing::warn!(error = %e, "cannot read heartbeats");
         ApiError::Unavailable("redis")
     };

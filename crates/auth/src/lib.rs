@@ -14,11 +14,26 @@ pub use permissions::Permission;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis unavailable")]
-    Pool(#[from] ferro_redis::PoolError<redis::RedisError>),
+    Unavailable(#[source] ferro_redis::Error),
     #[error("redis command failed")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[source] ferro_redis::Error),
     #[error("corrupt session record: {0}")]
     Corrupt(&'static str),
+}
+
+impl From<ferro_redis::Error> for StoreError {
+    fn from(err: ferro_redis::Error) -> Self {
+        match err {
+            ferro_redis::Error::Command(_) => StoreError::Redis(err),
+            _ => StoreError::Unavailable(err),
+        }
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(err: redis::RedisError) -> Self {
+        StoreError::Redis(ferro_redis::Error::Command(err))
+    }
 }
 
 /// `n` random bytes from the OS, as lowercase hex.

@@ -22,7 +22,7 @@
 //! does the same, and the publisher's pooled connections reconnect by
 //! themselves.
 //!
-//! The outbox relay ([`relay`]) publishes what transactions enqueued.
+//! The outbox relay (in the worker) publishes what transactions enqueued.
 //!
 //! Redis Streams backend ([`RedisBroker`]): see its module for the keys,
 //! the consumer group, visibility timeout and dead-letter stream.
@@ -32,7 +32,6 @@
 
 mod rabbit;
 mod redis_streams;
-pub mod relay;
 
 use std::time::Duration;
 
@@ -52,6 +51,15 @@ pub enum BrokerError {
     Protocol(#[from] lapin::Error),
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+}
+
+impl From<ferro_redis::Error> for BrokerError {
+    fn from(err: ferro_redis::Error) -> Self {
+        match err {
+            ferro_redis::Error::Command(err) => BrokerError::Redis(err),
+            other => BrokerError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 impl BrokerError {

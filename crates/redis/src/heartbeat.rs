@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{RedisPool, connection};
+use crate::{Error, RedisPool, connection};
 
 /// Writes `key` with the fields `fields()` returns (plus `beat`) every
 /// `every`, expiring after `ttl`, until `stop`; then deletes it.
@@ -42,22 +42,21 @@ async fn write(
     key: &str,
     values: &[(&'static str, String)],
     ttl: Duration,
-) -> Result<(), String> {
-    let mut conn = connection(pool).await.map_err(|e| e.to_string())?;
-    redis::pipe()
+) -> Result<(), Error> {
+    let mut conn = connection(pool).await?;
+    Ok(redis::pipe()
         .hset_multiple(key, values)
         .ignore()
         .expire(key, ttl.as_secs() as i64)
         .ignore()
         .query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 /// Every heartbeat whose key matches `pattern` (a `SCAN MATCH` glob), as
 /// field maps with the key under `key`, sorted by key.
-pub async fn list(pool: &RedisPool, pattern: &str) -> Result<Vec<HashMap<String, String>>, String> {
-    let mut conn = connection(pool).await.map_err(|e| e.to_string())?;
+pub async fn list(pool: &RedisPool, pattern: &str) -> Result<Vec<HashMap<String, String>>, Error> {
+    let mut conn = connection(pool).await?;
     let mut keys: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -68,8 +67,7 @@ pub async fn list(pool: &RedisPool, pattern: &str) -> Result<Vec<HashMap<String,
             .arg("COUNT")
             .arg(500)
             .query_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         keys.extend(batch);
         if next == 0 {
             break;
@@ -83,8 +81,7 @@ pub async fn list(pool: &RedisPool, pattern: &str) -> Result<Vec<HashMap<String,
         let mut fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(&key)
             .query_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         // Expired between SCAN and HGETALL: gone.
         if fields.is_empty() {
             continue;
@@ -96,26 +93,13 @@ pub async fn list(pool: &RedisPool, pattern: &str) -> Result<Vec<HashMap<String,
 }
 
 /// True if a heartbeat matching `pattern` beat within `fresh`.
-pub async fn any_fresh(pool: &RedisPool, pattern: &str, fresh: Duration) -> Result<bool, String> {
+pub async fn any_fresh(pool: &RedisPool, pattern: &str, fresh: Duration) -> Result<bool, Error> {
     let now = unix_now();
     Ok(list(pool, pattern).await?.iter().any(|beat| {
         beat.get("beat")
             .and_then(|b| b.parse::<i64>().ok())
             .is_some_and(|b| now - b <= fresh.as_secs() as i64)
     }))
-}
-
-/// The `--pid N` of a `ping` command line (`worker ping --pid 42`): which
-/// process's heartbeat to look for; `None` for any on this host.
-pub fn pid_arg(args: &[String]) -> Result<Option<u32>, String> {
-    match args.iter().position(|a| a == "--pid") {
-        None => Ok(None),
-        Some(at) => args
-            .get(at + 1)
-            .and_then(|n| n.parse().ok())
-            .map(Some)
-            .ok_or_else(|| "--pid needs a process id".to_owned()),
-    }
 }
 
 /// This machine's host name, as heartbeats record it (`/etc/hostname`; in a
@@ -184,18 +168,6 @@ mod tests {
             list(&pool, &pattern).await.unwrap().is_empty(),
             "deleted on stop"
         );
-    }
-
-    #[test]
-    fn the_pid_argument() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(pid_arg(&args(&["worker", "ping"])), Ok(None));
-        assert_eq!(
-            pid_arg(&args(&["worker", "ping", "--pid", "42"])),
-            Ok(Some(42))
-        );
-        assert!(pid_arg(&args(&["worker", "ping", "--pid"])).is_err());
-        assert!(pid_arg(&args(&["worker", "ping", "--pid", "x"])).is_err());
     }
 
     fn uuid_like() -> String {

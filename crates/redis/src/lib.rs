@@ -15,8 +15,24 @@ use deadpool::managed::{self, Metrics, RecycleResult};
 use redis::RedisError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-pub use deadpool::managed::PoolError;
 pub use redis::aio::ConnectionManager as Connection;
+
+/// What can go wrong talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `REDIS_URL` is not a Redis URL.
+    #[error("invalid Redis URL: {0}")]
+    InvalidUrl(#[source] RedisError),
+    /// The pool could not be built (no Tokio runtime).
+    #[error("cannot build the Redis pool: {0}")]
+    Build(#[from] managed::BuildError),
+    /// No connection within the timeout: Redis is down or unreachable.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(#[from] managed::PoolError<RedisError>),
+    /// A command failed (or timed out) on an open connection.
+    #[error("Redis command failed: {0}")]
+    Command(#[from] RedisError),
+}
 
 pub type RedisPool = managed::Pool<RedisManager>;
 
@@ -45,20 +61,19 @@ impl managed::Manager for RedisManager {
 }
 
 /// Builds the pool (connects lazily, on first use).
-pub fn create_pool(url: &str, max_size: usize, timeout: Duration) -> Result<RedisPool, String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    managed::Pool::builder(RedisManager { client, timeout })
+pub fn create_pool(url: &str, max_size: usize, timeout: Duration) -> Result<RedisPool, Error> {
+    let client = redis::Client::open(url).map_err(Error::InvalidUrl)?;
+    Ok(managed::Pool::builder(RedisManager { client, timeout })
         .max_size(max_size)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
         .runtime(deadpool::Runtime::Tokio1)
-        .build()
-        .map_err(|e| e.to_string())
+        .build()?)
 }
 
 /// A connection from the pool. `ConnectionManager` is a cheap handle onto a
 /// multiplexed connection, so it is cloned out and the pool slot returned at once.
-pub async fn connection(pool: &RedisPool) -> Result<Connection, PoolError<RedisError>> {
+pub async fn connection(pool: &RedisPool) -> Result<Connection, Error> {
     Ok(pool.get().await?.clone())
 }
 
@@ -81,30 +96,27 @@ mod tests {
 }
 
 /// Publishes `payload` on a pub/sub channel; returns how many subscribers got it.
-pub async fn publish(pool: &RedisPool, channel: &str, payload: &str) -> Result<i64, String> {
-    let mut conn = connection(pool).await.map_err(|e| e.to_string())?;
-    redis::cmd("PUBLISH")
+pub async fn publish(pool: &RedisPool, channel: &str, payload: &str) -> Result<i64, Error> {
+    let mut conn = connection(pool).await?;
+    Ok(redis::cmd("PUBLISH")
         .arg(channel)
         .arg(payload)
         .query_async(&mut conn)
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 /// Publishes every `(channel, payload)` in one pipeline, in order (one
 /// round trip for all of them).
-pub async fn publish_many(pool: &RedisPool, messages: &[(String, String)]) -> Result<(), String> {
+pub async fn publish_many(pool: &RedisPool, messages: &[(String, String)]) -> Result<(), Error> {
     if messages.is_empty() {
         return Ok(());
     }
-    let mut conn = connection(pool).await.map_err(|e| e.to_string())?;
+    let mut conn = connection(pool).await?;
     let mut pipe = redis::pipe();
     for (channel, payload) in messages {
         pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
     }
-    pipe.query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(pipe.query_async::<()>(&mut conn).await?)
 }
 
 #[cfg(test)]
@@ -146,12 +158,12 @@ mod pubsub_tests {
 /// A connection of its own (not from a pool), for a client that blocks on
 /// the server (`XREADGROUP ... BLOCK`, say) and so must not share its
 /// multiplexed connection. `response_timeout` must exceed the longest block.
-pub async fn dedicated(url: &str, response_timeout: Duration) -> Result<Connection, RedisError> {
-    let client = redis::Client::open(url)?;
+pub async fn dedicated(url: &str, response_timeout: Duration) -> Result<Connection, Error> {
+    let client = redis::Client::open(url).map_err(Error::InvalidUrl)?;
     let config = ConnectionManagerConfig::new()
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500))
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(response_timeout));
-    ConnectionManager::new_with_config(client, config).await
+    Ok(ConnectionManager::new_with_config(client, config).await?)
 }
