@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
-use ferro_config::{Env, LogConfig, MigrateConfig};
+use ferro_config::{Env, LogConfig};
+use ferro_schema::MigrateConfig;
 use ferro_telemetry::exit_on_config_error;
 
 /// Prepares the database: migrations, the application role, seed data.
@@ -26,20 +27,20 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let cli: Cli = ferro_telemetry::parse_args("migrate");
     let env = Env::load();
     let log = LogConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("migrate", e));
     ferro_telemetry::init("migrate", &log);
     let cfg = MigrateConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error("migrate", e));
 
     let result = match cli.command {
-        Command::Up => migrate::up(&cfg).await.map(report),
+        Command::Up => ferro_schema::up(&cfg).await.map(report),
         Command::Reset { yes: false } => {
             eprintln!("migrate: reset destroys all data; run `migrate reset --yes` to confirm");
             std::process::exit(2);
         }
-        Command::Reset { yes: true } => migrate::reset(&cfg).await.map(report),
-        Command::Status => migrate::status(&cfg).await.map(|states| {
+        Command::Reset { yes: true } => ferro_schema::reset(&cfg).await.map(report),
+        Command::Status => ferro_schema::status(&cfg).await.map(|states| {
             let pending = states.iter().filter(|s| !s.applied).count();
             for s in &states {
                 let state = match (s.applied, s.checksum_mismatch) {
@@ -60,7 +61,7 @@ async fn main() {
     }
 }
 
-fn report(r: migrate::UpReport) {
+fn report(r: ferro_schema::UpReport) {
     tracing::info!(
         migrations_applied = r.migrations_applied,
         database_created = r.database_created,

@@ -34,7 +34,7 @@ fn up_twice_exits_zero_and_status_lists_everything_applied() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("0 pending"), "{stdout}");
     let applied = stdout.lines().filter(|l| l.ends_with(" applied")).count();
-    assert_eq!(applied, ferro_db::MIGRATOR.iter().count(), "{stdout}");
+    assert_eq!(applied, ferro_schema::MIGRATOR.iter().count(), "{stdout}");
     drop(db);
 }
 

@@ -38,12 +38,6 @@ pub fn limit_offset(limit: i64, offset: i64) -> String {
     format!("LIMIT {} OFFSET {}", limit.max(0), offset.max(0))
 }
 
-/// The SQL migrations in `migrations/`, embedded at build time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
-
-/// Re-exported so that domain modules need not depend on sqlx's paths.
-pub use sqlx;
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,12 +1,13 @@
 //! Test support. Each [`TestDb`] is a new database with its own application
-//! role, migrated and seeded by the real `migrate::up`, so tests run in
+//! role, migrated and seeded by the real `ferro_schema::up`, so tests run in
 //! parallel without seeing each other's data. Both are dropped afterwards.
 //!
 //! `TEST_POSTGRES_URL` names a superuser connection (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use ferro_config::{Env, MigrateConfig, SecretUrl};
+use ferro_config::{Env, SecretUrl};
 use ferro_db::Db;
+use ferro_schema::MigrateConfig;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
@@ -29,14 +30,14 @@ pub struct TestDb {
     pub app_role: String,
     owner_url: SecretUrl,
     app_url: String,
-    pub report: migrate::UpReport,
+    pub report: ferro_schema::UpReport,
 }
 
 impl TestDb {
-    /// Creates and migrates a new database (through `migrate::up`).
+    /// Creates and migrates a new database (through `ferro_schema::up`).
     pub async fn new() -> Self {
         let mut db = Self::unmigrated();
-        db.report = migrate::up(&db.migrate_config())
+        db.report = ferro_schema::up(&db.migrate_config())
             .await
             .expect("migrate up on a fresh test database");
         db
@@ -61,12 +62,12 @@ impl TestDb {
             app_role,
             owner_url,
             app_url,
-            report: migrate::UpReport {
+            report: ferro_schema::UpReport {
                 migrations_applied: 0,
                 database_created: false,
                 app_role: None,
                 default_tenant_id: Uuid::nil(),
-                admin: migrate::AdminSeed::Unchanged,
+                admin: ferro_schema::AdminSeed::Unchanged,
             },
         }
     }
@@ -173,9 +174,9 @@ impl Drop for TestDb {
                 };
                 let drop_db = format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    migrate::quote_ident(&name)
+                    ferro_schema::quote_ident(&name)
                 );
-                let drop_role = format!("DROP ROLE IF EXISTS {}", migrate::quote_ident(&role));
+                let drop_role = format!("DROP ROLE IF EXISTS {}", ferro_schema::quote_ident(&role));
                 let _ = sqlx::query(sqlx::AssertSqlSafe(drop_db))
                     .execute(&mut conn)
                     .await;

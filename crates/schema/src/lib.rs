@@ -1,4 +1,5 @@
-//! `migrate`: the one-shot that prepares a database for the services.
+//! The database made ready for the services; what the `migrate` binary
+//! runs, and what the tests' databases are made with.
 //!
 //! `up` waits for PostgreSQL (creating the database if it is missing),
 //! applies the SQL migrations as the owner role, creates or updates the
@@ -8,11 +9,18 @@
 
 use std::time::Duration;
 
-use ferro_config::{ExposeSecret, MigrateConfig};
-use ferro_db::{DbError, MIGRATOR, connect_options, wait_for_database};
+use ferro_config::ExposeSecret;
+use ferro_db::{DbError, connect_options, wait_for_database};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 use uuid::Uuid;
+
+pub mod config;
+
+pub use config::MigrateConfig;
+
+/// The SQL migrations in `migrations/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 /// Errors of the migration runner, each with a message an operator can act on.
 #[derive(Debug, thiserror::Error)]

@@ -41,9 +41,9 @@ async fn up_is_idempotent() {
     let db = TestDb::new().await;
     assert_eq!(
         db.report.migrations_applied,
-        ferro_db::MIGRATOR.iter().count()
+        ferro_schema::MIGRATOR.iter().count()
     );
-    assert_eq!(db.report.admin, migrate::AdminSeed::Created);
+    assert_eq!(db.report.admin, ferro_schema::AdminSeed::Created);
 
     let owner = db.owner().await;
     let fingerprint = "SELECT \
@@ -56,9 +56,9 @@ async fn up_is_idempotent() {
     let before: (i64, i64, i64, i64, i64, i64, i64, i64, String) =
         sqlx::query_as(fingerprint).fetch_one(&owner).await.unwrap();
 
-    let again = migrate::up(&db.migrate_config()).await.unwrap();
+    let again = ferro_schema::up(&db.migrate_config()).await.unwrap();
     assert_eq!(again.migrations_applied, 0);
-    assert_eq!(again.admin, migrate::AdminSeed::Unchanged);
+    assert_eq!(again.admin, ferro_schema::AdminSeed::Unchanged);
     assert_eq!(again.default_tenant_id, db.default_tenant());
     assert!(!again.database_created);
 
@@ -71,7 +71,7 @@ async fn up_is_idempotent() {
         "one tenant, one admin, three roles"
     );
 
-    let states = migrate::status(&db.migrate_config()).await.unwrap();
+    let states = ferro_schema::status(&db.migrate_config()).await.unwrap();
     assert!(states.iter().all(|s| s.applied && !s.checksum_mismatch));
 }
 
@@ -381,10 +381,10 @@ async fn seeded_admin_can_log_in_to_default_with_every_tenant_permission() {
 async fn changed_admin_password_is_applied_by_the_next_up() {
     let db = TestDb::new().await;
     let env = db.env().with("ADMIN_PASSWORD", "a-brand-new-password");
-    let report = migrate::up(&ferro_config::MigrateConfig::from_env(&env).unwrap())
+    let report = ferro_schema::up(&ferro_schema::MigrateConfig::from_env(&env).unwrap())
         .await
         .unwrap();
-    assert_eq!(report.admin, migrate::AdminSeed::PasswordUpdated);
+    assert_eq!(report.admin, ferro_schema::AdminSeed::PasswordUpdated);
     let user = db
         .app()
         .await
@@ -627,9 +627,12 @@ async fn login_attempts_are_logged_and_visible_only_to_their_tenant() {
 async fn reset_drops_data_and_reapplies() {
     let db = TestDb::new().await;
     insert_device(&db.app().await, db.default_tenant(), "gone-soon").await;
-    let report = migrate::reset(&db.migrate_config()).await.unwrap();
-    assert_eq!(report.migrations_applied, ferro_db::MIGRATOR.iter().count());
-    assert_eq!(report.admin, migrate::AdminSeed::Created);
+    let report = ferro_schema::reset(&db.migrate_config()).await.unwrap();
+    assert_eq!(
+        report.migrations_applied,
+        ferro_schema::MIGRATOR.iter().count()
+    );
+    assert_eq!(report.admin, ferro_schema::AdminSeed::Created);
     let app = db.app().await;
     let mut tx = app
         .begin(TenantCtx::new(report.default_tenant_id, None))
@@ -645,10 +648,10 @@ async fn reset_drops_data_and_reapplies() {
         .env()
         .with("APP_ENV", "production")
         .with("ADMIN_PASSWORD", "long-enough-password");
-    let err = migrate::reset(&ferro_config::MigrateConfig::from_env(&prod).unwrap())
+    let err = ferro_schema::reset(&ferro_schema::MigrateConfig::from_env(&prod).unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(err, migrate::MigrateError::ResetInProduction));
+    assert!(matches!(err, ferro_schema::MigrateError::ResetInProduction));
 }
 
 #[tokio::test]
