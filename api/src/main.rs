@@ -1,3 +1,4 @@
+use clap::{Parser, Subcommand};
 use ferro_config::Env;
 
 // Many small, short-lived allocations per request: mimalloc handles them
@@ -6,16 +7,31 @@ use ferro_config::Env;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ferro_telemetry::exit_on_config_error;
 
+/// Serves the REST API (settings from the environment).
+#[derive(Parser)]
+#[command(
+    name = "api",
+    version,
+    after_help = "Examples:\n  api              serve the REST API\n  api healthcheck  exit 0 if this host's api answers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API (the default).
+    Serve,
+    /// Exit 0 if this host's api answers its health check within 2 s.
+    Healthcheck,
+}
+
 #[tokio::main]
 async fn main() {
-    let args = ferro_telemetry::args_or_exit(
-        "api",
-        "usage: api              serve the REST API (settings from the environment)\n       \
-         api healthcheck  exit 0 if this host's api answers",
-        |a| matches!(a, [] | ["healthcheck"]),
-    );
+    let cli: Cli = ferro_telemetry::parse_args("api");
     let env = Env::load();
-    if args.first().map(String::as_str) == Some("healthcheck") {
+    if let Some(Command::Healthcheck) = cli.command {
         // For container health checks: exit 0 only if this host's api answers.
         let port = env
             .parse_or("PORT", 8001u16, "a TCP port from 0 to 65535")

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 fn start_worker(app: &TestApp, db: ferro_db::Db) -> CancellationToken {
     let stop = CancellationToken::new();
     let config = app.state.config.broker.clone();
-    let settings = worker::WorkerSettings {
+    let settings = worker::RunConfig {
         concurrency: 4,
         lease: Duration::from_secs(10),
         grace: Duration::from_secs(5),
@@ -31,7 +31,7 @@ fn start_worker(app: &TestApp, db: ferro_db::Db) -> CancellationToken {
     let relay_broker = ferro_broker::Broker::from_config(&config).unwrap();
     let (relay_db, relay_stop) = (db.clone(), stop.clone());
     tokio::spawn(async move {
-        ferro_broker::relay::run(
+        worker::relay::run(
             relay_db,
             &relay_broker,
             Duration::from_millis(100),

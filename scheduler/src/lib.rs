@@ -310,7 +310,7 @@ pub async fn ping(
     host: &str,
     pid: Option<u32>,
     fresh: Duration,
-) -> Result<bool, String> {
+) -> Result<bool, ferro_redis::Error> {
     let pid = pid.map_or_else(|| "*".to_owned(), |p| p.to_string());
     ferro_redis::heartbeat::any_fresh(redis, &format!("{prefix}schedulers:{host}:{pid}"), fresh)
         .await

@@ -5,32 +5,50 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use ferro_config::{AppEnv, BrokerConfig, DatabaseConfig, Env, LogConfig, RedisConfig};
 use ferro_telemetry::exit_on_config_error;
 use tokio_util::sync::CancellationToken;
 
 const NAME: &str = "scheduler";
 
+/// Fires cron schedules exactly once (settings from the environment).
+#[derive(Parser)]
+#[command(
+    name = "scheduler",
+    version,
+    after_help = "Examples:\n  scheduler                 fire the schedules\n  scheduler list            the schedules and their next fire times\n  scheduler ping --pid 42   exit 0 if scheduler process 42 on this host beat within 15 s"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, PartialEq)]
+enum Command {
+    /// Fire the schedules (the default).
+    Run,
+    /// Print every schedule with its next three fire times.
+    List,
+    /// Exit 0 if a scheduler on this host wrote its heartbeat within 15 s.
+    Ping {
+        /// Only this process's heartbeat counts.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+}
+
 #[tokio::main]
 async fn main() {
     ferro_telemetry::install_crypto_provider();
-    ferro_telemetry::args_or_exit(
-        NAME,
-        "usage: scheduler [run]          fire the schedules (settings from the environment)\n       \
-         scheduler list           the schedules and their next fire times\n       \
-         scheduler ping [--pid N] exit 0 if a scheduler on this host beat within 15 s",
-        |a| matches!(a, [] | ["run"] | ["list"] | ["ping"] | ["ping", "--pid", _]),
-    );
+    let cli: Cli = ferro_telemetry::parse_args(NAME);
+    let command = cli.command.unwrap_or(Command::Run);
     let env = Env::load();
-    let command = std::env::args().nth(1);
     let redis = RedisConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
     let pool = ferro_redis::create_pool(redis.url.expose(), 2, Duration::from_secs(2))
         .unwrap_or_else(|e| exit_on_config_error(NAME, format!("REDIS_URL: {e}")));
-    if command.as_deref() == Some("ping") {
+    if let Command::Ping { pid } = command {
         let host = ferro_redis::heartbeat::host_name();
-        let args: Vec<String> = std::env::args().collect();
-        let pid = ferro_redis::heartbeat::pid_arg(&args)
-            .unwrap_or_else(|e| exit_on_config_error(NAME, e));
         match scheduler::ping(
             &pool,
             &redis.key_prefix,
@@ -52,7 +70,7 @@ async fn main() {
         }
     }
     // `list` prints only the schedules on stdout, where logs would go.
-    if command.as_deref() != Some("list") {
+    if command != Command::List {
         let log = LogConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));
         ferro_telemetry::init(NAME, &log);
     }
@@ -73,9 +91,8 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    match command.as_deref() {
-        None | Some("run") => {}
-        Some("list") => match scheduler::list(&db).await {
+    if command == Command::List {
+        match scheduler::list(&db).await {
             Ok(text) => {
                 print!("{text}");
                 std::process::exit(0);
@@ -84,11 +101,7 @@ async fn main() {
                 eprintln!("scheduler: {err}");
                 std::process::exit(1);
             }
-        },
-        Some(other) => exit_on_config_error(
-            NAME,
-            format!("unknown command {other:?}; use run (the default), list or ping"),
-        ),
+        }
     }
 
     let broker = Arc::new(

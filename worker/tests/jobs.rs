@@ -124,7 +124,7 @@ on_both_brokers!(
 );
 
 struct Rig {
-    smtp: Option<ferro_config::SmtpConfig>,
+    smtp: Option<worker::SmtpConfig>,
     db: TestDb,
     prefix: String,
     backend: Backend,
@@ -140,11 +140,11 @@ impl Rig {
         Self::start_with(None).await
     }
 
-    async fn start_with(smtp: Option<ferro_config::SmtpConfig>) -> Self {
+    async fn start_with(smtp: Option<worker::SmtpConfig>) -> Self {
         Self::start_on(Backend::RabbitMq, smtp).await
     }
 
-    async fn start_on(backend: Backend, smtp: Option<ferro_config::SmtpConfig>) -> Self {
+    async fn start_on(backend: Backend, smtp: Option<worker::SmtpConfig>) -> Self {
         ferro_telemetry::install_crypto_provider();
         let db = TestDb::new().await;
         let prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
@@ -164,8 +164,8 @@ impl Rig {
         rig
     }
 
-    fn settings(&self, id: &str) -> worker::WorkerSettings {
-        worker::WorkerSettings {
+    fn settings(&self, id: &str) -> worker::RunConfig {
+        worker::RunConfig {
             concurrency: 4,
             lease: Duration::from_secs(5),
             grace: Duration::from_secs(10),
@@ -181,7 +181,7 @@ impl Rig {
         let relay_broker = broker.clone();
         let relay_stop = stop.clone();
         self.tasks.push(tokio::spawn(async move {
-            ferro_broker::relay::run(
+            worker::relay::run(
                 relay_db,
                 &relay_broker,
                 Duration::from_millis(100),
@@ -801,7 +801,7 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
         ferro_redis::create_pool("redis://127.0.0.1:6379/0", 2, Duration::from_secs(2)).unwrap();
     let events = worker::Events::new(pool.clone(), redis_prefix.clone());
     let worker_id = format!("{}:{}", worker::host_name(), std::process::id());
-    let settings = worker::WorkerSettings {
+    let settings = worker::RunConfig {
         concurrency: 3,
         lease: Duration::from_secs(5),
         grace: Duration::from_secs(2),
@@ -861,7 +861,7 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
 
 async fn email_send_delivers_to_a_real_smtp_server(backend: Backend) {
     let sink = ferro_testkit::SmtpSink::start();
-    let smtp = ferro_config::SmtpConfig::from_env(&ferro_config::Env::from_pairs([
+    let smtp = worker::SmtpConfig::from_env(&ferro_config::Env::from_pairs([
         ("SMTP_URL", format!("smtp://127.0.0.1:{}", sink.port)),
         ("SMTP_FROM", "Ferrostack <noreply@example.com>".to_owned()),
     ]))
@@ -887,7 +887,7 @@ async fn email_send_delivers_to_a_real_smtp_server(backend: Backend) {
 }
 
 async fn email_send_fails_after_retries_when_the_server_is_unreachable(backend: Backend) {
-    let smtp = ferro_config::SmtpConfig::from_env(&ferro_config::Env::from_pairs([(
+    let smtp = worker::SmtpConfig::from_env(&ferro_config::Env::from_pairs([(
         "SMTP_URL",
         "smtp://127.0.0.1:1",
     )]))
@@ -990,7 +990,7 @@ async fn queued_jobs(app: &ferro_db::Db, tenant: Uuid, n: usize) -> Vec<Uuid> {
 async fn batched_claims_and_outcomes_answer_each_job_as_alone() {
     use ferro_tasks::JobStatus;
     use ferro_tasks::jobs::{Finish, NotClaimed};
-    use worker::batch::Recorder;
+    use worker::recorder::Recorder;
 
     let db = TestDb::new().await;
     let app = db.app().await;

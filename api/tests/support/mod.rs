@@ -318,7 +318,7 @@ pub fn start_worker(
         .unwrap(),
         app.prefix.clone(),
     );
-    let settings = worker::WorkerSettings {
+    let settings = worker::RunConfig {
         concurrency,
         lease: std::time::Duration::from_secs(10),
         grace: std::time::Duration::from_secs(5),

@@ -71,22 +71,33 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// The command line, checked before anything starts: `--help` (or `-h`)
-/// prints `usage` and exits 0; arguments `accept` refuses print it and exit
-/// 2, so a typo never starts a live service. Returns the arguments after the
-/// program name.
-pub fn args_or_exit(service: &str, usage: &str, accept: impl Fn(&[&str]) -> bool) -> Vec<String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    if words.iter().any(|w| matches!(*w, "--help" | "-h")) {
-        println!("{usage}");
-        std::process::exit(0);
+/// The command line, parsed with clap before anything starts: `--help`
+/// and `--version` print and exit 0; anything else clap refuses (an unknown
+/// subcommand or flag, a bad value) is printed, starting with
+/// `{service}: unknown arguments: ...` or `{service}: bad arguments: ...`,
+/// and exits 2, so a typo never starts a live service.
+pub fn parse_args<C: clap::Parser>(service: &str) -> C {
+    use clap::error::ErrorKind;
+    match C::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                err.exit();
+            }
+            let words: Vec<String> = std::env::args().skip(1).collect();
+            let what = match err.kind() {
+                ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand => "unknown",
+                _ => "bad",
+            };
+            eprintln!("{service}: {what} arguments: {}\n{err}", words.join(" "));
+            std::process::exit(2);
+        }
     }
-    if !accept(&words) {
-        eprintln!("{service}: unknown arguments: {}\n{usage}", words.join(" "));
-        std::process::exit(2);
-    }
-    args
 }
 
 /// Prints a configuration error as one line and exits with status 2.

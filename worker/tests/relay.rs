@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use ferro_broker::{Broker, RabbitBroker, relay};
+use ferro_broker::{Broker, RabbitBroker};
 use ferro_db::TenantCtx;
 use ferro_tasks::JobKind;
 use ferro_tasks::jobs::{self, Enqueued, NewJob};
 use ferro_testkit::TestDb;
 use uuid::Uuid;
+use worker::relay;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ferro_db::Db;
 use ferro_tasks::TaskEnvelope;
 
-use crate::{Broker, BrokerError};
+use ferro_broker::{Broker, BrokerError};
 
 /// How long a claimed record is reserved for this relay before another
 /// relay may take it (should this one die mid-batch).

@@ -7,7 +7,7 @@ use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
 
-use crate::handlers::{JobContext, JobError};
+use super::context::{JobContext, JobError};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -1,41 +1,38 @@
-//! `snmp.get` and `snmp.walk` over SNMP v1/v2c against the job's device.
+//! `snmp.get` and `snmp.walk` over SNMP v1/v2c against the job's device,
+//! and the SNMP sessions `devices.poll` uses too.
 //! snmp2's async session has no timeout of its own: every request is bounded
 //! here. Timeouts and I/O errors are transient (retried); SNMP error
 //! statuses and bad device settings are not.
 
 use std::time::Duration;
 
-use ferro_tasks::kinds::{DevicesPollParams, SnmpGetParams, SnmpWalkParams};
+use ferro_tasks::kinds::{SnmpGetParams, SnmpWalkParams};
 use serde_json::{Value, json};
 use snmp2::{AsyncSession, Oid};
 
-use crate::handlers::{JobContext, JobError};
+use super::context::{JobContext, JobError};
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
-struct Target {
-    host: String,
-    port: i32,
-    version: String,
-    community: String,
+pub(super) struct Target {
+    pub host: String,
+    pub port: i32,
+    pub version: String,
+    pub community: String,
 }
 
 async fn target(job: &JobContext) -> Result<Target, JobError> {
     let device_id = job
         .device_id
         .ok_or_else(|| JobError::Permanent("the job has no device".into()))?;
-    let mut tx = job
-        .db
-        .begin(job.ctx)
-        .await
-        .map_err(|e| JobError::Transient(e.to_string()))?;
+    let mut tx = job.db.begin(job.ctx).await?;
     let row: Option<(String, i32, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT host, port, snmp_version, snmp_community FROM devices WHERE id = $1 AND protocol = 'snmp'",
     )
     .bind(device_id)
     .fetch_optional(&mut *tx)
     .await
-    .map_err(|e| JobError::Transient(e.to_string()))?;
+    .map_err(ferro_db::DbError::from)?;
     tx.end_read_only();
     match row {
         Some((host, port, Some(version), Some(community))) => Ok(Target {
@@ -53,7 +50,7 @@ async fn target(job: &JobContext) -> Result<Target, JobError> {
 
 /// The session is boxed: it holds a 64 KB send buffer inline, too large to
 /// move around the stack of a deep future.
-async fn session(t: &Target) -> Result<Box<AsyncSession>, JobError> {
+pub(super) async fn session(t: &Target) -> Result<Box<AsyncSession>, JobError> {
     let host = t.host.trim_start_matches('[').trim_end_matches(']');
     let addr = tokio::time::timeout(
         REQUEST_TIMEOUT,
@@ -75,7 +72,7 @@ async fn session(t: &Target) -> Result<Box<AsyncSession>, JobError> {
     opened.map_err(|e| JobError::Transient(format!("cannot open an SNMP session: {e}")))
 }
 
-fn parse_oid(text: &str) -> Result<Oid<'static>, JobError> {
+pub(super) fn parse_oid(text: &str) -> Result<Oid<'static>, JobError> {
     ferro_tasks::kinds::oid_arcs(text)
         .and_then(|arcs| Oid::from(&arcs.into_iter().map(u64::from).collect::<Vec<_>>()).ok())
         .ok_or_else(|| JobError::Permanent(format!("bad OID {text}")))
@@ -139,7 +136,7 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-fn check_status(status: u32) -> Result<(), JobError> {
+pub(super) fn check_status(status: u32) -> Result<(), JobError> {
     // 1 tooBig, 2 noSuchName, 3 badValue, 4 readOnly, 5 genErr, ...
     match status {
         0 => Ok(()),
@@ -180,58 +177,6 @@ pub async fn get(p: SnmpGetParams, job: &JobContext) -> Result<Vec<Value>, JobEr
         })
         .collect();
     Ok(vec![json!({"values": values})])
-}
-
-/// `devices.poll`: sysUpTime from every SNMP device of every tenant, a few at
-/// a time; each device is recorded `up` (and seen now) or `down`. A device
-/// that does not answer is a finding, not a failure of the job.
-pub async fn poll(p: DevicesPollParams, job: &JobContext) -> Result<Vec<Value>, JobError> {
-    use futures_util::StreamExt;
-    let transient = |e: ferro_db::DbError| JobError::Transient(e.to_string());
-    let devices = job.db.maintenance_snmp_devices().await.map_err(transient)?;
-    let total = devices.len();
-    let mut answers = futures_util::stream::iter(devices)
-        .map(|d| async move {
-            let target = Target {
-                host: d.host,
-                port: d.port,
-                version: d.snmp_version.unwrap_or_else(|| "v2c".into()),
-                community: d.snmp_community.unwrap_or_default(),
-            };
-            (d.id, Box::pin(uptime(&target)).await.is_ok())
-        })
-        .buffer_unordered(p.concurrency.unwrap_or(16) as usize);
-    let (mut up, mut done, mut reported) = (0usize, 0usize, 0usize);
-    loop {
-        let next = tokio::select! {
-            _ = job.cancel.cancelled() => return Err(JobError::Cancelled),
-            next = answers.next() => next,
-        };
-        let Some((id, answered)) = next else { break };
-        job.db
-            .maintenance_device_polled(id, answered)
-            .await
-            .map_err(transient)?;
-        done += 1;
-        up += usize::from(answered);
-        let percent = done * 100 / total.max(1);
-        if percent >= reported + 10 && percent < 100 {
-            reported = percent;
-            job.progress(percent as u8).await;
-        }
-    }
-    Ok(vec![json!({"polled": total, "up": up, "down": total - up})])
-}
-
-/// sysUpTime.0 from the target: `Ok` if it answered in time.
-async fn uptime(t: &Target) -> Result<(), JobError> {
-    let mut sess = session(t).await?;
-    let oid = parse_oid("1.3.6.1.2.1.1.3.0")?;
-    let pdu = tokio::time::timeout(REQUEST_TIMEOUT, sess.get(&oid))
-        .await
-        .map_err(|_| JobError::Transient("no answer".into()))?
-        .map_err(|e| JobError::Transient(e.to_string()))?;
-    check_status(pdu.error_status)
 }
 
 pub async fn walk(p: SnmpWalkParams, job: &JobContext) -> Result<Vec<Value>, JobError> {

@@ -1,0 +1,122 @@
+//! Everything the worker reads from the environment, validated at start.
+
+use std::time::Duration;
+
+use ferro_config::{
+    AppEnv, BrokerConfig, ConfigError, DatabaseConfig, Env, LogConfig, RedisConfig, SecretUrl,
+};
+
+/// The worker's whole configuration.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub app_env: AppEnv,
+    pub log: LogConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub broker: BrokerConfig,
+    /// `WORKER_METRICS_ADDR` (e.g. `0.0.0.0:9101`): Prometheus metrics; off
+    /// when unset.
+    pub metrics_addr: Option<String>,
+    /// How jobs run.
+    pub run: RunConfig,
+}
+
+impl WorkerConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            app_env: AppEnv::from_env(env)?,
+            log: LogConfig::from_env(env)?,
+            database: DatabaseConfig::from_env(env)?,
+            redis: RedisConfig::from_env(env)?,
+            broker: BrokerConfig::from_env(env)?,
+            metrics_addr: env.raw("WORKER_METRICS_ADDR").map(str::to_owned),
+            run: RunConfig::from_env(env)?,
+        })
+    }
+}
+
+/// How the worker runs jobs: what [`crate::runner::run`] needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// `WORKER_CONCURRENCY` (or `--concurrency`), default 8: jobs run at once,
+    /// and the broker prefetch.
+    pub concurrency: usize,
+    /// `WORKER_LEASE_SECONDS`, default 30: how long a claim holds without renewal.
+    pub lease: Duration,
+    /// `WORKER_SHUTDOWN_GRACE_SECONDS`, default 30: how long running jobs may
+    /// finish after SIGTERM before they are handed back.
+    pub grace: Duration,
+    /// Identifies this worker in `jobs.worker_id` (host and pid).
+    pub worker_id: String,
+    /// `SMTP_URL` / `SMTP_FROM`, for `email.send`; `None` when unset.
+    pub smtp: Option<SmtpConfig>,
+}
+
+impl RunConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        const CONCURRENCY: &str = "a number of jobs from 1 to 1000";
+        let concurrency = env.parse_or("WORKER_CONCURRENCY", 8usize, CONCURRENCY)?;
+        if !(1..=1000).contains(&concurrency) {
+            return Err(ConfigError::Invalid {
+                variable: "WORKER_CONCURRENCY",
+                expected: CONCURRENCY,
+            });
+        }
+        let lease = env.parse_or("WORKER_LEASE_SECONDS", 30u64, "seconds, at least 2")?;
+        if lease < 2 {
+            return Err(ConfigError::Invalid {
+                variable: "WORKER_LEASE_SECONDS",
+                expected: "seconds, at least 2",
+            });
+        }
+        let grace = env.parse_or(
+            "WORKER_SHUTDOWN_GRACE_SECONDS",
+            30u64,
+            "a whole number of seconds",
+        )?;
+        Ok(Self {
+            concurrency,
+            lease: Duration::from_secs(lease),
+            grace: Duration::from_secs(grace),
+            worker_id: format!(
+                "{}:{}",
+                ferro_redis::heartbeat::host_name(),
+                std::process::id()
+            ),
+            smtp: SmtpConfig::from_env(env)?,
+        })
+    }
+}
+
+/// `SMTP_URL` (e.g. `smtp://127.0.0.1:25`, `smtps://user:pass@host:465`,
+/// `smtp://host:587?tls=required`) and `SMTP_FROM` (default
+/// `Ferrostack <ferrostack@localhost>`), for `email.send` jobs.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub url: SecretUrl,
+    pub from: String,
+}
+
+impl SmtpConfig {
+    /// `None` when `SMTP_URL` is unset (email jobs then fail with a clear error).
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(raw) = env.raw("SMTP_URL") else {
+            return Ok(None);
+        };
+        let url = SecretUrl::parse(raw, &["smtp", "smtps"]).ok_or(ConfigError::Invalid {
+            variable: "SMTP_URL",
+            expected: "an smtp:// or smtps:// URL such as smtp://127.0.0.1:25",
+        })?;
+        let from = env
+            .raw("SMTP_FROM")
+            .unwrap_or("Ferrostack <ferrostack@localhost>")
+            .to_owned();
+        if !from.contains('@') {
+            return Err(ConfigError::Invalid {
+                variable: "SMTP_FROM",
+                expected: "a sender address such as Ferrostack <noreply@example.com>",
+            });
+        }
+        Ok(Some(Self { url, from }))
+    }
+}

@@ -1,0 +1,170 @@
+//! The worker's loop: take deliveries while a slot is free, run each on a
+//! task of its own ([`attempt::handle`]), settle it with the broker; on
+//! shutdown stop taking, give running jobs their grace period, and hand the
+//! rest back.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use ferro_broker::{Broker, Delivery};
+use ferro_db::Db;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::attempt::{self, Settle, Worker};
+use crate::claims::Claims;
+use crate::config::RunConfig;
+use crate::events::Events;
+use crate::heartbeat::{self, Stats};
+use crate::metrics;
+use crate::recorder::Recorder;
+
+/// Consumes and runs jobs until `shutdown` is cancelled.
+pub async fn run(
+    db: Db,
+    broker: Arc<Broker>,
+    events: Option<Events>,
+    config: RunConfig,
+    shutdown: CancellationToken,
+) {
+    let mut consumer = broker.consumer(
+        config.concurrency.min(u16::MAX as usize) as u16,
+        &config.worker_id,
+    );
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let stats = Arc::new(Stats::default());
+    let background = CancellationToken::new();
+    metrics::set_concurrency(config.concurrency);
+    let depths = tokio::spawn(metrics::report_queue_depths(
+        broker.clone(),
+        background.clone(),
+    ));
+    let beating = events.as_ref().map(|events| {
+        tokio::spawn(heartbeat::beat(
+            events.redis.clone(),
+            events.prefix.clone(),
+            config.clone(),
+            stats.clone(),
+            background.clone(),
+        ))
+    });
+    let worker = Arc::new(Worker {
+        recorder: Recorder::new(db.clone(), config.worker_id.clone(), config.lease),
+        db,
+        broker,
+        events,
+        config,
+        claims: Claims::default(),
+    });
+    tracing::info!(worker_id = %worker.config.worker_id, concurrency = worker.config.concurrency, "worker consuming");
+    let mut running = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            delivery = consumer.next() => delivery,
+        };
+        let (worker, stats) = (worker.clone(), stats.clone());
+        running.spawn(async move {
+            stats.active.fetch_add(1, Relaxed);
+            metrics::job_started();
+            let failed = process(&worker, delivery).await;
+            metrics::job_ended();
+            stats.active.fetch_sub(1, Relaxed);
+            stats.processed.fetch_add(1, Relaxed);
+            if failed {
+                stats.failed.fetch_add(1, Relaxed);
+            }
+            drop(permit);
+        });
+        // Reap finished tasks so the set does not grow.
+        while running.try_join_next().is_some() {}
+    }
+    drain(&worker, running).await;
+    // Closing the connection returns every unacknowledged delivery to the queue.
+    consumer.close().await;
+    if let Some(events) = &worker.events {
+        events.flush().await;
+    }
+    background.cancel();
+    if let Some(beating) = beating {
+        let _ = beating.await;
+    }
+    let _ = depths.await;
+}
+
+/// Gives the running jobs the grace period to end; then aborts the rest and
+/// hands their jobs back ([`Recorder::hand_back`]): their attempts do not
+/// count.
+async fn drain(worker: &Worker, mut running: JoinSet<()>) {
+    let grace = worker.config.grace;
+    tracing::info!(
+        running = running.len(),
+        grace_secs = grace.as_secs(),
+        "worker stopping: no new jobs"
+    );
+    let drained = tokio::time::timeout(grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_ok() {
+        return;
+    }
+    tracing::warn!(
+        left = running.len(),
+        "grace period over: handing the remaining jobs back"
+    );
+    let left = worker.claims.held();
+    running.abort_all();
+    while running.join_next().await.is_some() {}
+    for (job_id, ctx) in left {
+        match worker.recorder.hand_back(ctx, job_id).await {
+            Ok(true) => tracing::info!(%job_id, "job handed back; its attempt does not count"),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(%job_id, error = %err, "could not hand the job back; its lease will run out")
+            }
+        }
+    }
+}
+
+/// Runs one delivery and settles it with the broker; true if its job failed
+/// for good.
+async fn process(worker: &Worker, delivery: Delivery) -> bool {
+    let envelope = match &delivery.envelope {
+        Ok(envelope) => envelope.clone(),
+        Err(err) => {
+            tracing::error!(error = %err, "undeliverable message: dead-lettering it");
+            let _ = delivery.dead_letter().await;
+            return true;
+        }
+    };
+    let trace_id = envelope
+        .trace
+        .as_ref()
+        .map(|t| t.trace_id())
+        .unwrap_or_default();
+    let span = tracing::info_span!("job", job_id = %envelope.job_id, kind = %envelope.kind, tenant_id = %envelope.tenant_id, attempt = envelope.attempt, trace_id);
+    let outcome = tracing::Instrument::instrument(attempt::handle(worker, &envelope), span).await;
+    let failed = matches!(outcome, Ok(Settle::DeadLetter));
+    let settled = match outcome {
+        Ok(Settle::Ack) => delivery.ack().await,
+        Ok(Settle::DeadLetter) => delivery.dead_letter().await,
+        Err(err) => {
+            // The outcome could not be recorded (database away): give the
+            // delivery back so that it is tried again.
+            tracing::warn!(job_id = %envelope.job_id, error = %err, "could not record the outcome; requeueing");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            delivery.requeue().await
+        }
+    };
+    if let Err(err) = settled {
+        tracing::warn!(job_id = %envelope.job_id, error = %err, "could not settle the delivery; the broker will redeliver it");
+    }
+    failed
+}
