@@ -9,10 +9,13 @@
 //! answered request always has its audit row.
 
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use ferro_db::coalesce::{self, Coalescer};
 use ferro_db::{Db, DbError, TenantCtx, TenantTx};
 use uuid::Uuid;
+
+use crate::auth::Principal;
 
 /// Most writes in one batch.
 const MAX_BATCH: usize = 256;
@@ -21,6 +24,23 @@ const IN_FLIGHT: usize = 2;
 /// The writes come after the answers, so no client waits on them; still,
 /// they are taken at once (see [`Coalescer::spawn`]).
 const LINGER: std::time::Duration = std::time::Duration::ZERO;
+
+/// Where authentication leaves the caller of a mutating request for its
+/// audit row: set before the handler runs, so that the row is written
+/// even when the handler then panics or runs out of time.
+#[derive(Clone, Default)]
+pub struct AuditCaller(Arc<OnceLock<Principal>>);
+
+impl AuditCaller {
+    pub fn set(&self, principal: &Principal) {
+        let _ = self.0.set(principal.clone());
+    }
+
+    /// The caller, once authentication has set it.
+    pub fn get(&self) -> Option<&Principal> {
+        self.0.get()
+    }
+}
 
 /// One row of `audit_logs`, for the tenant of its request.
 #[derive(Debug, Clone)]

@@ -25,6 +25,12 @@ impl FieldError {
     }
 }
 
+impl From<ferro_tasks::kinds::ParamError> for FieldError {
+    fn from(err: ferro_tasks::kinds::ParamError) -> Self {
+        FieldError::new(err.field, err.message)
+    }
+}
+
 /// A problem document (RFC 9457).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -281,6 +287,18 @@ impl From<ferro_auth::StoreError> for ApiError {
             }
             other => ApiError::internal(other),
         }
+    }
+}
+
+impl From<ferro_tasks::kinds::ParamError> for ApiError {
+    fn from(err: ferro_tasks::kinds::ParamError) -> Self {
+        ApiError::Validation(vec![err.into()])
+    }
+}
+
+impl From<Vec<ferro_tasks::kinds::ParamError>> for ApiError {
+    fn from(errors: Vec<ferro_tasks::kinds::ParamError>) -> Self {
+        ApiError::Validation(errors.into_iter().map(FieldError::from).collect())
     }
 }
 

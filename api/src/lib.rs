@@ -6,13 +6,16 @@
 
 pub mod after_request;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
+pub mod metrics;
 pub mod observe;
 pub mod routes;
 pub mod state;
+pub mod user_managers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -311,7 +314,7 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
         db,
         redis,
         broker,
-        observe::Metrics::install(),
+        metrics::Metrics::install(),
     ))
 }
 

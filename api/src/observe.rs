@@ -1,22 +1,21 @@
-//! Cross-cutting request handling: request ids, Prometheus metrics, the
-//! audit trail of mutating requests, timeouts, and the client address.
+//! The middleware around every request: request ids, the span, the time
+//! limit, the request's metrics and the audit trail of mutating requests;
+//! and the answers for panics and unknown routes.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics::{Counter, Gauge, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
-use crate::after_request::AuditRow;
+use crate::after_request::{AuditCaller, AuditRow};
 use crate::auth::Principal;
+use crate::client_ip::{client_ip, peer_ip};
 use crate::error::{ApiError, problem_response};
+use crate::metrics::InFlight;
 use crate::state::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -86,7 +85,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
             // The caller authentication found, whatever became of the
             // request after that: a panic or a timeout is audited too.
             if let Some((audit, caller)) = audit
-                && let Some(principal) = caller.0.get()
+                && let Some(principal) = caller.get()
             {
                 audit
                     .write(
@@ -115,67 +114,6 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         Err(err) => panic_response(Box::new(err)),
     }
 }
-
-/// Where authentication leaves the caller of a mutating request for its
-/// audit row: set before the handler runs, so that the row is written
-/// even when the handler then panics or runs out of time.
-#[derive(Clone, Default)]
-pub struct AuditCaller(Arc<OnceLock<Principal>>);
-
-impl AuditCaller {
-    pub fn set(&self, principal: &Principal) {
-        let _ = self.0.set(principal.clone());
-    }
-}
-
-/// A request counted in `http_requests_in_flight` until it ends. One that
-/// ends without an answer, because its client went away and hyper dropped
-/// it, is counted with status 499 (nginx's "client closed request").
-struct InFlight {
-    method: Method,
-    route: Option<MatchedPath>,
-    started: Instant,
-    answered: bool,
-}
-
-impl InFlight {
-    fn start(method: Method, route: Option<MatchedPath>, started: Instant) -> Self {
-        IN_FLIGHT.increment(1.0);
-        Self {
-            method,
-            route,
-            started,
-            answered: false,
-        }
-    }
-
-    fn route(&self) -> &str {
-        self.route.as_ref().map_or("unmatched", MatchedPath::as_str)
-    }
-
-    fn record(&self, status: u16) {
-        let (count, latency) = series(&self.method, self.route(), status);
-        count.increment(1);
-        latency.record(self.started.elapsed().as_secs_f64());
-    }
-
-    fn finish(&mut self, status: u16) {
-        self.record(status);
-        self.answered = true;
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.decrement(1.0);
-        if !self.answered {
-            self.record(CLIENT_CLOSED_REQUEST);
-        }
-    }
-}
-
-/// The status counted for requests whose client left before the answer.
-pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// The response of `handling`, or a 503 problem if it takes longer than `limit`.
 async fn within(limit: Duration, handling: impl Future<Output = Response>) -> Response {
@@ -235,120 +173,6 @@ impl AuditContext {
     }
 }
 
-/// The Prometheus recorder, installed once per process.
-#[derive(Clone)]
-pub struct Metrics {
-    handle: PrometheusHandle,
-}
-
-impl Metrics {
-    pub fn install() -> Self {
-        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-        let handle = HANDLE
-            .get_or_init(|| {
-                PrometheusBuilder::new()
-                    .set_buckets_for_metric(
-                        Matcher::Full("http_request_duration_seconds".to_owned()),
-                        &[
-                            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                            10.0,
-                        ],
-                    )
-                    .expect("non-empty buckets")
-                    .install_recorder()
-                    .expect("no other metrics recorder is installed")
-            })
-            .clone();
-        Self { handle }
-    }
-
-    pub fn render(&self) -> String {
-        self.handle.render()
-    }
-}
-
-/// Metric handles per route template, then method and status, so that a
-/// request neither builds label sets nor allocates to find its series.
-type Series = Vec<(&'static str, u16, Counter, Histogram)>;
-static SERIES: LazyLock<RwLock<HashMap<Box<str>, Series>>> = LazyLock::new(Default::default);
-static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("http_requests_in_flight"));
-
-fn series(method: &Method, route: &str, status: u16) -> (Counter, Histogram) {
-    let method = method_label(method);
-    let found = SERIES
-        .read()
-        .expect("metrics lock")
-        .get(route)
-        .and_then(|list| {
-            list.iter()
-                .find(|(m, s, _, _)| *m == method && *s == status)
-                .map(|(_, _, c, h)| (c.clone(), h.clone()))
-        });
-    if let Some(handles) = found {
-        return handles;
-    }
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route.to_owned()),
-        ("status", status.to_string()),
-    ];
-    let counter = metrics::counter!("http_requests_total", &labels);
-    let histogram = metrics::histogram!("http_request_duration_seconds", &labels);
-    SERIES
-        .write()
-        .expect("metrics lock")
-        .entry(route.into())
-        .or_default()
-        .push((method, status, counter.clone(), histogram.clone()));
-    (counter, histogram)
-}
-
-/// The method as a metric label: the standard ones by name, any other as
-/// `OTHER`, so that requests with invented methods cannot add series without
-/// bound.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "OTHER",
-    }
-}
-
-/// The client's address: the peer, or, when the peer is a trusted proxy,
-/// the right-most address in `X-Forwarded-For` that is not a trusted proxy.
-pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = peer?;
-    if !trusted.contains(&peer) {
-        return Some(peer);
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter_map(|s| s.parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !trusted.contains(ip))
-        .or(Some(peer))
-}
-
-pub fn peer_ip(req: &Request) -> Option<IpAddr> {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-}
-
 /// The answer to a panic in a handler: a bare 500 problem.
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     // The message is logged, never sent.
@@ -377,17 +201,6 @@ pub async fn method_not_allowed() -> Response {
         "method_not_allowed",
         "this route does not support that method",
     )
-}
-
-/// Pool gauges, refreshed when `/metrics` is scraped.
-pub fn record_pool_gauges(state: &AppState) {
-    let stats = state.db.pool_stats();
-    metrics::gauge!("db_pool_connections", "state" => "open").set(stats.size as f64);
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(stats.idle as f64);
-    metrics::gauge!("db_pool_connections", "state" => "max").set(stats.max as f64);
-    let redis = state.redis.status();
-    metrics::gauge!("redis_pool_connections", "state" => "open").set(redis.size as f64);
-    metrics::gauge!("redis_pool_connections", "state" => "idle").set(redis.available as f64);
 }
 
 #[cfg(test)]
@@ -441,23 +254,5 @@ mod tests {
         assert_eq!(body_json(slow).await["code"], "timeout");
         let fast = within(limit, async { StatusCode::OK.into_response() }).await;
         assert_eq!(fast.status(), StatusCode::OK);
-    }
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("198.51.100.1, 203.0.113.9"),
-        );
-        let proxy = Some("127.0.0.1".parse().unwrap());
-        let stranger = Some("192.0.2.5".parse().unwrap());
-        assert_eq!(
-            client_ip(&headers, proxy, &trusted),
-            Some("203.0.113.9".parse().unwrap())
-        );
-        assert_eq!(client_ip(&headers, stranger, &trusted), stranger);
-        assert_eq!(client_ip(&HeaderMap::new(), proxy, &trusted), proxy);
     }
 }

@@ -6,7 +6,7 @@ use ferro_auth::throttle::{LoginThrottle, ThrottleLimits};
 use ferro_db::Db;
 
 use crate::config::ApiConfig;
-use crate::observe::Metrics;
+use crate::metrics::Metrics;
 
 /// Shared by every handler. Cheap to clone.
 #[derive(Clone)]

@@ -13,10 +13,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Authenticated, blocking, check_new_password, resolve_access};
+use super::password::{blocking, check_new_password};
+use super::principal::Authenticated;
+use super::session::resolve_access;
+use crate::client_ip::client_ip;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
-use crate::observe::client_ip;
 use crate::state::AppState;
 
 /// Routes anyone may call.

@@ -12,8 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use ferro_tasks::events::{self, JobEvent};
 use ferro_tasks::jobs::{self, CancelOutcome, Enqueued, Job, JobFilter, JobResult, NewJob};
-use ferro_tasks::kinds::DeviceNeed;
-use ferro_tasks::{JobKind, JobStatus, TraceContext};
+use ferro_tasks::{JobKind, JobStatus, TraceContext, submission};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
@@ -23,7 +22,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Guard, JobsRead, JobsRun};
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
 use crate::observe::RequestId;
 use crate::state::AppState;
@@ -126,9 +125,11 @@ async fn create_job(
     let key = idempotency_key(&headers)?;
     let trace = trace_context(&headers, &request_id);
     let trace_id = trace.trace_id().to_owned();
-    let (kind, params) = check_job(&guard, &body.kind, &body.params, body.device_id)?;
+    let kind = submission::parse_kind(&body.kind)?;
+    guard.may_handle_kind(kind.as_str())?;
+    let params = submission::check_params(kind, &body.params, body.device_id)?;
     let mut tx = state.db.begin(guard.ctx()).await?;
-    check_device(&mut tx, body.device_id).await?;
+    submission::check_device(&mut tx, body.device_id).await??;
     let outcome = jobs::enqueue(
         &mut tx,
         NewJob {
@@ -171,76 +172,6 @@ async fn create_job(
             });
         }
     })
-}
-
-/// Refuses a caller who is not a platform administrator a platform-only kind
-/// (`sessions.cleanup`): to run, schedule, cancel, enable, disable or delete
-/// such jobs and schedules alike.
-pub(crate) fn may_handle_kind(caller: &crate::auth::Principal, kind: &str) -> Result<(), ApiError> {
-    match JobKind::parse(kind) {
-        Some(kind) if kind.platform_only() && !caller.is_platform_admin => Err(
-            ApiError::Forbidden(format!("{kind} jobs are for platform administrators")),
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// Checks a job's kind (known, and allowed to the caller), its parameters and
-/// whether it takes a device: for `POST /jobs` and for schedules.
-pub(crate) fn check_job(
-    caller: &crate::auth::Principal,
-    kind: &str,
-    params: &Value,
-    device_id: Option<Uuid>,
-) -> Result<(JobKind, Value), ApiError> {
-    let kind = JobKind::parse(kind).ok_or_else(|| {
-        let known: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
-        ApiError::field(
-            "kind",
-            &format!("unknown job kind; one of {}", known.join(", ")),
-        )
-    })?;
-    may_handle_kind(caller, kind.as_str())?;
-    let params = kind.validate(params).map_err(|errors| {
-        ApiError::Validation(
-            errors
-                .into_iter()
-                .map(|e| FieldError::new(e.field, e.message))
-                .collect(),
-        )
-    })?;
-    let mut v = Validator::default();
-    match (kind.device_need(), device_id) {
-        (DeviceNeed::SnmpDevice, None) => v.check(false, "device_id", "is required for this kind"),
-        (DeviceNeed::None, Some(_)) => v.check(false, "device_id", "is not used by this kind"),
-        _ => {}
-    }
-    v.finish()?;
-    Ok((kind, params))
-}
-
-/// The device named by a job or schedule must be an SNMP device of the
-/// tenant (row-level security makes another tenant's device "no such device").
-pub(crate) async fn check_device(
-    tx: &mut ferro_db::TenantTx,
-    device_id: Option<Uuid>,
-) -> Result<(), ApiError> {
-    let Some(device_id) = device_id else {
-        return Ok(());
-    };
-    let protocol: Option<String> = sqlx::query_scalar("SELECT protocol FROM devices WHERE id = $1")
-        .bind(device_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(ferro_db::DbError::from)?;
-    match protocol.as_deref() {
-        None => Err(ApiError::field("device_id", "no such device")),
-        Some("snmp") => Ok(()),
-        Some(_) => Err(ApiError::field(
-            "device_id",
-            "must be an snmp device for this kind",
-        )),
-    }
 }
 
 /// The fast path: publish right after commit and mark the outbox record, so
@@ -423,7 +354,7 @@ async fn cancel_job(
     | CancelOutcome::AlreadyFinished(job) = &outcome
     {
         // Refused: the transaction is dropped, so the cancel rolls back.
-        may_handle_kind(&guard, &job.kind)?;
+        guard.may_handle_kind(&job.kind)?;
     }
     tx.commit().await?;
     match outcome {

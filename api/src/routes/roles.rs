@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::auth::{Guard, RolesManage, RolesRead, require_holds};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, search};
-use crate::routes::users::{keep_a_user_manager, lock_user_managers};
 use crate::state::AppState;
+use crate::user_managers::{keep_a_user_manager, lock_user_managers};
 
 /// Before a change (`changing`) of a role that carries `users:manage`: the
 /// lock and answer of [`lock_user_managers`], for [`keep_a_user_manager`]

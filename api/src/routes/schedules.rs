@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use ferro_tasks::cron::{CronSpec, MisfirePolicy};
 use ferro_tasks::jobs::{self, Job, JobFilter};
 use ferro_tasks::schedules::{self, Schedule, ScheduleSpec};
+use ferro_tasks::submission;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -18,7 +19,6 @@ use uuid::Uuid;
 use crate::auth::{Guard, Principal, SchedulesManage, SchedulesRead};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
-use crate::routes::jobs::{check_device, check_job, may_handle_kind};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -123,18 +123,26 @@ async fn check(
             "must be fire_once or skip",
         ));
     }
-    let job = match check_job(caller, &body.kind, &body.params, body.device_id) {
-        Ok(job) => Some(job),
-        Err(ApiError::Validation(mut more)) => {
-            errors.append(&mut more);
+    let job = match submission::parse_kind(&body.kind) {
+        Ok(kind) => {
+            caller.may_handle_kind(kind.as_str())?;
+            match submission::check_params(kind, &body.params, body.device_id) {
+                Ok(params) => Some((kind, params)),
+                Err(more) => {
+                    errors.extend(more.into_iter().map(FieldError::from));
+                    None
+                }
+            }
+        }
+        Err(unknown) => {
+            errors.push(unknown.into());
             None
         }
-        Err(other) => return Err(other),
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    check_device(tx, body.device_id).await?;
+    submission::check_device(tx, body.device_id).await??;
     let (kind, params) = job.expect("checked above");
     Ok(ScheduleSpec {
         name: body.name.trim().to_owned(),
@@ -163,7 +171,7 @@ async fn editable(
     if current.source != "api" {
         return Err(built_in());
     }
-    may_handle_kind(caller, &current.kind)?;
+    caller.may_handle_kind(&current.kind)?;
     Ok(current)
 }
 

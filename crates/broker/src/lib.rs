@@ -30,46 +30,18 @@
 //! [`Broker`], [`Consumer`] and [`Delivery`] are the one interface over both;
 //! `BROKER_URL`'s scheme picks the backend ([`Broker::from_config`]).
 
+mod delivery;
 mod rabbit;
 mod redis_streams;
 
 use std::time::Duration;
 
+pub use delivery::{BrokerError, Delivery, Envelope};
 pub use rabbit::{RETRY_DELAYS, RabbitBroker, RabbitConsumer};
 pub use redis_streams::{RedisBroker, RedisConsumer};
 
 use ferro_config::{BrokerConfig, BrokerKind};
 use ferro_tasks::TaskEnvelope;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
-    #[error("the broker refused the message")]
-    Nacked,
-    #[error("broker protocol error: {0}")]
-    Protocol(#[from] lapin::Error),
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
-}
-
-impl From<ferro_redis::Error> for BrokerError {
-    fn from(err: ferro_redis::Error) -> Self {
-        match err {
-            ferro_redis::Error::Command(err) => BrokerError::Redis(err),
-            other => BrokerError::Unavailable(other.to_string()),
-        }
-    }
-}
-
-impl BrokerError {
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, BrokerError::Nacked)
-    }
-}
-
-/// What a consumer hands back for one delivery.
-pub type Envelope = Result<TaskEnvelope, ferro_tasks::EnvelopeError>;
 
 /// The task broker `BROKER_URL` names.
 // One per process: the variants' sizes do not matter.
@@ -187,47 +159,6 @@ impl Consumer {
         match self {
             Consumer::RabbitMq(c) => c.close().await,
             Consumer::RedisStreams(c) => c.close().await,
-        }
-    }
-}
-
-/// One delivery: the envelope (or why it could not be read) and its receipt.
-pub struct Delivery {
-    pub envelope: Envelope,
-    /// The broker delivered it before (a worker died or gave it back).
-    pub redelivered: bool,
-    receipt: Receipt,
-}
-
-// At most `prefetch` of these live at once; boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-enum Receipt {
-    Rabbit(lapin::message::Delivery),
-    Redis(redis_streams::Receipt),
-}
-
-impl Delivery {
-    /// Done with it (after its outcome committed): the broker forgets it.
-    pub async fn ack(&self) -> Result<(), BrokerError> {
-        match &self.receipt {
-            Receipt::Rabbit(d) => rabbit::ack(d).await,
-            Receipt::Redis(r) => r.ack().await,
-        }
-    }
-
-    /// Gives it back for another consumer (e.g. on shutdown).
-    pub async fn requeue(&self) -> Result<(), BrokerError> {
-        match &self.receipt {
-            Receipt::Rabbit(d) => rabbit::requeue(d).await,
-            Receipt::Redis(r) => r.requeue().await,
-        }
-    }
-
-    /// Sends it to the dead letters.
-    pub async fn dead_letter(&self) -> Result<(), BrokerError> {
-        match &self.receipt {
-            Receipt::Rabbit(d) => rabbit::dead_letter(d).await,
-            Receipt::Redis(r) => r.dead_letter().await,
         }
     }
 }

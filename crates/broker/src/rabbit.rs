@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use lapin::Confirmation;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -11,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
-use crate::{BrokerError, Delivery, Envelope};
+use crate::delivery::{BrokerError, Delivery, Envelope, Receipt};
 use ferro_tasks::TaskEnvelope;
 
 /// The delays (seconds) of the retry queues; a retry waits in the shortest
@@ -377,12 +378,29 @@ impl RabbitBroker {
     }
 }
 
-pub(crate) async fn ack(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
+/// A RabbitMQ delivery, settled by its tag on its channel.
+struct RabbitReceipt(lapin::message::Delivery);
+
+impl Receipt for RabbitReceipt {
+    fn ack(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(ack(&self.0))
+    }
+
+    fn requeue(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(requeue(&self.0))
+    }
+
+    fn dead_letter(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(dead_letter(&self.0))
+    }
+}
+
+async fn ack(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
     inner.ack(BasicAckOptions::default()).await?;
     Ok(())
 }
 
-pub(crate) async fn requeue(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
+async fn requeue(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
     inner
         .nack(BasicNackOptions {
             requeue: true,
@@ -392,7 +410,7 @@ pub(crate) async fn requeue(inner: &lapin::message::Delivery) -> Result<(), Brok
     Ok(())
 }
 
-pub(crate) async fn dead_letter(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
+async fn dead_letter(inner: &lapin::message::Delivery) -> Result<(), BrokerError> {
     inner.reject(BasicRejectOptions { requeue: false }).await?;
     Ok(())
 }
@@ -452,11 +470,11 @@ impl RabbitConsumer {
             let (_, consumer) = self.state.as_mut().expect("just opened");
             match consumer.next().await {
                 Some(Ok(inner)) => {
-                    return Delivery {
-                        envelope: TaskEnvelope::from_bytes(&inner.data),
-                        redelivered: inner.redelivered,
-                        receipt: crate::Receipt::Rabbit(inner),
-                    };
+                    return Delivery::new(
+                        TaskEnvelope::from_bytes(&inner.data),
+                        inner.redelivered,
+                        Box::new(RabbitReceipt(inner)),
+                    );
                 }
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "consumer lost the broker; reconnecting");

@@ -30,7 +30,7 @@ use redis::{RedisError, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::{BrokerError, Envelope};
+use crate::delivery::{BrokerError, Delivery, Envelope};
 use ferro_redis::{Connection, RedisPool};
 use ferro_tasks::TaskEnvelope;
 
@@ -350,12 +350,26 @@ impl InFlightSet {
 type InFlight = Arc<InFlightSet>;
 
 /// The receipt of one entry: settles it in the stream.
-pub(crate) struct Receipt {
+struct Receipt {
     pool: RedisPool,
     keys: Keys,
     id: String,
     payload: Vec<u8>,
     in_flight: InFlight,
+}
+
+impl crate::delivery::Receipt for Receipt {
+    fn ack(&self) -> futures_util::future::BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(Receipt::ack(self))
+    }
+
+    fn requeue(&self) -> futures_util::future::BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(Receipt::requeue(self))
+    }
+
+    fn dead_letter(&self) -> futures_util::future::BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(Receipt::dead_letter(self))
+    }
 }
 
 impl Receipt {
@@ -366,7 +380,7 @@ impl Receipt {
 
     /// Acknowledges and deletes the entry (batched with the consumer's
     /// other acks of the moment: see [`start_acknowledger`]).
-    pub(crate) async fn ack(&self) -> Result<(), BrokerError> {
+    async fn ack(&self) -> Result<(), BrokerError> {
         let acks = self
             .in_flight
             .acks
@@ -385,7 +399,7 @@ impl Receipt {
         result
     }
 
-    pub(crate) async fn requeue(&self) -> Result<(), BrokerError> {
+    async fn requeue(&self) -> Result<(), BrokerError> {
         let result = async {
             let mut conn = connection(&self.pool).await?;
             redis::Script::new(HAND_BACK_SCRIPT)
@@ -401,7 +415,7 @@ impl Receipt {
         result
     }
 
-    pub(crate) async fn dead_letter(&self) -> Result<(), BrokerError> {
+    async fn dead_letter(&self) -> Result<(), BrokerError> {
         let result = async {
             let mut conn = connection(&self.pool).await?;
             redis::pipe()
@@ -445,7 +459,7 @@ pub struct RedisConsumer {
     /// A connection of its own for the blocking reads.
     reader: Option<Connection>,
     group_ready: bool,
-    buffer: VecDeque<crate::Delivery>,
+    buffer: VecDeque<Delivery>,
     in_flight: InFlight,
     toucher: Option<JoinHandle<()>>,
     last_promote: Option<Instant>,
@@ -462,7 +476,7 @@ fn is_missing_group(err: &RedisError) -> bool {
 impl RedisConsumer {
     /// The next entry. Waits (reconnecting with backoff from 100 ms to 5 s,
     /// logging each failure) while Redis is away.
-    pub async fn next(&mut self) -> crate::Delivery {
+    pub async fn next(&mut self) -> Delivery {
         let mut delay = Duration::from_millis(100);
         let mut lost = false;
         loop {
@@ -615,17 +629,18 @@ impl RedisConsumer {
     fn accept(&mut self, entry: StreamId, redelivered: bool) {
         let payload = payload(&entry);
         self.in_flight.ids().insert(entry.id.clone());
-        self.buffer.push_back(crate::Delivery {
-            envelope: TaskEnvelope::from_bytes(&payload),
+        let receipt = Receipt {
+            pool: self.pool.clone(),
+            keys: self.keys.clone(),
+            id: entry.id,
+            payload: payload.clone(),
+            in_flight: self.in_flight.clone(),
+        };
+        self.buffer.push_back(Delivery::new(
+            TaskEnvelope::from_bytes(&payload),
             redelivered,
-            receipt: crate::Receipt::Redis(Receipt {
-                pool: self.pool.clone(),
-                keys: self.keys.clone(),
-                id: entry.id,
-                payload,
-                in_flight: self.in_flight.clone(),
-            }),
-        });
+            Box::new(receipt),
+        ));
     }
 
     /// Stops consuming: hands every entry this consumer holds and has not

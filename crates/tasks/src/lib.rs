@@ -14,6 +14,7 @@ pub mod events;
 pub mod jobs;
 pub mod kinds;
 pub mod schedules;
+pub mod submission;
 
 pub use kinds::JobKind;
 

@@ -1,0 +1,21 @@
+//! Password work for the auth routes and user management.
+
+use crate::error::ApiError;
+use crate::extract::Validator;
+
+/// Runs a password hash or verification on the blocking pool, keeping the
+/// caller's tracing span.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Password rules for new passwords.
+pub fn check_new_password(field: &str, password: &str, v: &mut Validator) {
+    let n = password.chars().count();
+    v.check((8..=256).contains(&n), field, "must be 8 to 256 characters");
+}
