@@ -7,10 +7,12 @@
 //! [`Principal`] in the request. Handlers declare what they need with
 //! [`Guard<R>`] (a permission) or [`Authenticated`] (any signed-in user).
 
+mod login;
 mod password;
 mod principal;
 mod routes;
 mod session;
+mod tokens;
 
 pub use password::{blocking, check_new_password};
 pub use principal::{
@@ -18,6 +20,11 @@ pub use principal::{
     Requirement, RolesManage, RolesRead, SchedulesManage, SchedulesRead, TenantsManage,
     UsersManage, UsersRead, require_holds,
 };
-pub use routes::{public as public_router, router};
+pub use routes::router;
 pub(crate) use session::principal_of;
 pub use session::{ACCESS_RECHECK, Access, WS_BEARER_PROTOCOL, authenticate, resolve_access};
+
+/// The auth routes anyone may call: login and refresh.
+pub fn public_router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    login::router().merge(routes::public())
+}

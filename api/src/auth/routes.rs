@@ -1,12 +1,12 @@
 //! `/api/v1/auth`: login, refresh, logout, me, switch-tenant, sessions,
 //! change-password.
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use ferro_auth::password;
-use ferro_auth::sessions::{NewSession, Rotation};
-use ferro_db::cross_tenant::{LoginOutcome, LoginRecord, UserTenant};
+use ferro_auth::sessions::Rotation;
+use ferro_db::cross_tenant::UserTenant;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,16 +16,14 @@ use uuid::Uuid;
 use super::password::{blocking, check_new_password};
 use super::principal::Authenticated;
 use super::session::resolve_access;
-use crate::client_ip::client_ip;
+use super::tokens::{TokenPair, pair};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
 use crate::state::AppState;
 
-/// Routes anyone may call.
+/// Routes anyone may call (besides login).
 pub fn public() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(login))
-        .routes(routes!(refresh))
+    OpenApiRouter::new().routes(routes!(refresh))
 }
 
 /// Routes for signed-in users.
@@ -37,27 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(change_password))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"username": "admin", "password": "admin", "tenant": "default"}))]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-    /// Tenant slug or id; by default the user's home tenant.
-    pub tenant: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenPair {
-    pub access_token: String,
-    pub refresh_token: String,
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-    /// Access token lifetime in seconds.
-    pub expires_in: i64,
-    pub tenant_id: Uuid,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -123,269 +100,11 @@ pub struct SessionView {
     pub current: bool,
 }
 
-const BAD_CREDENTIALS: &str = "invalid username or password";
-
 fn tenant_ref(t: &UserTenant) -> TenantRef {
     TenantRef {
         id: t.tenant_id,
         slug: t.slug.clone(),
         name: t.name.clone(),
-    }
-}
-
-/// Logs in and opens a session.
-///
-/// A wrong user name and a wrong password get the same 401, in similar time.
-/// Repeated failures per user name or per client address get 429 with
-/// `Retry-After`. Every attempt is written to the login log.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses(
-        (status = 200, description = "Logged in", body = TokenPair),
-        (status = 401, description = "Wrong user name or password", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "No access to the requested tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed attempts", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<TokenPair, ApiError> {
-    // Before the password hash is read: see the end of the login.
-    let started = Utc::now().timestamp_millis();
-    let mut v = Validator::default();
-    v.check(
-        !body.username.trim().is_empty() && body.username.len() <= 256,
-        "username",
-        "is required (at most 256 characters)",
-    );
-    v.check(
-        !body.password.is_empty() && body.password.len() <= 1024,
-        "password",
-        "is required (at most 1024 characters)",
-    );
-    if let Some(tenant) = &body.tenant {
-        v.check(
-            !tenant.trim().is_empty() && tenant.len() <= 63,
-            "tenant",
-            "is a tenant slug or id (1 to 63 characters) when given",
-        );
-    }
-    let ip = client_ip(
-        &headers,
-        Some(peer.ip()),
-        &state.config.http.trusted_proxies,
-    );
-    let ip_text = ip.map(|i| i.to_string()).unwrap_or_default();
-    let user_agent = headers.get("user-agent").and_then(|v| v.to_str().ok());
-    // As given, cut to what the log keeps: a request refused for its fields
-    // is an attempt too.
-    let logged_name: String = body.username.trim().chars().take(256).collect();
-    let username = logged_name.as_str();
-    let record = |tenant_id, user_id, outcome, reason| LoginRecord {
-        tenant_id,
-        user_id,
-        username,
-        ip,
-        user_agent,
-        outcome,
-        reason,
-    };
-    // An attempt refused before any user is looked at, and why.
-    let refused = async |reason, err: ApiError| {
-        let logged = record(None, None, LoginOutcome::Failure, Some(reason));
-        state.db.record_login(&logged).await?;
-        Err::<TokenPair, _>(err)
-    };
-    if let Err(invalid) = v.finish() {
-        return refused("invalid request", invalid).await;
-    }
-    let attempt = match state.throttle.attempt(username, &ip_text).await {
-        Ok(attempt) => attempt,
-        // Without the throttle's counts no password is checked.
-        Err(err) => return refused("login throttle unavailable", err.into()).await,
-    };
-    if let Some(wait) = attempt {
-        // Named, so that the tenant sees the attempts on its users in its
-        // login log (the password is not looked at).
-        let user = state.db.lookup_login_user(username).await?;
-        let (tid, uid) = user
-            .map(|u| (Some(u.home_tenant_id), Some(u.id)))
-            .unwrap_or((None, None));
-        state
-            .db
-            .record_login(&record(
-                tid,
-                uid,
-                LoginOutcome::Throttled,
-                Some("too many failures"),
-            ))
-            .await?;
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs().max(1),
-        });
-    }
-
-    let user = state.db.lookup_login_user(username).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let presented = body.password.clone();
-    let verified = blocking(move || {
-        // The stand-in for unknown users, made off the runtime by the first
-        // login of all, whoever it names: so the first unknown user takes no
-        // longer than a known one (and an idle api has not spent the
-        // hash's memory).
-        let dummy = password::dummy_hash();
-        let hash = match &stored {
-            Some(hash) => hash.as_str(),
-            None => dummy,
-        };
-        password::verify(&presented, hash).unwrap_or(false)
-    })
-    .await?;
-
-    let failure = match &user {
-        None => Some("unknown user"),
-        Some(_) if !verified => Some("wrong password"),
-        Some(u) if !u.is_active => Some("inactive user"),
-        _ => None,
-    };
-    if let Some(reason) = failure {
-        let (tid, uid) = user
-            .as_ref()
-            .map(|u| (Some(u.home_tenant_id), Some(u.id)))
-            .unwrap_or((None, None));
-        state
-            .db
-            .record_login(&record(tid, uid, LoginOutcome::Failure, Some(reason)))
-            .await?;
-        return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
-    }
-    let user = user.expect("checked above");
-
-    let tenants = state.db.user_tenants(user.id).await?;
-    let chosen = match &body.tenant {
-        Some(wanted) => {
-            // Slugs are lower case; an id may be written in either case.
-            let wanted = wanted.trim();
-            let id = Uuid::parse_str(wanted).ok();
-            tenants
-                .iter()
-                .find(|t| Some(t.tenant_id) == id || t.slug.eq_ignore_ascii_case(wanted))
-        }
-        None => tenants
-            .iter()
-            .find(|t| t.tenant_id == user.home_tenant_id && t.is_member)
-            .or_else(|| tenants.iter().find(|t| t.is_member))
-            .or_else(|| tenants.first()),
-    };
-    let Some(tenant) = chosen else {
-        state
-            .db
-            .record_login(&record(
-                Some(user.home_tenant_id),
-                Some(user.id),
-                LoginOutcome::Failure,
-                Some("no access to tenant"),
-            ))
-            .await?;
-        return Err(ApiError::Forbidden(
-            "you have no access to that tenant".to_owned(),
-        ));
-    };
-
-    let Some(access) = resolve_access(&state.db, user.id, tenant.tenant_id).await? else {
-        let no_access = record(
-            Some(tenant.tenant_id),
-            Some(user.id),
-            LoginOutcome::Failure,
-            Some("no access to tenant"),
-        );
-        state.db.record_login(&no_access).await?;
-        return Err(ApiError::Forbidden(
-            "you have no access to that tenant".to_owned(),
-        ));
-    };
-    let epoch = state.sessions.authz_epoch(tenant.tenant_id).await?;
-    let ip_for_session = ip.map(|i| i.to_string());
-    let (session, refresh_token) = state
-        .sessions
-        .create(NewSession {
-            user_id: user.id,
-            tenant_id: tenant.tenant_id,
-            is_platform_admin: access.is_platform_admin,
-            permissions: &access.permissions,
-            authz_epoch: epoch,
-            ip: ip_for_session.as_deref(),
-            user_agent,
-            born: started,
-        })
-        .await?;
-    // A password change that committed after the hash was read ends the
-    // user's sessions only once its transaction is over, and may have done so
-    // before this session existed: if the hash checked is no longer the
-    // user's, this login is undone.
-    let current = state.db.lookup_login_user(username).await?;
-    if current.is_none_or(|c| c.id != user.id || c.password_hash != user.password_hash) {
-        state.sessions.revoke(session.id).await?;
-        state
-            .db
-            .record_login(&record(
-                Some(user.home_tenant_id),
-                Some(user.id),
-                LoginOutcome::Failure,
-                Some("password changed during login"),
-            ))
-            .await?;
-        return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
-    }
-    state.throttle.record_success(username, &ip_text).await?;
-    state
-        .db
-        .record_login(&record(
-            Some(tenant.tenant_id),
-            Some(user.id),
-            LoginOutcome::Success,
-            None,
-        ))
-        .await?;
-    tracing::info!(user_id = %user.id, tenant_id = %tenant.tenant_id, session_id = %session.id, "logged in");
-    Ok(pair(
-        &state,
-        user.id,
-        tenant.tenant_id,
-        (session.id, session.generation),
-        refresh_token,
-    ))
-}
-
-/// Tokens are never to be stored by a cache on the way (RFC 6749 5.1).
-impl axum::response::IntoResponse for TokenPair {
-    fn into_response(self) -> axum::response::Response {
-        (
-            [
-                (axum::http::header::CACHE_CONTROL, "no-store"),
-                (axum::http::header::PRAGMA, "no-cache"),
-            ],
-            axum::Json(self),
-        )
-            .into_response()
-    }
-}
-
-fn pair(
-    state: &AppState,
-    user: Uuid,
-    tenant: Uuid,
-    (session, generation): (Uuid, u32),
-    refresh_token: String,
-) -> TokenPair {
-    TokenPair {
-        access_token: state.jwt.issue(user, tenant, session, generation),
-        refresh_token,
-        token_type: "Bearer",
-        expires_in: state.jwt.lifetime_secs(),
-        tenant_id: tenant,
     }
 }
 
