@@ -2,13 +2,11 @@
 //! in-process (its heartbeat in Redis), RabbitMQ and PostgreSQL; and the
 //! `/monitor` page.
 
-mod support;
-
-use std::time::Duration;
-
+use crate::support;
+use crate::support::TestApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::TestApp;
+use std::time::Duration;
 
 async fn wait_for(app: &TestApp, token: &str, what: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

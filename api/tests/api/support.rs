@@ -2,11 +2,10 @@
 //! and its own Redis key prefix, talking to the real services.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-
 use ferro_testkit::{ADMIN_PASSWORD, ADMIN_USERNAME, TestDb};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use uuid::Uuid;
 
 pub struct TestApp {

@@ -4,11 +4,10 @@
 //! did not exist, while its own tenant reads it), and with bad input (400,
 //! 415, 422, changing nothing).
 
-mod support;
-
+use crate::support;
+use crate::support::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::TestApp;
 use uuid::Uuid;
 
 /// One documented operation.

@@ -1,11 +1,10 @@
 //! The jobs API: submission with its outbox record, validation at the door,
 //! idempotency, listing, results and cancel. (The worker is not part of this.)
 
-mod support;
-
+use crate::support;
+use crate::support::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::TestApp;
 
 async fn outbox_rows(app: &TestApp) -> Vec<(uuid::Uuid, Value)> {
     let owner = app.db.owner().await;

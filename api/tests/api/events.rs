@@ -1,14 +1,12 @@
 //! Job events end to end: the api, a worker (in-process), the broker
 //! (RabbitMQ, and Redis Streams where named), Redis pub/sub, and a client reading Server-Sent Events.
 
-mod support;
-
-use std::time::Duration;
-
+use crate::support;
+use crate::support::TestApp;
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::TestApp;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 async fn start_worker(app: &TestApp) -> CancellationToken {

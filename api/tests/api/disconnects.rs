@@ -1,12 +1,9 @@
 //! Clients that give up before the answer: a mutation still completes, with
 //! its audit row, and the request metrics stay true.
 
-mod support;
-
-use std::time::{Duration, Instant};
-
+use crate::support::TestApp;
 use serde_json::json;
-use support::TestApp;
+use std::time::{Duration, Instant};
 
 /// A PATCH blocked on a row lock when its client goes away.
 #[tokio::test]

@@ -6,14 +6,11 @@
 //! private vhost's guest permissions are revoked and every connection closed,
 //! then restored (logins refused while the broker runs).
 
-mod support;
-
-use std::process::Command;
-use std::time::{Duration, Instant};
-
+use crate::support::TestApp;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::TestApp;
+use std::process::Command;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The worker and the outbox relay, in-process, with broker handles of their own.

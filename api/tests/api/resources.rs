@@ -1,10 +1,9 @@
 //! CRUD, pagination, filtering and validation of the resources.
 
-mod support;
-
+use crate::support;
+use crate::support::TestApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::TestApp;
 
 fn names(body: &Value) -> Vec<String> {
     body["items"]

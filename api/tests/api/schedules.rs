@@ -1,13 +1,10 @@
 //! `/api/v1/schedules` over real HTTP and PostgreSQL, and a schedule created
 //! through the api fired by the real scheduler loop (in-process).
 
-mod support;
-
-use std::time::{Duration, Instant};
-
+use crate::support::TestApp;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::TestApp;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]

@@ -1,18 +1,15 @@
 //! The real nginx (Debian's package) with `proxy-config/` rendered by
 //! `proxy-config/render.sh`, in front of the real api on random ports.
 
-mod support;
-
+use crate::support::TestApp;
 use ferro_testkit::free_port;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use futures_util::StreamExt;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
-use support::TestApp;
 
 fn proxy_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proxy-config")

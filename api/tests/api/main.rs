@@ -1,0 +1,24 @@
+//! The api's tests against the real services (PostgreSQL, Redis, RabbitMQ,
+//! nginx, snmpd, Chromium), one module per subject, linked into one binary.
+//! Each test starts its own api (`support::TestApp`) over its own database,
+//! Redis key prefix and broker names, so they run in parallel.
+
+mod support;
+
+mod access;
+mod binary;
+mod broker_outage;
+mod disconnects;
+mod docs;
+mod events;
+mod jobs;
+mod login;
+mod metrics;
+mod monitor;
+mod nginx;
+mod permissions;
+mod requests;
+mod resources;
+mod schedules;
+mod sessions;
+mod tenancy;
