@@ -58,6 +58,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            // JSON Schema calls `3.0` an integer, and so does the document:
+            // a body refused for such a number is read again with it
+            // written as one (only this rare body pays for the second read).
+            Err(JsonRejection::JsonDataError(rejection))
+                if rejection.body_text().contains("floating point") =>
+            {
+                let mut value: Value =
+                    serde_json::from_slice(&bytes).map_err(|_| malformed_json())?;
+                ferro_tasks::kinds::whole_numbers(&mut value);
+                serde_json::from_value(value)
+                    .map(ApiJson)
+                    .map_err(|_| json_rejection(JsonRejection::JsonDataError(rejection)))
+            }
             // serde stops at the first problem it meets, so a body cut off
             // after an unknown key reads as a data error: it is malformed.
             Err(JsonRejection::JsonDataError(_))
@@ -416,7 +429,7 @@ pub fn search(
     let mut v = Validator::default();
     let paging = PageParams { page, size }.validate(&mut v.0);
     v.check(
-        q.is_none_or(|q| q.len() <= 200),
+        q.is_none_or(|q| q.chars().count() <= 200),
         "q",
         "at most 200 characters",
     );

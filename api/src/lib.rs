@@ -13,6 +13,7 @@ pub mod extract;
 pub mod healthcheck;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod user_managers;
@@ -30,54 +31,34 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use config::ApiConfig;
 pub use state::AppState;
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Ferrostack API", description = "REST API of the Ferrostack backend stack. \
-        Errors are application/problem+json (RFC 9457) with a stable `code`."),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "auth", description = "Login, tokens, sessions"),
-        (name = "tenants", description = "Platform administration"),
-        (name = "users", description = "Users of the current tenant"),
-        (name = "roles", description = "Roles and the permission catalog"),
-        (name = "devices", description = "Managed devices"),
-        (name = "jobs", description = "Jobs run by the worker"),
-        (name = "schedules", description = "Cron schedules fired by the scheduler"),
-        (name = "logs", description = "Audit and login logs"),
-        (name = "health", description = "Liveness and readiness"),
-    )
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("Access token from POST /api/v1/auth/login"))
-                    .build(),
-            ),
-        );
-    }
+/// The `/api/v1` routes, each with its part of the OpenAPI document; the
+/// protected ones behind [`auth::authenticate`].
+pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let protected =
+        protected_routes().route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    public_routes().merge(protected)
 }
 
-/// The `/api/v1` routes with their OpenAPI document.
-pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
-    let protected = OpenApiRouter::new()
+/// The routes anyone may call.
+fn public_routes() -> OpenApiRouter<AppState> {
+    // Each route carries its full path (`/api/v1/...` in its `#[utoipa::path]`)
+    // instead of being nested under `/api/v1`: a nested route rebuilds the
+    // request's URI without the prefix on every request.
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(auth::public_router())
+        .merge(routes::health::router())
+}
+
+/// The routes for signed-in callers.
+fn protected_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(auth::router())
         .merge(routes::tenants::router())
         .merge(routes::users::router())
@@ -87,107 +68,19 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::schedules::router())
         .merge(routes::logs::router())
         .merge(routes::monitor::router())
-        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
-    let v1 = OpenApiRouter::new()
-        .merge(auth::public_router())
-        .merge(routes::health::router())
-        .merge(protected);
-    // Each route carries its full path (`/api/v1/...` in its `#[utoipa::path]`)
-    // instead of being nested under `/api/v1`: a nested route rebuilds the
-    // request's URI without the prefix on every request.
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(v1)
 }
 
-/// The OpenAPI document, as served at `/openapi.json`.
-pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
-    with_request_errors(api_routes(state).into_openapi())
-}
-
-/// Adds to every operation the problems its request itself can earn, which
-/// the extractors answer alike on every route: 400 for a malformed path
-/// parameter or JSON body, 413 and 415 for a body too large or not JSON,
-/// 422 for fields or query parameters that are wrong; and the 503 of an
-/// unavailable dependency or a request out of time, which any can meet. An operation that
-/// documents one of these already keeps its own description.
-fn with_request_errors(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::path::{Operation, ParameterIn};
-    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-
-    let problem = |description: &str| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/problem+json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Problem")))
-                        .build(),
-                )
-                .build(),
-        )
-    };
-    let complete = |op: &mut Operation| {
-        let params = op.parameters.as_deref().unwrap_or_default();
-        let located = |place: fn(&ParameterIn) -> bool| {
-            params
-                .iter()
-                .any(|p| matches!(p, RefOr::T(p) if place(&p.parameter_in)))
-        };
-        let in_path = located(|p| matches!(p, ParameterIn::Path));
-        let in_query = located(|p| matches!(p, ParameterIn::Query));
-        let body = op.request_body.is_some();
-        let mut add = |status: &str, description: &str| {
-            op.responses
-                .responses
-                .entry(status.to_owned())
-                .or_insert_with(|| problem(description));
-        };
-        if body || in_path {
-            add(
-                "400",
-                "Malformed request: a path parameter that is not a UUID, or a body that is not a JSON object",
-            );
-        }
-        if body {
-            add(
-                "413",
-                "The body is larger than MAX_BODY_BYTES (1 MiB unless configured)",
-            );
-            add("415", "The body is not application/json");
-        }
-        if body || in_query {
-            add(
-                "422",
-                "Invalid fields or query parameters, each named in `errors`",
-            );
-        }
-        add(
-            "503",
-            "A service the api depends on is unavailable, or the request ran out of time \
-             (REQUEST_TIMEOUT_SECONDS)",
-        );
-    };
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            complete(op);
-        }
-    }
-    doc
+/// The OpenAPI document, as served at `/openapi.json` (and printed by
+/// `api openapi`): needs no running service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let routes = public_routes().merge(protected_routes());
+    openapi::complete(routes.into_openapi())
 }
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api_routes(&state).split_for_parts();
-    let openapi = with_request_errors(openapi);
+    let openapi = openapi::complete(openapi);
     let http = &state.config.http;
     let cors = if http.cors_origins.is_empty() {
         None

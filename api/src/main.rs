@@ -25,11 +25,25 @@ enum Command {
     Serve,
     /// Exit 0 if this host's api answers its health check within 2 s.
     Healthcheck,
+    /// Print the OpenAPI document (JSON) and exit; needs no service.
+    Openapi,
 }
 
 #[tokio::main]
 async fn main() {
     let cli: Cli = ferro_telemetry::parse_args("api");
+    if let Some(Command::Openapi) = cli.command {
+        match api::openapi().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                std::process::exit(0);
+            }
+            Err(err) => {
+                eprintln!("api: cannot write the document: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
     let env = Env::load();
     if let Some(Command::Healthcheck) = cli.command {
         // For container health checks: exit 0 only if this host's api answers.

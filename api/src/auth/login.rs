@@ -22,6 +22,7 @@ use super::tokens::{TokenPair, pair};
 use crate::client_ip::client_ip;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, Validator};
+use crate::openapi::fields;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,10 +33,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "admin", "password": "admin", "tenant": "default"}))]
 pub struct LoginRequest {
+    /// Not only blanks; at most 256 characters.
+    #[schema(schema_with = login_name)]
     pub username: String,
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
     /// Tenant slug or id; by default the user's home tenant.
+    #[schema(schema_with = login_tenant)]
     pub tenant: Option<String>,
+}
+
+fn login_name() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(fields::not_blank(256))
+}
+
+fn login_tenant() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let mut tenant = fields::not_blank(63);
+    tenant["type"] = serde_json::json!(["string", "null"]);
+    fields::schema(tenant)
 }
 
 const BAD_CREDENTIALS: &str = "invalid username or password";
@@ -101,8 +116,7 @@ struct Caller<'a> {
         (status = 401, description = "Wrong user name or password", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "No access to the requested tenant", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed attempts", body = Problem, content_type = "application/problem+json"),
-    ))]
+        (status = 429, description = "Too many failed attempts", body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -255,18 +269,18 @@ async fn attempt(
 fn check(body: &LoginRequest) -> Result<(), ApiError> {
     let mut v = Validator::default();
     v.check(
-        !body.username.trim().is_empty() && body.username.len() <= 256,
+        !body.username.trim().is_empty() && body.username.chars().count() <= 256,
         "username",
         "is required (at most 256 characters)",
     );
     v.check(
-        !body.password.is_empty() && body.password.len() <= 1024,
+        !body.password.is_empty() && body.password.chars().count() <= 1024,
         "password",
         "is required (at most 1024 characters)",
     );
     if let Some(tenant) = &body.tenant {
         v.check(
-            !tenant.trim().is_empty() && tenant.len() <= 63,
+            !tenant.trim().is_empty() && tenant.chars().count() <= 63,
             "tenant",
             "is a tenant slug or id (1 to 63 characters) when given",
         );

@@ -55,7 +55,9 @@ pub struct SwitchTenantRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"current_password": "correct horse battery", "new_password": "staple gun tractor beam"}))]
 pub struct ChangePasswordRequest {
+    #[schema(max_length = 1024)]
     pub current_password: String,
+    #[schema(schema_with = crate::openapi::fields::new_password)]
     pub new_password: String,
 }
 
@@ -113,8 +115,7 @@ fn tenant_ref(t: &UserTenant) -> TenantRef {
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair", body = TokenPair),
-        (status = 401, description = "Unknown, expired or reused refresh token", body = Problem, content_type = "application/problem+json"),
-    ))]
+        (status = 401, description = "Unknown, expired or reused refresh token", body = Problem, content_type = "application/problem+json")))]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -163,8 +164,7 @@ async fn refresh(
 
 /// Ends the current session; its access and refresh tokens stop working at once.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
-    responses((status = 204, description = "Logged out"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Logged out")))]
 async fn logout(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -175,8 +175,7 @@ async fn logout(
 
 /// The signed-in user, the current tenant, roles and permissions.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "The caller", body = Me),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The caller", body = Me)))]
 async fn me(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -220,7 +219,6 @@ async fn me(
 /// a platform administrator) and returns a new pair; the old tokens stop working.
 #[utoipa::path(post, path = "/api/v1/auth/switch-tenant", tag = "auth", security(("bearer" = [])), request_body = SwitchTenantRequest,
     responses((status = 200, description = "A new token pair for the tenant", body = TokenPair),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a member of that tenant", body = Problem, content_type = "application/problem+json")))]
 async fn switch_tenant(
     State(state): State<AppState>,
@@ -265,7 +263,6 @@ async fn switch_tenant(
 /// The caller's open sessions.
 #[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth", security(("bearer" = [])), params(PageParams),
     responses((status = 200, description = "A page of the open sessions, newest first", body = Paginated<SessionView>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_sessions(
     State(state): State<AppState>,
@@ -296,7 +293,6 @@ async fn list_sessions(
 #[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 204, description = "Revoked"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session of yours", body = Problem, content_type = "application/problem+json")))]
 async fn revoke_session(
     State(state): State<AppState>,
@@ -313,7 +309,6 @@ async fn revoke_session(
 /// Changes the caller's password; every other session of the user ends.
 #[utoipa::path(post, path = "/api/v1/auth/change-password", tag = "auth", security(("bearer" = [])), request_body = ChangePasswordRequest,
     responses((status = 204, description = "Changed"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong current password or weak new one", body = Problem, content_type = "application/problem+json")))]
 async fn change_password(
     State(state): State<AppState>,
@@ -323,7 +318,7 @@ async fn change_password(
     let mut v = Validator::default();
     check_new_password("new_password", &body.new_password, &mut v);
     v.check(
-        body.current_password.len() <= 1024,
+        body.current_password.chars().count() <= 1024,
         "current_password",
         "is too long",
     );

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use ferro_db::DbError;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,6 +15,7 @@ use uuid::Uuid;
 use crate::auth::{DevicesRead, DevicesWrite, Guard};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, like_pattern};
+use crate::openapi::fields::{self, display_name, search};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -51,7 +53,7 @@ pub enum SnmpVersion {
 #[serde(deny_unknown_fields)]
 pub struct SnmpSettings {
     pub version: SnmpVersion,
-    #[schema(example = "public")]
+    #[schema(example = "public", min_length = 1, max_length = 128)]
     pub community: String,
 }
 
@@ -85,10 +87,8 @@ struct CountedDevice {
 const COLUMNS: &str =
     "id, name, protocol, host, port, tags, status, last_seen_at, created_at, updated_at";
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "core-router", "protocol": "snmp", "host": "10.0.0.1", "port": 161,
-    "tags": ["core"], "snmp": {"version": "v2c", "community": "public"}}))]
 pub struct CreateDevice {
     pub name: String,
     pub protocol: Protocol,
@@ -101,19 +101,96 @@ pub struct CreateDevice {
     pub snmp: Option<SnmpSettings>,
 }
 
+/// Written by hand: whether `snmp` is required or refused depends on
+/// `protocol`, one branch each.
+impl utoipa::PartialSchema for CreateDevice {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let properties = |protocol: &str, snmp: Value| {
+            json!({
+                "name": display_name(),
+                "protocol": {"type": "string", "enum": [protocol]},
+                "host": host(),
+                "port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535,
+                         "description": "Default 161 for snmp, 80 for http."},
+                "tags": tags(),
+                "snmp": snmp,
+            })
+        };
+        let snmp = json!({"$ref": "#/components/schemas/SnmpSettings"});
+        fields::schema(json!({
+            "oneOf": [
+                {"type": "object", "required": ["name", "protocol", "host", "snmp"],
+                 "additionalProperties": false, "properties": properties("snmp", snmp)},
+                {"type": "object", "required": ["name", "protocol", "host"],
+                 "additionalProperties": false,
+                 "properties": properties("http", json!({"type": "null"}))},
+            ],
+            "example": {"name": "core-router", "protocol": "snmp", "host": "10.0.0.1", "port": 161,
+                        "tags": ["core"], "snmp": {"version": "v2c", "community": "public"}},
+        }))
+    }
+}
+
+impl utoipa::ToSchema for CreateDevice {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("Protocol".into(), Protocol::schema()));
+        schemas.push(("SnmpSettings".into(), SnmpSettings::schema()));
+        schemas.push(("SnmpVersion".into(), SnmpVersion::schema()));
+    }
+}
+
+/// A host name or address, as [`valid_host`] checks it.
+fn host() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(
+        json!({"type": "string", "pattern": "^[A-Za-z0-9.:_\\[\\]-]{1,253}$",
+                          "example": "10.0.0.1"}),
+    )
+}
+
+/// A port, 1 to 65535.
+fn port() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(json!({"type": "integer", "minimum": 1, "maximum": 65535}))
+}
+
+/// Tags, as [`check_tags`] checks them.
+fn tags() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(json!({
+        "type": "array", "maxItems": 32, "uniqueItems": true,
+        "items": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+        "example": ["core"],
+    }))
+}
+
+fn snmp_settings() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(json!({"$ref": "#/components/schemas/SnmpSettings"}))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "core-router-2", "tags": ["core", "dc1"]}))]
 pub struct UpdateDevice {
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = display_name)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = host)]
     pub host: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = port)]
     pub port: Option<i32>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = tags)]
     pub tags: Option<Vec<String>>,
+    /// Required when `host` or `port` of an snmp device changes; not
+    /// allowed for http devices.
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = snmp_settings)]
     pub snmp: Option<SnmpSettings>,
 }
 
@@ -128,12 +205,23 @@ pub struct DeviceQuery {
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// Case-insensitive substring of the name or host.
+    #[param(schema_with = search)]
     pub q: Option<String>,
     pub protocol: Option<Protocol>,
     /// Devices carrying this tag.
     pub tag: Option<String>,
     /// `created_at` (default), `-created_at`, `name` or `-name`.
+    #[param(schema_with = device_order)]
     pub sort: Option<String>,
+}
+
+fn device_order() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(fields::one_of(&[
+        "created_at",
+        "-created_at",
+        "name",
+        "-name",
+    ]))
 }
 
 fn valid_host(host: &str) -> bool {
@@ -164,17 +252,15 @@ fn check_tags(v: &mut Validator, tags: &[String]) {
 
 fn check_snmp(v: &mut Validator, snmp: &SnmpSettings) {
     v.check(
-        (1..=128).contains(&snmp.community.len()),
+        (1..=128).contains(&snmp.community.chars().count()),
         "snmp.community",
         "must be 1 to 128 characters",
     );
 }
 
 /// Lists devices, filtered and sorted, a page at a time.
-#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), params(DeviceQuery),
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = ["devices:read"])), params(DeviceQuery),
     responses((status = 200, description = "A page of devices", body = Paginated<Device>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing devices:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_devices(
     State(state): State<AppState>,
@@ -202,7 +288,7 @@ async fn list_devices(
         }
     };
     v.check(
-        query.q.as_ref().is_none_or(|q| q.len() <= 200),
+        query.q.as_ref().is_none_or(|q| q.chars().count() <= 200),
         "q",
         "at most 200 characters",
     );
@@ -268,10 +354,8 @@ async fn list_devices(
 }
 
 /// Registers a device.
-#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), request_body = CreateDevice,
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", security(("bearer" = ["devices:write"])), request_body = CreateDevice,
     responses((status = 201, description = "Created", body = Device, headers(("Location" = String, description = "Where the new resource is"))),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 async fn create_device(
@@ -326,11 +410,9 @@ async fn create_device(
 }
 
 /// One device.
-#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = ["devices:read"])),
     params(("id" = Uuid, Path, description = "Device id")),
     responses((status = 200, description = "The device", body = Device),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing devices:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such device in this tenant", body = Problem, content_type = "application/problem+json")))]
 async fn get_device(
     State(state): State<AppState>,
@@ -351,11 +433,9 @@ async fn get_device(
 /// Changes some fields of a device. Moving an SNMP device to another host
 /// or port needs its `snmp` settings again: the community is sent to the
 /// new address, so whoever moves the device must know it.
-#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = ["devices:write"])),
     params(("id" = Uuid, Path, description = "Device id")), request_body = UpdateDevice,
     responses((status = 200, description = "Updated", body = Device),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such device in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
@@ -441,11 +521,9 @@ fn used_by_schedules(count: i64) -> ApiError {
 
 /// Removes a device. Its past jobs stay, without the device reference; a
 /// device that a schedule names is not removed (409).
-#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = ["devices:write"])),
     params(("id" = Uuid, Path, description = "Device id")),
     responses((status = 204, description = "Deleted"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing devices:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such device in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A schedule names the device", body = Problem, content_type = "application/problem+json")))]
 async fn delete_device(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,8 +16,8 @@ use ferro_tasks::jobs::{self, CancelOutcome, Enqueued, Job, JobFilter, JobResult
 use ferro_tasks::{JobKind, JobStatus, TraceContext, submission};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use serde_json::{Value, json};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -25,7 +26,13 @@ use crate::auth::{Guard, JobsRead, JobsRun};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
 use crate::observe::RequestId;
+use crate::openapi::fields;
 use crate::state::AppState;
+
+fn job_status() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let statuses: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+    fields::schema(fields::one_of(&statuses))
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -38,23 +45,34 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs_ws))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"kind": "snmp.get", "device_id": "0b5c3c2e-8a7c-4c59-9d0e-2f1d7d7c4a10",
-    "params": {"oids": ["1.3.6.1.2.1.1.1.0"]}}))]
 pub struct CreateJob {
-    /// `noop`, `snmp.get`, `snmp.walk`, `email.send`, `sessions.cleanup` or `devices.export`.
+    /// One of the job kinds.
     pub kind: String,
     /// Required for `snmp.get` and `snmp.walk`: an SNMP device of this tenant.
     pub device_id: Option<Uuid>,
     #[serde(default = "empty_object")]
-    #[schema(value_type = Object)]
     pub params: Value,
 }
 
 fn empty_object() -> Value {
     Value::Object(Default::default())
 }
+
+/// Written by hand: one branch per kind, each with that kind's parameters
+/// and whether it takes a device.
+impl utoipa::PartialSchema for CreateJob {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        fields::schema(json!({
+            "oneOf": fields::job_branches(&json!({}), &[]),
+            "example": {"kind": "snmp.get", "device_id": "0b5c3c2e-8a7c-4c59-9d0e-2f1d7d7c4a10",
+                        "params": {"oids": ["1.3.6.1.2.1.1.1.0"]}},
+        }))
+    }
+}
+
+impl utoipa::ToSchema for CreateJob {}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -67,7 +85,9 @@ pub struct JobQuery {
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// `queued`, `running`, `retrying`, `succeeded`, `failed` or `cancelled`.
+    #[param(schema_with = job_status)]
     pub status: Option<String>,
+    #[param(schema_with = fields::job_kind)]
     pub kind: Option<String>,
     pub device_id: Option<Uuid>,
     pub schedule_id: Option<Uuid>,
@@ -108,11 +128,9 @@ fn trace_context(headers: &HeaderMap, request_id: &RequestId) -> TraceContext {
 /// Submits a job: 202 with the job, queued. The job and its outbox record are
 /// written in one transaction and published to the broker after commit. A
 /// repeated `Idempotency-Key` returns the first job (with `Idempotent-Replayed: true`).
-#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe, per tenant")),
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = ["jobs:run"])), request_body = CreateJob,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[\\x21-\\x7E]{1,255}$", description = "Makes retries of this request safe, per tenant: 1 to 255 visible ASCII characters")),
     responses((status = 202, description = "Queued (or the earlier job for this Idempotency-Key)", body = Job, headers(("Location" = String, description = "Where the job is"))),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing jobs:run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key already used for another job", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown kind, bad params, or no such device", body = Problem, content_type = "application/problem+json")))]
 async fn create_job(
@@ -207,10 +225,8 @@ async fn publish_now(
 }
 
 /// Lists the tenant's jobs, newest first.
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = ["jobs:read"])), params(JobQuery),
     responses((status = 200, description = "A page of jobs", body = Paginated<Job>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_jobs(
     State(state): State<AppState>,
@@ -254,11 +270,9 @@ async fn list_jobs(
 }
 
 /// One job.
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", security(("bearer" = ["jobs:read"])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "The job", body = Job),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in this tenant", body = Problem, content_type = "application/problem+json")))]
 async fn get_job(
     State(state): State<AppState>,
@@ -272,11 +286,9 @@ async fn get_job(
 }
 
 /// What the job's attempts recorded, oldest first.
-#[utoipa::path(get, path = "/api/v1/jobs/{id}/results", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/results", tag = "jobs", security(("bearer" = ["jobs:read"])),
     params(("id" = Uuid, Path, description = "Job id"), PageParams),
     responses((status = 200, description = "A page of results", body = Paginated<JobResult>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in this tenant", body = Problem, content_type = "application/problem+json")))]
 async fn job_results(
     State(state): State<AppState>,
@@ -296,11 +308,9 @@ async fn job_results(
 
 /// The file a finished job produced, as an attachment: the CSV of a
 /// `devices.export` job.
-#[utoipa::path(get, path = "/api/v1/jobs/{id}/download", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/download", tag = "jobs", security(("bearer" = ["jobs:read"])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "The file (Content-Disposition: attachment)", body = String, content_type = "text/csv"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in this tenant, or its kind makes no file", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has not succeeded", body = Problem, content_type = "application/problem+json")))]
 async fn job_download(
@@ -335,10 +345,9 @@ async fn job_download(
 
 /// Cancels a job: a queued one never starts (status `cancelled` at once); a
 /// running one is told to stop and ends `cancelled`.
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = ["jobs:run"])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "Cancelled, or cancellation requested", body = Job),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing jobs:run, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job already finished", body = Problem, content_type = "application/problem+json")))]
@@ -397,13 +406,11 @@ struct EventStream {
 /// that reconnects (it sends `Last-Event-ID`, as EventSource does after the
 /// stream ends) to a job that has ended gets 204, which tells EventSource to
 /// stop reconnecting.
-#[utoipa::path(get, path = "/api/v1/jobs/events/{id}", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/events/{id}", tag = "jobs", security(("bearer" = ["jobs:read"])),
     params(("id" = Uuid, Path, description = "Job id"),
         ("Last-Event-ID" = Option<String>, Header, description = "Sent by EventSource when it reconnects")),
     responses((status = 200, description = "text/event-stream of JobEvent", body = JobEvent, content_type = "text/event-stream"),
         (status = 204, description = "A reconnection (Last-Event-ID) to a job that has ended: nothing more will come"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in this tenant, or streams disabled (ENABLE_SSE=false)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The event bus (Redis) is unavailable", body = Problem, content_type = "application/problem+json")))]
 async fn job_events(
@@ -523,20 +530,23 @@ async fn session_alive(state: &AppState, principal: &crate::auth::Principal) -> 
 /// Authenticate with the `Authorization: Bearer` header or, from a browser,
 /// with the subprotocols `bearer` and the token
 /// (`new WebSocket(url, ["bearer", token])`).
-#[utoipa::path(get, path = "/api/v1/jobs/ws", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/jobs/ws", tag = "jobs", security(("bearer" = ["jobs:read"])),
     responses((status = 101, description = "Switching to WebSocket; text messages carry JobEvent JSON", body = JobEvent),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing jobs:read", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not a WebSocket handshake (a plain GET, say)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Streams disabled (ENABLE_SSE=false)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The event bus (Redis) is unavailable", body = Problem, content_type = "application/problem+json")))]
 async fn jobs_ws(
     State(state): State<AppState>,
     guard: Guard<JobsRead>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     if !state.config.http.enable_sse {
         return Err(ApiError::NotFound("event stream"));
     }
+    let ws = ws.map_err(|rejection| ApiError::BadRequest {
+        code: "not_a_websocket_handshake",
+        detail: format!("this route answers WebSocket handshakes only: {rejection}"),
+    })?;
     let pubsub = subscribe_tenant_events(&state, guard.tenant_id).await?;
     let principal = guard.principal.clone();
     // Echo the token-carrying subprotocol if the client offered it (a

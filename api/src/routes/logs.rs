@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::auth::{AuditRead, Guard};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiQuery, PageParams, Paginated, Validator};
+use crate::openapi::fields;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -61,7 +62,15 @@ pub struct AuditQuery {
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     pub user_id: Option<Uuid>,
+    /// `POST`, `PUT`, `PATCH` or `DELETE`, in any case.
+    #[param(
+        pattern = "^(?:[Pp][Oo][Ss][Tt]|[Pp][Uu][Tt]|[Pp][Aa][Tt][Cc][Hh]|[Dd][Ee][Ll][Ee][Tt][Ee])$"
+    )]
     pub method: Option<String>,
+}
+
+fn outcome() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(fields::one_of(&["success", "failure", "throttled"]))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -75,15 +84,14 @@ pub struct LoginLogQuery {
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// `success`, `failure` or `throttled`.
+    #[param(schema_with = outcome)]
     pub outcome: Option<String>,
     pub username: Option<String>,
 }
 
 /// Every mutating request made in this tenant.
-#[utoipa::path(get, path = "/api/v1/audit-logs", tag = "logs", security(("bearer" = [])), params(AuditQuery),
+#[utoipa::path(get, path = "/api/v1/audit-logs", tag = "logs", security(("bearer" = ["audit:read"])), params(AuditQuery),
     responses((status = 200, description = "A page of audit entries", body = Paginated<AuditLog>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing audit:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_audit_logs(
     State(state): State<AppState>,
@@ -128,10 +136,8 @@ async fn list_audit_logs(
 }
 
 /// Login attempts into this tenant (and failed ones by its users).
-#[utoipa::path(get, path = "/api/v1/login-logs", tag = "logs", security(("bearer" = [])), params(LoginLogQuery),
+#[utoipa::path(get, path = "/api/v1/login-logs", tag = "logs", security(("bearer" = ["audit:read"])), params(LoginLogQuery),
     responses((status = 200, description = "A page of login attempts", body = Paginated<LoginLog>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing audit:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_login_logs(
     State(state): State<AppState>,

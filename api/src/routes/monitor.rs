@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Guard, JobsRead};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -84,10 +84,8 @@ pub struct SchedulerBeat {
 }
 
 /// The tenant's jobs and, for platform administrators, the cluster.
-#[utoipa::path(get, path = "/api/v1/monitor", tag = "jobs", security(("bearer" = [])),
-    responses((status = 200, description = "Jobs, workers, schedulers and queues", body = Monitor),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Lacks jobs:read", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/monitor", tag = "jobs", security(("bearer" = ["jobs:read"])),
+    responses((status = 200, description = "Jobs, workers, schedulers and queues", body = Monitor)))]
 async fn monitor(
     State(state): State<AppState>,
     guard: Guard<JobsRead>,

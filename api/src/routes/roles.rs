@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use ferro_auth::Permission;
 use ferro_db::TenantTx;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use crate::auth::{Guard, RolesManage, RolesRead, require_holds};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, search};
+use crate::openapi::fields;
 use crate::state::AppState;
 use crate::user_managers::{keep_a_user_manager, lock_user_managers};
 
@@ -65,9 +67,12 @@ const SELECT: &str = "SELECT r.id, r.name, r.description, r.is_builtin, \
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "auditor", "description": "Reads the logs", "permissions": ["audit:read"]}))]
 pub struct CreateRole {
+    #[schema(pattern = "^[a-z][a-z0-9_-]{1,62}$")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
+    #[schema(schema_with = grantable)]
     pub permissions: Vec<String>,
 }
 
@@ -76,9 +81,26 @@ pub struct CreateRole {
 #[schema(example = json!({"permissions": ["audit:read", "devices:read"]}))]
 pub struct UpdateRole {
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = description)]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = grantable)]
     pub permissions: Option<Vec<String>>,
+}
+
+/// Permissions a role may carry: every one but `tenants:manage`, which only
+/// platform administrators hold.
+fn grantable() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let codes: Vec<&str> = Permission::ALL
+        .iter()
+        .filter(|p| **p != Permission::TenantsManage)
+        .map(|p| p.code())
+        .collect();
+    fields::schema(json!({"type": "array", "items": fields::one_of(&codes)}))
+}
+
+fn description() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(json!({"type": "string", "maxLength": 500}))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
@@ -155,14 +177,13 @@ pub struct RoleQuery {
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// Case-insensitive substring of the name or description.
+    #[param(schema_with = fields::search)]
     pub q: Option<String>,
 }
 
 /// Lists the tenant's roles with their permissions.
-#[utoipa::path(get, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), params(RoleQuery),
-    responses((status = 200, description = "A page of roles", body = Paginated<Role>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/roles", tag = "roles", security(("bearer" = ["roles:read"])), params(RoleQuery),
+    responses((status = 200, description = "A page of roles", body = Paginated<Role>)))]
 async fn list_roles(
     State(state): State<AppState>,
     guard: Guard<RolesRead>,
@@ -189,10 +210,8 @@ async fn list_roles(
 }
 
 /// Creates a custom role.
-#[utoipa::path(post, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), request_body = CreateRole,
+#[utoipa::path(post, path = "/api/v1/roles", tag = "roles", security(("bearer" = ["roles:manage"])), request_body = CreateRole,
     responses((status = 201, description = "Created", body = Role, headers(("Location" = String, description = "Where the new resource is"))),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 async fn create_role(
@@ -229,11 +248,9 @@ async fn create_role(
 }
 
 /// One role.
-#[utoipa::path(get, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = ["roles:read"])),
     params(("id" = Uuid, Path, description = "Role id")),
     responses((status = 200, description = "The role", body = Role),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role in this tenant", body = Problem, content_type = "application/problem+json")))]
 async fn get_role(
     State(state): State<AppState>,
@@ -248,11 +265,9 @@ async fn get_role(
 
 /// Changes a custom role's description or permissions; members get the new
 /// permissions on their next request.
-#[utoipa::path(patch, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = ["roles:manage"])),
     params(("id" = Uuid, Path, description = "Role id")), request_body = UpdateRole,
     responses((status = 200, description = "Updated", body = Role),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in role, or it would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
@@ -322,11 +337,9 @@ async fn update_role(
 }
 
 /// Deletes a custom role; its members lose its permissions at once.
-#[utoipa::path(delete, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = ["roles:manage"])),
     params(("id" = Uuid, Path, description = "Role id")),
     responses((status = 204, description = "Deleted"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing roles:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in role, or it would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json")))]
 async fn delete_role(
@@ -361,10 +374,8 @@ async fn delete_role(
 }
 
 /// The permission catalog.
-#[utoipa::path(get, path = "/api/v1/permissions", tag = "roles", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(get, path = "/api/v1/permissions", tag = "roles", security(("bearer" = ["roles:read"])), params(PageParams),
     responses((status = 200, description = "A page of the catalog", body = Paginated<PermissionInfo>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing roles:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_permissions(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ use ferro_tasks::jobs::{self, Job, JobFilter};
 use ferro_tasks::schedules::{self, Schedule, ScheduleSpec};
 use ferro_tasks::submission;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::auth::{Guard, Principal, SchedulesManage, SchedulesRead};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::openapi::fields;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -46,24 +47,18 @@ fn default_policy() -> String {
     "fire_once".to_owned()
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "core uptime", "cron": "*/5 * * * *", "timezone": "UTC", "kind": "snmp.get",
-    "device_id": "0b5c3c2e-8a7c-4c59-9d0e-2f1d7d7c4a10", "params": {"oids": ["1.3.6.1.2.1.1.3.0"]}}))]
 pub struct CreateSchedule {
-    #[schema(example = "core uptime")]
     pub name: String,
     /// 5 fields, or 6 with seconds first.
-    #[schema(example = "*/5 * * * *")]
     pub cron: String,
     /// IANA time zone, default `UTC`.
     #[serde(default = "default_timezone")]
     pub timezone: String,
-    #[schema(example = "snmp.get")]
     pub kind: String,
     pub device_id: Option<Uuid>,
     #[serde(default = "default_params")]
-    #[schema(value_type = Object)]
     pub params: Value,
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -72,28 +67,113 @@ pub struct CreateSchedule {
     pub misfire_policy: String,
 }
 
+/// Written by hand: one branch per job kind, each with that kind's
+/// parameters and whether it takes a device.
+impl utoipa::PartialSchema for CreateSchedule {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let properties = json!({
+            "name": fields::display_name(),
+            "cron": cron(),
+            "timezone": timezone(),
+            "enabled": {"type": "boolean", "default": true},
+            "misfire_policy": misfire_policy(),
+        });
+        fields::schema(json!({
+            "oneOf": fields::job_branches(&properties, &["name", "cron"]),
+            "example": {"name": "core uptime", "cron": "*/5 * * * *", "timezone": "UTC",
+                        "kind": "snmp.get", "device_id": "0b5c3c2e-8a7c-4c59-9d0e-2f1d7d7c4a10",
+                        "params": {"oids": ["1.3.6.1.2.1.1.3.0"]}},
+        }))
+    }
+}
+
+impl utoipa::ToSchema for CreateSchedule {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("TimeZone".into(), TimeZone::schema()));
+    }
+}
+
+/// A cron expression ([`CronSpec::parse`]).
+fn cron() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(json!({
+        "type": "string",
+        "pattern": ferro_tasks::cron::CRON_PATTERN,
+        "description": "5 fields (minute hour day-of-month month day-of-week), or 6 with \
+                        seconds first, in croner's syntax (`*`, lists, ranges, `*/n`, names, \
+                        `L`, `W`, `#`, `?`); at most 200 characters; it must match some date",
+        "example": "*/5 * * * *",
+    }))
+}
+
+/// An IANA time zone, as chrono-tz names it (one component, for the
+/// schedules' bodies to refer to).
+pub struct TimeZone;
+
+impl utoipa::PartialSchema for TimeZone {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let mut zone = fields::one_of(&ferro_tasks::cron::timezone_names());
+        zone["description"] = json!("An IANA time zone, exactly as written in its database");
+        fields::schema(zone)
+    }
+}
+
+impl utoipa::ToSchema for TimeZone {}
+
+/// A reference to [`TimeZone`]; default `UTC`.
+fn timezone() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(json!({"$ref": "#/components/schemas/TimeZone", "default": "UTC"}))
+}
+
+fn misfire_policy() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let mut policy = fields::one_of(&["fire_once", "skip"]);
+    policy["default"] = json!("fire_once");
+    fields::schema(policy)
+}
+
+/// The parameters of any job kind (which ones apply depends on the kind the
+/// schedule ends up with).
+fn any_params() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let all: Vec<Value> = ferro_tasks::JobKind::ALL
+        .iter()
+        .map(|k| k.params_schema())
+        .collect();
+    fields::schema(json!({"anyOf": all}))
+}
+
 /// Fields to change; the others keep their values. `device_id: null` clears it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"cron": "0 3 * * *", "timezone": "Europe/Paris"}))]
 pub struct UpdateSchedule {
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = fields::display_name)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = cron)]
     pub cron: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = timezone)]
     pub timezone: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = fields::job_kind)]
     pub kind: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::patch::nullable")]
     #[schema(value_type = Option<Uuid>)]
     pub device_id: Option<Option<Uuid>>,
-    #[schema(value_type = Option<Object>)]
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = any_params)]
     pub params: Option<Value>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = fields::boolean)]
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = misfire_policy)]
     pub misfire_policy: Option<String>,
 }
 
@@ -185,10 +265,8 @@ fn built_in() -> ApiError {
 }
 
 /// Lists the tenant's schedules, oldest first.
-#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", security(("bearer" = [])), params(PageParams),
-    responses((status = 200, description = "A page of schedules", body = Paginated<Schedule>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing schedules:read", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", security(("bearer" = ["schedules:read"])), params(PageParams),
+    responses((status = 200, description = "A page of schedules", body = Paginated<Schedule>)))]
 async fn list_schedules(
     State(state): State<AppState>,
     guard: Guard<SchedulesRead>,
@@ -202,10 +280,9 @@ async fn list_schedules(
 }
 
 /// Creates a schedule; it fires from its next slot on.
-#[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules", security(("bearer" = ["schedules:manage"])),
     request_body = CreateSchedule,
     responses((status = 201, description = "Created, with next_run_at", body = Schedule, headers(("Location" = String, description = "Where the new resource is"))),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A schedule with this name exists", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad cron, time zone, kind, params or device; errors name the field", body = Problem, content_type = "application/problem+json")))]
@@ -223,11 +300,9 @@ async fn create_schedule(
 }
 
 /// One schedule.
-#[utoipa::path(get, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = ["schedules:read"])),
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 200, description = "The schedule", body = Schedule),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing schedules:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json")))]
 async fn get_schedule(
     State(state): State<AppState>,
@@ -243,10 +318,9 @@ async fn get_schedule(
 }
 
 /// Changes a schedule; `next_run_at` is recomputed from now.
-#[utoipa::path(patch, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = ["schedules:manage"])),
     params(("id" = Uuid, Path, description = "Schedule id")), request_body = UpdateSchedule,
     responses((status = 200, description = "The schedule", body = Schedule),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken, or a built-in schedule", body = Problem, content_type = "application/problem+json"),
@@ -306,10 +380,9 @@ async fn set_enabled(
 
 /// Enables a schedule: it fires from its next slot after now (missed slots
 /// while disabled do not fire).
-#[utoipa::path(post, path = "/api/v1/schedules/{id}/enable", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/enable", tag = "schedules", security(("bearer" = ["schedules:manage"])),
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 200, description = "The schedule", body = Schedule),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
@@ -322,10 +395,9 @@ async fn enable_schedule(
 }
 
 /// Disables a schedule: it stops firing (`next_run_at` becomes null).
-#[utoipa::path(post, path = "/api/v1/schedules/{id}/disable", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/disable", tag = "schedules", security(("bearer" = ["schedules:manage"])),
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 200, description = "The schedule", body = Schedule),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
@@ -338,10 +410,9 @@ async fn disable_schedule(
 }
 
 /// Deletes a schedule; the jobs it made stay.
-#[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "schedules", security(("bearer" = ["schedules:manage"])),
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses((status = 204, description = "Deleted"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing schedules:manage, or a platform-only kind", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in schedule", body = Problem, content_type = "application/problem+json")))]
@@ -358,11 +429,9 @@ async fn delete_schedule(
 }
 
 /// The jobs this schedule made, newest first: its run history.
-#[utoipa::path(get, path = "/api/v1/schedules/{id}/runs", tag = "schedules", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/schedules/{id}/runs", tag = "schedules", security(("bearer" = ["schedules:read"])),
     params(("id" = Uuid, Path, description = "Schedule id"), PageParams),
     responses((status = 200, description = "A page of jobs", body = Paginated<Job>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing schedules:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json")))]
 async fn schedule_runs(
     State(state): State<AppState>,

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::auth::{Guard, TenantsManage};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Paginated, Validator, search};
+use crate::openapi::fields;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -37,7 +38,10 @@ pub struct Tenant {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"slug": "acme", "name": "Acme Corp"}))]
 pub struct CreateTenant {
+    /// Lower-case letters, digits and `-`, neither first nor last; 1 to 63.
+    #[schema(pattern = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
     pub slug: String,
+    #[schema(schema_with = fields::display_name)]
     pub name: String,
 }
 
@@ -46,9 +50,11 @@ pub struct CreateTenant {
 #[schema(example = json!({"name": "Acme Corporation"}))]
 pub struct UpdateTenant {
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = fields::display_name)]
     pub name: Option<String>,
     /// Deactivated tenants cannot be logged into.
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = fields::boolean)]
     pub is_active: Option<bool>,
 }
 
@@ -64,6 +70,7 @@ pub struct TenantQuery {
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// Case-insensitive substring of the slug or name.
+    #[param(schema_with = fields::search)]
     pub q: Option<String>,
 }
 
@@ -77,10 +84,8 @@ fn valid_slug(slug: &str) -> bool {
 }
 
 /// Lists every tenant.
-#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), params(TenantQuery),
-    responses((status = 200, description = "A page of tenants", body = Paginated<Tenant>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = ["tenants:manage"])), params(TenantQuery),
+    responses((status = 200, description = "A page of tenants", body = Paginated<Tenant>)))]
 async fn list_tenants(
     State(state): State<AppState>,
     guard: Guard<TenantsManage>,
@@ -107,10 +112,8 @@ async fn list_tenants(
 }
 
 /// Creates a tenant with the built-in roles `admin`, `operator` and `viewer`.
-#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = [])), request_body = CreateTenant,
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("bearer" = ["tenants:manage"])), request_body = CreateTenant,
     responses((status = 201, description = "Created", body = Tenant, headers(("Location" = String, description = "Where the new resource is"))),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 async fn create_tenant(
@@ -137,11 +140,9 @@ async fn create_tenant(
 }
 
 /// One tenant.
-#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = ["tenants:manage"])),
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses((status = 200, description = "The tenant", body = Tenant),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json")))]
 async fn get_tenant(
     State(state): State<AppState>,
@@ -159,11 +160,9 @@ async fn get_tenant(
 }
 
 /// Renames or (de)activates a tenant.
-#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = ["tenants:manage"])),
     params(("id" = Uuid, Path, description = "Tenant id")), request_body = UpdateTenant,
     responses((status = 200, description = "Updated", body = Tenant),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a platform administrator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 async fn update_tenant(

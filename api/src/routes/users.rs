@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use ferro_auth::password;
 use ferro_db::TenantTx;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,6 +17,7 @@ use crate::auth::{
 };
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Paginated, Validator, search};
+use crate::openapi::fields;
 use crate::state::AppState;
 use crate::user_managers::{keep_a_user_manager, lock_user_managers};
 
@@ -53,12 +55,31 @@ const SELECT: &str = "SELECT u.id, u.username, u.email, (u.is_active AND m.is_ac
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "alice", "password": "correct horse battery", "email": "alice@example.com", "roles": ["operator"]}))]
 pub struct CreateUser {
+    #[schema(pattern = "^[A-Za-z0-9._@-]{3,64}$")]
     pub username: String,
+    #[schema(schema_with = fields::new_password)]
     pub password: String,
+    #[schema(schema_with = optional_email)]
     pub email: Option<String>,
-    /// Role names in this tenant.
+    /// Role names in this tenant, at most 32.
     #[serde(default)]
+    #[schema(schema_with = role_names)]
     pub roles: Vec<String>,
+}
+
+/// Role names (at most 32; each must exist in the tenant).
+fn role_names() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    fields::schema(json!({
+        "type": "array", "maxItems": 32,
+        "items": {"type": "string", "pattern": fields::ROLE_NAME},
+    }))
+}
+
+/// An email address, or null for none.
+fn optional_email() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let mut email = fields::email();
+    email["type"] = json!(["string", "null"]);
+    fields::schema(email)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -68,12 +89,14 @@ pub struct UpdateUser {
     /// Only the user's home tenant may change the email or password.
     /// `null` removes the email.
     #[serde(default, deserialize_with = "crate::extract::patch::nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = optional_email)]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = fields::new_password)]
     pub password: Option<String>,
     /// Deactivating ends the user's sessions.
     #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[schema(schema_with = fields::boolean)]
     pub is_active: Option<bool>,
 }
 
@@ -81,6 +104,7 @@ pub struct UpdateUser {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"roles": ["operator", "viewer"]}))]
 pub struct SetRoles {
+    #[schema(schema_with = role_names)]
     pub roles: Vec<String>,
 }
 
@@ -95,6 +119,7 @@ pub struct UserQuery {
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// Case-insensitive substring of the username or email.
+    #[param(schema_with = fields::search)]
     pub q: Option<String>,
 }
 
@@ -102,7 +127,7 @@ fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
-    email.len() <= 254
+    email.chars().count() <= 254
         && !local.is_empty()
         && domain.contains('.')
         && !domain.starts_with('.')
@@ -212,10 +237,8 @@ async fn replace_roles(tx: &mut TenantTx, user: Uuid, roles: &[Uuid]) -> Result<
 }
 
 /// Lists the tenant's users.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(UserQuery),
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = ["users:read"])), params(UserQuery),
     responses((status = 200, description = "A page of users", body = Paginated<User>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing users:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
 async fn list_users(
     State(state): State<AppState>,
@@ -243,10 +266,8 @@ async fn list_users(
 }
 
 /// Creates a user who is a member of the current tenant.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = ["users:manage"])), request_body = CreateUser,
     responses((status = 201, description = "Created", body = User, headers(("Location" = String, description = "Where the new resource is"))),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 async fn create_user(
@@ -294,11 +315,9 @@ async fn create_user(
 }
 
 /// One user of the tenant.
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = ["users:read"])),
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, description = "The user", body = User),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing users:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json")))]
 async fn get_user(
     State(state): State<AppState>,
@@ -313,10 +332,9 @@ async fn get_user(
 
 /// Changes a user's email or password (home tenant only) or (de)activates
 /// the user in this tenant.
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = ["users:manage"])),
     params(("id" = Uuid, Path, description = "User id")), request_body = UpdateUser,
     responses((status = 200, description = "Updated", body = User),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing users:manage, or not the user's home tenant", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json"),
@@ -419,11 +437,9 @@ async fn update_user(
 }
 
 /// Removes the user from this tenant and ends their sessions.
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = ["users:manage"])),
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 204, description = "Removed from the tenant"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Removing yourself", body = Problem, content_type = "application/problem+json")))]
@@ -470,11 +486,9 @@ async fn remove_user(
 }
 
 /// Replaces the user's roles in this tenant; takes effect on their next request.
-#[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", security(("bearer" = ["users:manage"])),
     params(("id" = Uuid, Path, description = "User id")), request_body = SetRoles,
     responses((status = 200, description = "The user with the new roles", body = User),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing users:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user of this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It would leave the tenant with no active user manager", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown roles", body = Problem, content_type = "application/problem+json")))]
@@ -484,6 +498,9 @@ async fn set_user_roles(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<SetRoles>,
 ) -> Result<axum::Json<User>, ApiError> {
+    let mut v = Validator::default();
+    v.check(body.roles.len() <= 32, "roles", "at most 32 roles");
+    v.finish()?;
     let mut tx = state.db.begin(guard.ctx()).await?;
     fetch_user(&mut tx, id).await?;
     protect_target(&mut tx, &guard, id).await?;

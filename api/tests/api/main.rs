@@ -8,6 +8,7 @@ mod support;
 mod access;
 mod binary;
 mod broker_outage;
+mod conformance;
 mod disconnects;
 mod docs;
 mod events;

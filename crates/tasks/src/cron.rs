@@ -22,6 +22,19 @@ pub struct CronSpec {
     tz: Tz,
 }
 
+/// What the OpenAPI document states of an expression [`CronSpec::parse`]
+/// may take: 5 or 6 fields separated by spaces, of the characters croner's
+/// syntax uses, at most 200 characters besides the spaces around it. (Which
+/// combinations croner accepts, and whether the expression ever matches a
+/// date, is more than a pattern can say.)
+pub const CRON_PATTERN: &str = "^ *[0-9A-Za-z*?,/#-]+(?: +[0-9A-Za-z*?,/#-]+){4,5} *$";
+
+/// The names of the time zones a schedule may use (IANA's, as chrono-tz
+/// has them), exactly as they must be written.
+pub fn timezone_names() -> Vec<&'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect()
+}
+
 /// Why a cron expression or time zone was refused: `(field, message)`.
 pub type SpecError = (&'static str, String);
 
@@ -30,7 +43,21 @@ impl CronSpec {
     pub fn parse(expression: &str, timezone: &str) -> Result<Self, Vec<SpecError>> {
         let mut errors = Vec::new();
         let fields = expression.split_whitespace().count();
-        let cron = if !(5..=6).contains(&fields) {
+        let trimmed = expression.trim_matches(' ');
+        let cron = if trimmed.chars().count() > 200 {
+            errors.push(("cron", "at most 200 characters".into()));
+            None
+        } else if !trimmed
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_alphanumeric() || "*?,/#-".contains(c))
+        {
+            errors.push((
+                "cron",
+                "fields are separated by spaces and hold only letters, digits and * ? , / # -"
+                    .into(),
+            ));
+            None
+        } else if !(5..=6).contains(&fields) {
             errors.push((
                 "cron",
                 format!(

@@ -13,6 +13,7 @@ pub mod cron;
 pub mod events;
 pub mod jobs;
 pub mod kinds;
+mod params;
 pub mod schedules;
 pub mod submission;
 
