@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Jobs benchmark (issue 4): for RabbitMQ and for Redis Streams, in one run,
-# bench/src/bin/jobs_bench.rs measures the raw broker loop (the ceiling), the
+# bench/src/bin/jobs_bench/main.rs measures the raw broker loop (the ceiling), the
 # worker draining pre-enqueued noop jobs, POST /api/v1/jobs alone, end to end
 # (POST until succeeded), single-job latency on the idle stack and the
 # worker's idle RSS. Needs PostgreSQL, Redis and RabbitMQ on loopback

@@ -14,9 +14,11 @@ pub mod healthcheck;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod pagination;
 pub mod routes;
 pub mod state;
 pub mod user_managers;
+pub mod validation;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! The observability profile's files: Prometheus' configuration and alert
 //! rules checked (and the rules unit-tested) by the real `promtool` (Debian
-//! package `prometheus`, installed by `.ci/run`), and the provisioned
+//! package `prometheus`, installed by `deploy/local/install-test-deps.sh`), and the provisioned
 //! Grafana dashboard. That every metric they name is really exported is
 //! checked against the running stack in `local_stack.rs`.
 
@@ -14,7 +14,7 @@ fn promtool(args: &[&str]) -> String {
         .args(args)
         .current_dir(repo_root().join("deploy/prometheus"))
         .output()
-        .expect("promtool is installed (Debian package prometheus; .ci/run installs it)");
+        .expect("promtool is installed (Debian package prometheus; deploy/local/install-test-deps.sh installs it)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

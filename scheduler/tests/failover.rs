@@ -214,3 +214,25 @@ fn unknown_arguments_start_nothing() {
         assert_eq!(out.status.code(), Some(code), "{args:?}");
     }
 }
+
+/// `scheduler ping --pid N` takes a process id (what the heartbeat module's
+/// own parser used to check): a missing or non-numeric one stops it with 2,
+/// a real one is looked for (none beats under this test's Redis prefix: 1).
+#[test]
+fn the_ping_pid_is_a_process_id() {
+    let prefix = format!("ping-test-{}:", std::process::id());
+    for (args, code) in [
+        (&["ping", "--pid"][..], 2),
+        (&["ping", "--pid", "x"][..], 2),
+        (&["ping", "--pid", "42"][..], 1),
+        (&["ping"][..], 1),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scheduler"))
+            .args(args)
+            .env("REDIS_KEY_PREFIX", &prefix)
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+    }
+}

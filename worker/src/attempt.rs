@@ -288,9 +288,10 @@ async fn record(
     })
 }
 
-/// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... at most 10 minutes.
+/// Backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... doubling up to
+/// 512 s (from the tenth attempt on).
 pub fn backoff(attempt: i32) -> Duration {
-    Duration::from_secs(1u64 << (attempt.clamp(1, 10) - 1)).min(Duration::from_secs(600))
+    Duration::from_secs(1u64 << (attempt.clamp(1, 10) - 1))
 }
 
 /// Tells the job's watchers of its new state, if there is one.

@@ -21,9 +21,10 @@ use super::session::resolve_access;
 use super::tokens::{TokenPair, pair};
 use crate::client_ip::client_ip;
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Validator};
+use crate::extract::ApiJson;
 use crate::openapi::fields;
 use crate::state::AppState;
+use crate::validation::Validator;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(login))

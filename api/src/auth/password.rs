@@ -1,7 +1,7 @@
 //! Password work for the auth routes and user management.
 
 use crate::error::ApiError;
-use crate::extract::Validator;
+use crate::validation::Validator;
 
 /// Runs a password hash or verification on the blocking pool, keeping the
 /// caller's tracing span.

@@ -18,8 +18,10 @@ use super::principal::Authenticated;
 use super::session::resolve_access;
 use super::tokens::{TokenPair, pair};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::pagination::{PageParams, Paginated};
 use crate::state::AppState;
+use crate::validation::Validator;
 
 /// Routes anyone may call (besides login).
 pub fn public() -> OpenApiRouter<AppState> {

@@ -70,7 +70,7 @@ pub fn add_common_responses(doc: &mut Value) {
         }
         added.push((
             "503",
-            "A service the api depends on is unavailable, or the request ran out of time \\
+            "A service the api depends on is unavailable, or the request ran out of time \
              (REQUEST_TIMEOUT_SECONDS)",
         ));
         let responses = op

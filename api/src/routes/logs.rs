@@ -11,9 +11,11 @@ use uuid::Uuid;
 
 use crate::auth::{AuditRead, Guard};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiQuery, PageParams, Paginated, Validator};
+use crate::extract::ApiQuery;
 use crate::openapi::fields;
+use crate::pagination::{PageParams, Paginated};
 use crate::state::AppState;
+use crate::validation::Validator;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -15,10 +15,12 @@ use uuid::Uuid;
 
 use crate::auth::{Guard, RolesManage, RolesRead, require_holds};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator, search};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::openapi::fields;
+use crate::pagination::{PageParams, Paginated};
 use crate::state::AppState;
 use crate::user_managers::{keep_a_user_manager, lock_user_managers};
+use crate::validation::{Validator, search};
 
 /// Before a change (`changing`) of a role that carries `users:manage`: the
 /// lock and answer of [`lock_user_managers`], for [`keep_a_user_manager`]
@@ -80,10 +82,10 @@ pub struct CreateRole {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"permissions": ["audit:read", "devices:read"]}))]
 pub struct UpdateRole {
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = description)]
     pub description: Option<String>,
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = grantable)]
     pub permissions: Option<Vec<String>>,
 }

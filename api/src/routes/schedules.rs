@@ -18,9 +18,11 @@ use uuid::Uuid;
 
 use crate::auth::{Guard, Principal, SchedulesManage, SchedulesRead};
 use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, PageParams, Paginated, Validator};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::openapi::fields;
+use crate::pagination::{PageParams, Paginated};
 use crate::state::AppState;
+use crate::validation::Validator;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -151,28 +153,28 @@ fn any_params() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"cron": "0 3 * * *", "timezone": "Europe/Paris"}))]
 pub struct UpdateSchedule {
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = fields::display_name)]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = cron)]
     pub cron: Option<String>,
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = timezone)]
     pub timezone: Option<String>,
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = fields::job_kind)]
     pub kind: Option<String>,
-    #[serde(default, deserialize_with = "crate::extract::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::validation::patch::nullable")]
     #[schema(value_type = Option<Uuid>)]
     pub device_id: Option<Option<Uuid>>,
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = any_params)]
     pub params: Option<Value>,
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = fields::boolean)]
     pub enabled: Option<bool>,
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = misfire_policy)]
     pub misfire_policy: Option<String>,
 }

@@ -12,9 +12,11 @@ use uuid::Uuid;
 
 use crate::auth::{Guard, TenantsManage};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Paginated, Validator, search};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::openapi::fields;
+use crate::pagination::Paginated;
 use crate::state::AppState;
+use crate::validation::{Validator, search};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -49,11 +51,11 @@ pub struct CreateTenant {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Acme Corporation"}))]
 pub struct UpdateTenant {
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = fields::display_name)]
     pub name: Option<String>,
     /// Deactivated tenants cannot be logged into.
-    #[serde(default, deserialize_with = "crate::extract::patch::required")]
+    #[serde(default, deserialize_with = "crate::validation::patch::required")]
     #[schema(schema_with = fields::boolean)]
     pub is_active: Option<bool>,
 }

@@ -37,7 +37,7 @@ fn nginx_test(dir: &std::path::Path) -> std::process::Output {
         .arg("-c")
         .arg(dir.join("nginx.conf"))
         .output()
-        .expect("nginx is installed (.ci/run installs it)")
+        .expect("nginx is installed (deploy/local/install-test-deps.sh installs it)")
 }
 
 struct Nginx {
@@ -165,7 +165,7 @@ async fn curl_headers(url: &str) -> String {
         .args(["-sk", "--max-time", "10", "-o", "/dev/null", "-D", "-", url])
         .output()
         .await
-        .expect("curl is installed (.ci/run installs it)");
+        .expect("curl is installed (deploy/local/install-test-deps.sh installs it)");
     assert!(out.status.success(), "curl {url}");
     String::from_utf8_lossy(&out.stdout).to_lowercase()
 }
@@ -476,7 +476,7 @@ async fn the_api_sees_the_request_id_and_the_client_address_nginx_passes_on() {
     assert_eq!(row["ip"], "203.0.113.7");
 }
 
-/// Headless Chromium (Debian package `chromium`, installed by `.ci/run`)
+/// Headless Chromium (Debian package `chromium`, installed by `deploy/local/install-test-deps.sh`)
 /// loads `url`, runs its scripts, and gives the resulting DOM and the
 /// console lines it logged.
 async fn render_in_browser(url: &str) -> (String, String) {
@@ -501,7 +501,7 @@ async fn render_in_browser(url: &str) -> (String, String) {
         .arg(url)
         .output()
         .await
-        .expect("chromium is installed (.ci/run installs it)");
+        .expect("chromium is installed (deploy/local/install-test-deps.sh installs it)");
     let _ = std::fs::remove_dir_all(&profile);
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),

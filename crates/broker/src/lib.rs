@@ -103,7 +103,6 @@ impl Broker {
         }
     }
 
-    /// Messages waiting in the main queue (stream) and dead letters.
     /// Whether this client can use the broker now: for RabbitMQ its
     /// publishing connection is open (logged in, vhost opened, topology
     /// declared; reconnected if it was lost), for Redis Streams a PING.
@@ -114,6 +113,7 @@ impl Broker {
         }
     }
 
+    /// Messages waiting in the main queue (stream) and dead letters.
     pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
         match self {
             Broker::RabbitMq(b) => b.depths().await,
