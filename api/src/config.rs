@@ -37,10 +37,10 @@ pub struct HttpConfig {
     pub host: String,
     /// `PORT`, default 8001.
     pub port: u16,
-    /// `JWT_SECRET`: required in production (32+ bytes); a random
-    /// per-process secret in development when unset.
+    /// `JWT_SECRET`: required in production (32+ bytes); a fixed
+    /// development value ([`DEVELOPMENT_JWT_SECRET`]) in development when unset.
     pub jwt_secret: SecretString,
-    /// Whether `jwt_secret` was generated because none was configured.
+    /// Whether `jwt_secret` is the development value because none was set.
     pub jwt_secret_generated: bool,
     /// `JWT_EXPIRES_IN`, seconds, default 3600.
     pub jwt_expires_in: Duration,
@@ -139,7 +139,7 @@ impl HttpConfig {
                     expected: "a random secret of 32+ bytes (required when APP_ENV=production)",
                 });
             }
-            None => (SecretString::from(random_secret()), true),
+            None => (SecretString::from(DEVELOPMENT_JWT_SECRET.to_owned()), true),
         };
         let expires = env.parse_or(
             "JWT_EXPIRES_IN",
@@ -242,18 +242,14 @@ impl HttpConfig {
 fn guessable_secret(secret: &str) -> bool {
     const EXAMPLE: &str = "at-least-32-random-bytes-of-secret";
     let distinct: std::collections::HashSet<u8> = secret.bytes().collect();
-    secret == EXAMPLE || distinct.len() < 8
+    secret == EXAMPLE || secret == DEVELOPMENT_JWT_SECRET || distinct.len() < 8
 }
 
-fn random_secret() -> String {
-    // Development only: two v4 UUIDs come from the OS CSPRNG (256 random bits
-    // minus the version bits). Tokens stop verifying after a restart.
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
+/// The signing secret of a development stack that sets none: one fixed
+/// value, so that tokens survive a restart of the api and every replica
+/// accepts the others' (production refuses it, as any guessable secret).
+pub const DEVELOPMENT_JWT_SECRET: &str =
+    "ferrostack-development-only-jwt-secret-never-in-production";
 
 #[cfg(test)]
 mod tests {
@@ -296,6 +292,13 @@ mod tests {
                 "{guessable}"
             );
         }
+        assert_eq!(
+            HttpConfig::from_env(&prod.clone().with("JWT_SECRET", DEVELOPMENT_JWT_SECRET))
+                .unwrap_err()
+                .variable(),
+            "JWT_SECRET",
+            "the development default is refused in production"
+        );
         let dev = HttpConfig::from_env(&base()).unwrap();
         assert!(dev.jwt_secret_generated);
     }

@@ -199,7 +199,7 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
     if config.http.jwt_secret_generated {
         tracing::warn!(
-            "JWT_SECRET is not set: using a random secret; tokens die with this process"
+            "JWT_SECRET is not set: signing with the development secret (never in production)"
         );
     }
     let broker = ferro_broker::Broker::from_config(&config.broker)

@@ -17,6 +17,10 @@ pub struct WorkerConfig {
     /// `WORKER_METRICS_ADDR` (e.g. `0.0.0.0:9101`): Prometheus metrics; off
     /// when unset.
     pub metrics_addr: Option<String>,
+    /// `JOB_REDELIVER_AFTER_SECONDS`, default 60 (1 to 86400): how long a
+    /// published job may wait without starting before the relay looks at
+    /// it, and publishes it again if the broker seems to have lost it.
+    pub redeliver_after: Duration,
     /// How jobs run.
     pub run: RunConfig,
 }
@@ -30,9 +34,22 @@ impl WorkerConfig {
             redis: RedisConfig::from_env(env)?,
             broker: BrokerConfig::from_env(env)?,
             metrics_addr: env.raw("WORKER_METRICS_ADDR").map(str::to_owned),
+            redeliver_after: redeliver_after(env)?,
             run: RunConfig::from_env(env)?,
         })
     }
+}
+
+fn redeliver_after(env: &Env) -> Result<Duration, ConfigError> {
+    const SECONDS: &str = "seconds from 1 to 86400";
+    let secs = env.parse_or("JOB_REDELIVER_AFTER_SECONDS", 60u64, SECONDS)?;
+    if !(1..=86_400).contains(&secs) {
+        return Err(ConfigError::Invalid {
+            variable: "JOB_REDELIVER_AFTER_SECONDS",
+            expected: SECONDS,
+        });
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// How the worker runs jobs: what [`crate::runner::run`] needs.

@@ -5,6 +5,11 @@
 //! delays jobs but never loses one. A record may occasionally be published
 //! twice (published, then the mark lost); the worker's guarded claim makes
 //! that harmless.
+//!
+//! A job can still be lost after it reached the broker (a node recreated
+//! without its data, a deleted or purged queue, a Redis without
+//! persistence). Every record marked published is checked `redeliver_after`
+//! later ([`recheck`]); one whose job has not started is published again.
 
 use std::time::Duration;
 
@@ -27,8 +32,14 @@ pub enum RelayError {
 
 /// Publishes up to `batch` due records; returns how many were published.
 /// Records that fail (and those not tried after a failure) stay pending and
-/// come due again a second later.
-pub async fn relay_once(db: &Db, broker: &Broker, batch: i32) -> Result<usize, RelayError> {
+/// come due again a second later. Each published one is checked
+/// `redeliver_after` later ([`recheck`]).
+pub async fn relay_once(
+    db: &Db,
+    broker: &Broker,
+    batch: i32,
+    redeliver_after: Duration,
+) -> Result<usize, RelayError> {
     let rows = db.outbox_claim(batch, LEASE).await?;
     let mut published = Vec::with_capacity(rows.len());
     let mut rows = rows.into_iter();
@@ -57,23 +68,48 @@ pub async fn relay_once(db: &Db, broker: &Broker, batch: i32) -> Result<usize, R
         }
     }
     if !published.is_empty() {
-        db.outbox_mark_published(&published).await?;
+        db.outbox_mark_published(&published, redeliver_after)
+            .await?;
     }
     Ok(published.len())
 }
 
+/// Publishes again the jobs the broker lost: takes the published records
+/// whose check is due ([`Db::outbox_recheck`]); a job still waiting for a
+/// start is published again at once when no message waits in the broker's
+/// jobs queue (nothing there could be it), or once ten `period`s passed
+/// (however busy the queue). Returns how many were made due again.
+pub async fn recheck(db: &Db, broker: &Broker, period: Duration) -> Result<i32, RelayError> {
+    // An unreadable depth counts as busy: the long wait still applies.
+    let idle = broker.depths().await.is_ok_and(|(jobs, _)| jobs == 0);
+    let again = db.outbox_recheck(1000, idle, period).await?;
+    if again > 0 {
+        tracing::warn!(
+            jobs = again,
+            broker_idle = idle,
+            "published jobs the broker never delivered are published again"
+        );
+        metrics::counter!("outbox_republished_total").increment(again as u64);
+    }
+    Ok(again)
+}
+
 /// Runs the relay until `shutdown` resolves: a batch as soon as the last one
-/// was full, otherwise every `interval`.
+/// was full, otherwise every `interval`; and the check of published jobs
+/// ([`recheck`]) every `redeliver_after` (at most every 5 s).
 pub async fn run(
     db: Db,
     broker: &Broker,
     interval: Duration,
+    redeliver_after: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     const BATCH: i32 = 100;
+    let recheck_every = redeliver_after.min(Duration::from_secs(5));
+    let mut last_recheck = tokio::time::Instant::now();
     tokio::pin!(shutdown);
     loop {
-        let wait = match relay_once(&db, broker, BATCH).await {
+        let wait = match relay_once(&db, broker, BATCH, redeliver_after).await {
             Ok(n) if n as i32 == BATCH => Duration::ZERO,
             Ok(n) => {
                 if n > 0 {
@@ -86,6 +122,12 @@ pub async fn run(
                 interval.max(Duration::from_secs(1))
             }
         };
+        if last_recheck.elapsed() >= recheck_every {
+            last_recheck = tokio::time::Instant::now();
+            if let Err(err) = recheck(&db, broker, redeliver_after).await {
+                tracing::warn!(error = %err, "could not check published jobs");
+            }
+        }
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(wait) => {}

@@ -65,14 +65,10 @@ pub async fn serve(config: WorkerConfig) -> Result<(), StartError> {
     let shutdown = CancellationToken::new();
     let relay = {
         let (db, broker, stop) = (db.clone(), broker.clone(), shutdown.clone());
+        let redeliver_after = config.redeliver_after;
         tokio::spawn(async move {
-            crate::relay::run(
-                db,
-                &broker,
-                Duration::from_millis(200),
-                stop.cancelled_owned(),
-            )
-            .await
+            let every = Duration::from_millis(200);
+            crate::relay::run(db, &broker, every, redeliver_after, stop.cancelled_owned()).await
         })
     };
     let signal = {

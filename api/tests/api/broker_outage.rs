@@ -32,6 +32,7 @@ fn start_worker(app: &TestApp, db: ferro_db::Db) -> CancellationToken {
             relay_db,
             &relay_broker,
             Duration::from_millis(100),
+            Duration::from_secs(60),
             relay_stop.cancelled_owned(),
         )
         .await

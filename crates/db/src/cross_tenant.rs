@@ -122,10 +122,37 @@ impl Db {
             .map_err(DbError::from)
     }
 
-    /// Relay: these rows reached the broker.
-    pub async fn outbox_mark_published(&self, ids: &[i64]) -> Result<i32, DbError> {
-        sqlx::query_scalar("SELECT outbox_mark_published($1)")
+    /// Relay: these rows reached the broker; each is checked after
+    /// `check_after` ([`Db::outbox_recheck`]).
+    pub async fn outbox_mark_published(
+        &self,
+        ids: &[i64],
+        check_after: std::time::Duration,
+    ) -> Result<i32, DbError> {
+        sqlx::query_scalar("SELECT outbox_mark_published($1, $2)")
             .bind(ids)
+            .bind(check_after.as_secs_f64())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
+
+    /// Relay: checks up to `limit` published records whose check is due
+    /// (migration `redeliver_lost_jobs`): a job that has still not started
+    /// from its record is published again when `broker_idle` (no message
+    /// waits in the jobs queue) or ten `period`s after its publish, and
+    /// checked again after `period` otherwise. Returns how many records are
+    /// due for publishing again.
+    pub async fn outbox_recheck(
+        &self,
+        limit: i32,
+        broker_idle: bool,
+        period: std::time::Duration,
+    ) -> Result<i32, DbError> {
+        sqlx::query_scalar("SELECT outbox_recheck($1, $2, $3)")
+            .bind(limit)
+            .bind(broker_idle)
+            .bind(period.as_secs_f64())
             .fetch_one(&self.pool)
             .await
             .map_err(DbError::from)

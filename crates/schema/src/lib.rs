@@ -35,6 +35,15 @@ pub enum MigrateError {
         #[source]
         source: DbError,
     },
+    /// The server answered, and refused the owner's password.
+    #[error(
+        "PostgreSQL at {url} refused the password of {role}. If its data directory (in compose: \
+         the postgres-data volume) was created with another POSTGRES_PASSWORD, that one is still \
+         in force: the postgres image reads POSTGRES_PASSWORD only when the directory is new. \
+         Use that password, change it in PostgreSQL (ALTER ROLE {role} PASSWORD ...), or remove \
+         the volume (and its data)"
+    )]
+    PasswordRefused { url: String, role: String },
     #[error(
         "the migration role {role} must be a superuser, or have BYPASSRLS and CREATEROLE \
          (set MIGRATE_DATABASE_URL to the database owner)"
@@ -132,11 +141,22 @@ impl From<DbError> for MigrateError {
 }
 
 fn unreachable(cfg: &MigrateConfig, source: DbError) -> MigrateError {
+    if is_refused_password(&source) {
+        return MigrateError::PasswordRefused {
+            url: cfg.owner_url.to_string(),
+            role: cfg.owner_url.username().unwrap_or_default(),
+        };
+    }
     MigrateError::Unreachable {
         url: cfg.owner_url.to_string(),
         waited: cfg.wait,
         source,
     }
+}
+
+/// `invalid_password`: the server is up and named the password wrong.
+fn is_refused_password(err: &DbError) -> bool {
+    matches!(err, DbError::Other(sqlx::Error::Database(e)) if e.code().as_deref() == Some("28P01"))
 }
 
 fn is_missing_database(err: &DbError) -> bool {

@@ -10,6 +10,9 @@ use ferro_testkit::TestDb;
 use uuid::Uuid;
 use worker::relay;
 
+/// When the relay checks what it published (longer than any test here).
+const REDELIVER_AFTER: Duration = Duration::from_secs(60);
+
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 async fn enqueue_noops(db: &TestDb, n: usize) -> Vec<Uuid> {
@@ -53,9 +56,16 @@ async fn pending_records_are_published_once() {
     let broker = Broker::RabbitMq(RabbitBroker::connect(URL, &prefix).await.unwrap());
     let app = db.app().await;
 
-    assert_eq!(relay::relay_once(&app, &broker, 100).await.unwrap(), 3);
     assert_eq!(
-        relay::relay_once(&app, &broker, 100).await.unwrap(),
+        relay::relay_once(&app, &broker, 100, REDELIVER_AFTER)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        relay::relay_once(&app, &broker, 100, REDELIVER_AFTER)
+            .await
+            .unwrap(),
         0,
         "nothing twice"
     );
@@ -94,7 +104,12 @@ async fn records_their_writer_publishes_wait_before_the_relay_takes_them() {
     let prefix = format!("test-{}", &Uuid::new_v4().simple().to_string()[..12]);
     let broker = Broker::RabbitMq(RabbitBroker::connect(URL, &prefix).await.unwrap());
     let app = db.app().await;
-    assert_eq!(relay::relay_once(&app, &broker, 100).await.unwrap(), 0);
+    assert_eq!(
+        relay::relay_once(&app, &broker, 100, REDELIVER_AFTER)
+            .await
+            .unwrap(),
+        0
+    );
 
     // The writer's fast path failed (or it died): once the time is up, the
     // relay publishes the records.
@@ -103,7 +118,12 @@ async fn records_their_writer_publishes_wait_before_the_relay_takes_them() {
         .execute(&owner)
         .await
         .unwrap();
-    assert_eq!(relay::relay_once(&app, &broker, 100).await.unwrap(), 2);
+    assert_eq!(
+        relay::relay_once(&app, &broker, 100, REDELIVER_AFTER)
+            .await
+            .unwrap(),
+        2
+    );
     broker.delete_topology().await.unwrap();
 }
 
@@ -120,12 +140,20 @@ async fn concurrent_relays_never_claim_the_same_record() {
     let (app_a, app_b) = (db.app().await, db.app().await);
     let (na, nb) = tokio::join!(
         async {
-            relay::relay_once(&app_a, &a, 25).await.unwrap()
-                + relay::relay_once(&app_a, &a, 25).await.unwrap()
+            relay::relay_once(&app_a, &a, 25, REDELIVER_AFTER)
+                .await
+                .unwrap()
+                + relay::relay_once(&app_a, &a, 25, REDELIVER_AFTER)
+                    .await
+                    .unwrap()
         },
         async {
-            relay::relay_once(&app_b, &b, 25).await.unwrap()
-                + relay::relay_once(&app_b, &b, 25).await.unwrap()
+            relay::relay_once(&app_b, &b, 25, REDELIVER_AFTER)
+                .await
+                .unwrap()
+                + relay::relay_once(&app_b, &b, 25, REDELIVER_AFTER)
+                    .await
+                    .unwrap()
         },
     );
     assert_eq!(na + nb, 40);
@@ -148,7 +176,12 @@ async fn an_unreachable_broker_leaves_records_pending_with_the_reason() {
         "nowhere",
     ));
     let app = db.app().await;
-    assert_eq!(relay::relay_once(&app, &dead, 100).await.unwrap(), 0);
+    assert_eq!(
+        relay::relay_once(&app, &dead, 100, REDELIVER_AFTER)
+            .await
+            .unwrap(),
+        0
+    );
     let owner = db.owner().await;
     let (pending, with_error): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE published_at IS NULL), count(*) FILTER (WHERE last_error IS NOT NULL) FROM job_outbox",

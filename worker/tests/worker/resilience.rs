@@ -5,9 +5,10 @@ use crate::support::*;
 use ferro_tasks::JobKind;
 use serde_json::json;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 on_both_brokers!(
+    jobs_the_broker_lost_are_published_again,
     shutdown_lets_running_jobs_finish,
     jobs_published_while_a_worker_stops_are_not_lost,
     a_job_whose_worker_is_killed_still_succeeds_once,
@@ -165,5 +166,53 @@ async fn a_job_handed_back_at_shutdown_keeps_its_attempt() {
     let job = rig.wait_for(id, &["succeeded"], 20).await;
     assert_eq!(job.attempts, 1);
     terminate(worker);
+    rig.stop().await;
+}
+
+/// Jobs published and then lost by the broker (its queue deleted under
+/// them, as a node recreated without its data or a purge would) are
+/// published again by the relay's check and run, each once.
+async fn jobs_the_broker_lost_are_published_again(backend: Backend) {
+    let mut rig = Rig::start_on(backend, None)
+        .await
+        .without_in_process_worker()
+        .await;
+    rig.redeliver_after = Duration::from_secs(1);
+    // The relay alone: it publishes them, nothing consumes.
+    rig.spawn_relay().await;
+    let ids = queued_jobs(&rig.app, rig.db.default_tenant(), 20).await;
+    let owner = rig.db.owner().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM job_outbox WHERE published_at IS NULL")
+                .fetch_one(&owner)
+                .await
+                .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} records never published"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The broker loses every message.
+    rig.broker.delete_topology().await.unwrap();
+    let lost_at = Instant::now();
+    rig.spawn_worker("w1").await;
+    for id in &ids {
+        let job = rig.wait_for(*id, &["succeeded"], 30).await;
+        assert_eq!(job.attempts, 1, "{id} ran once");
+    }
+    let took = lost_at.elapsed();
+    let republished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM job_outbox WHERE publish_attempts >= 2")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert_eq!(republished, 20, "every lost job was published again");
+    println!("20 lost jobs published again and succeeded {took:?} after the loss");
     rig.stop().await;
 }

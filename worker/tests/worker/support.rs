@@ -90,6 +90,8 @@ pub struct Rig {
     pub app: ferro_db::Db,
     pub stop: CancellationToken,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// When the relays check what they published ([`worker::relay::recheck`]).
+    pub redeliver_after: Duration,
 }
 
 impl Rig {
@@ -116,6 +118,7 @@ impl Rig {
             broker,
             stop: CancellationToken::new(),
             tasks: Vec::new(),
+            redeliver_after: Duration::from_secs(60),
         };
         rig.spawn_worker("w1").await;
         rig
@@ -132,23 +135,24 @@ impl Rig {
     }
 
     pub async fn spawn_worker(&mut self, id: &str) {
+        self.spawn_relay().await;
         let app = self.db.app().await;
         let (broker, stop) = (self.broker.clone(), self.stop.clone());
-        let relay_db = app.clone();
-        let relay_broker = broker.clone();
-        let relay_stop = stop.clone();
-        self.tasks.push(tokio::spawn(async move {
-            worker::relay::run(
-                relay_db,
-                &relay_broker,
-                Duration::from_millis(100),
-                relay_stop.cancelled_owned(),
-            )
-            .await
-        }));
         let settings = self.settings(id);
         self.tasks.push(tokio::spawn(async move {
             worker::run(app, broker, None, settings, stop).await
+        }));
+    }
+
+    /// An outbox relay (as every worker process runs one), checking what it
+    /// published after `redeliver_after`.
+    pub async fn spawn_relay(&mut self) {
+        let db = self.db.app().await;
+        let (broker, stop) = (self.broker.clone(), self.stop.clone());
+        let redeliver_after = self.redeliver_after;
+        self.tasks.push(tokio::spawn(async move {
+            let every = Duration::from_millis(100);
+            worker::relay::run(db, &broker, every, redeliver_after, stop.cancelled_owned()).await
         }));
     }
 
