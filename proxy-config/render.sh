@@ -14,18 +14,20 @@ chmod 1777 "$out/tmp"
 out=$(cd "$out" && pwd)
 
 export API_UPSTREAM=${API_UPSTREAM:-127.0.0.1:${PORT:-8001}}
+export API_PROXY_PASS=http://ferrostack_api
 export NGINX_PORT=${NGINX_PORT:-8000}
 export STATIC_ROOT=${STATIC_ROOT:-$out/static}
 export NGINX_HTML=${NGINX_HTML:-$here/html}
 export TLS_PORT=${TLS_PORT:-8443} TLS_CERT=${TLS_CERT:-} TLS_KEY=${TLS_KEY:-}
 # Only our variables: nginx's own ($host, $request_id, ...) stay as they are.
-vars='${API_UPSTREAM} ${NGINX_PORT} ${STATIC_ROOT} ${NGINX_HTML} ${TLS_PORT} ${TLS_CERT} ${TLS_KEY}'
+vars='${API_UPSTREAM} ${API_PROXY_PASS} ${NGINX_PORT} ${STATIC_ROOT} ${NGINX_HTML} ${TLS_PORT} ${TLS_CERT} ${TLS_KEY}'
 
 cp "$here/nginx.conf" "$out/nginx.conf"
 rm -f "$out"/conf.d/*
 for t in "$here"/templates/*.template; do
   envsubst "$vars" <"$t" >"$out/conf.d/$(basename "$t" .template)"
 done
+envsubst "$vars" <"$here/upstream.conf.template" >"$out/conf.d/ferrostack-upstream.conf"
 if [ -n "$TLS_CERT" ] && [ -n "$TLS_KEY" ]; then
   envsubst "$vars" <"$here/tls/ferrostack-tls.conf.template" >"$out/conf.d/ferrostack.tls.conf"
 fi

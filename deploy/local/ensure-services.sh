@@ -28,6 +28,17 @@ if ! port_open 5672; then
   echo "ensure-services: starting RabbitMQ"
   rabbitmq-server -detached
 fi
+# The Docker engine of Debian's docker.io (for the compose test), when
+# installed and not running.
+if [ -x /usr/bin/dockerd ] && ! /usr/bin/docker info >/dev/null 2>&1; then
+  echo "ensure-services: starting dockerd"
+  setsid /usr/bin/dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do
+    /usr/bin/docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  /usr/bin/docker info >/dev/null 2>&1 || { echo "ensure-services: dockerd did not start" >&2; exit 1; }
+fi
 wait_port PostgreSQL 5432 30
 wait_port Redis 6379 15
 wait_port RabbitMQ 5672 90

@@ -9,9 +9,11 @@ set -euo pipefail
 # nginx: the proxy tests and deploy/local/up.sh; chromium: the docs pages
 # under the proxy's Content-Security-Policy; prometheus: promtool checks the
 # Prometheus configuration and alert rules; python3-aiosmtpd: the SMTP
-# server of the email tests; snmpd, snmp: the SNMP agent and its tools.
+# server of the email tests; snmpd, snmp: the SNMP agent and its tools;
+# docker.io, docker-compose, debootstrap: the compose test (the engine and
+# client of Debian's docker.io, Compose 1.29, the stand-in images' base).
 APT_PACKAGES=(postgresql-client redis-tools snmpd snmp python3-aiosmtpd nginx prometheus
-  gettext-base curl openssl chromium)
+  gettext-base curl openssl chromium docker.io docker-compose debootstrap)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -2,6 +2,8 @@
 //! repository is, which variables the services read, and which metrics the
 //! Prometheus rules and the Grafana dashboard use.
 
+pub mod compose;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -58,7 +58,7 @@ else
   echo "standins: debian:bookworm-slim is current"
 fi
 
-build postgres:15 "$here/postgres" "$here/postgres"
+build postgres:16 "$here/postgres" "$here/postgres"
 build redis:7 "$here/redis" "$here/redis"
 build rabbitmq:3-management "$here/rabbitmq" "$here/rabbitmq"
 build nginx:1.27 "$here/nginx" "$here/nginx"

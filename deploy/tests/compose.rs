@@ -15,8 +15,14 @@ use serde_json::Value;
 fn compose() -> Value {
     let mut yaml: serde_norway::Value =
         serde_norway::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML");
-    yaml.apply_merge().expect("merge keys resolve");
-    serde_json::to_value(yaml).expect("compose YAML maps to JSON")
+    // A merged mapping may itself merge another (x-app merges x-base):
+    // resolved until no merge key is left, as Compose does.
+    for _ in 0..4 {
+        yaml.apply_merge().expect("merge keys resolve");
+    }
+    let json = serde_json::to_value(yaml).expect("compose YAML maps to JSON");
+    assert!(!json.to_string().contains("\"<<\""), "every merge resolved");
+    json
 }
 
 fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {

@@ -142,8 +142,8 @@ fn the_rendered_configuration_passes_nginx_t_with_and_without_tls() {
         18001,
         free_port(),
         &[
-            ("TLS_CERT", certs.join("dev.crt").display().to_string()),
-            ("TLS_KEY", certs.join("dev.key").display().to_string()),
+            ("TLS_CERT", certs.join("tls.crt").display().to_string()),
+            ("TLS_KEY", certs.join("tls.key").display().to_string()),
             ("TLS_PORT", free_port().to_string()),
         ],
     );
@@ -183,8 +183,8 @@ async fn the_tls_server_answers_with_hsts_and_the_plain_one_without() {
     let nginx = Nginx::start_with(
         &app,
         &[
-            ("TLS_CERT", certs.join("dev.crt").display().to_string()),
-            ("TLS_KEY", certs.join("dev.key").display().to_string()),
+            ("TLS_CERT", certs.join("tls.crt").display().to_string()),
+            ("TLS_KEY", certs.join("tls.key").display().to_string()),
             ("TLS_PORT", tls_port.to_string()),
         ],
     );
