@@ -7,7 +7,7 @@
 //! 1. `up --build`: every service healthy, migrate exited 0;
 //! 2. the README's walk-through through nginx: login, a device, a job and
 //!    its events to the end (SSE), its results, a schedule, the monitor,
-//!    /docs, /redoc, the WebSocket;
+//!    /docs, /redoc, the WebSocket; HTTPS with a mounted certificate;
 //! 3. `--scale worker=3`: three workers in the monitor;
 //! 4. `--scale api=2`: both replicas answer through nginx and accept each
 //!    other's tokens;
@@ -167,6 +167,14 @@ async fn the_compose_stack_runs_scales_recovers_and_keeps_its_data() {
         String::from_utf8_lossy(&standins.stderr)
     );
     let (http_port, tls_port, mq_port) = (free_port(), free_port(), free_port());
+    // A development certificate of the test's own: nginx serves HTTPS too.
+    let certs = std::env::temp_dir().join(format!("ferro-compose-certs-{}", std::process::id()));
+    let made =
+        std::process::Command::new(ferro_deploy::repo_root().join("proxy-config/make-dev-cert.sh"))
+            .arg(&certs)
+            .output()
+            .unwrap();
+    assert!(made.status.success(), "make-dev-cert.sh: {made:?}");
     let mut stack = Compose::new(
         PROJECT,
         &[
@@ -175,6 +183,7 @@ async fn the_compose_stack_runs_scales_recovers_and_keeps_its_data() {
             ("RABBITMQ_MANAGEMENT_PORT", mq_port.to_string()),
             ("FERROSTACK_CARGO_PROFILE", "fast-release".into()),
             ("WORKER_LEASE_SECONDS", "5".into()),
+            ("NGINX_CERTS_DIR", certs.display().to_string()),
         ],
     );
     let _ = stack.run(&["down", "-v", "--remove-orphans", "-t", "5"]);
@@ -255,6 +264,16 @@ async fn the_compose_stack_runs_scales_recovers_and_keeps_its_data() {
             .unwrap();
         assert_eq!(res.status(), 200, "{page}");
     }
+    let https = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10"])
+        .arg(format!("https://127.0.0.1:{tls_port}/api/v1/health"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&https.stdout),
+        r#"{"status":"ok"}"#,
+        "HTTPS with the mounted certificate"
+    );
     let mut ws = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         format!("ws://127.0.0.1:{http_port}/api/v1/jobs/ws"),
     )
@@ -462,6 +481,7 @@ async fn the_compose_stack_runs_scales_recovers_and_keeps_its_data() {
     drop(down);
     let left = stack.leftovers();
     assert!(left.is_empty(), "down -v left {left:?}");
+    let _ = std::fs::remove_dir_all(&certs);
     println!("compose scenarios done in {:?}", started.elapsed());
 }
 
