@@ -125,8 +125,11 @@ fn the_rendered_configuration_passes_nginx_t_with_and_without_tls() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let upstream = std::fs::read_to_string(dir.join("conf.d/ferrostack-upstream.conf")).unwrap();
+    assert!(upstream.contains("server 127.0.0.1:18001;"), "{upstream}");
+    let locations = std::fs::read_to_string(dir.join("conf.d/ferrostack-locations.inc")).unwrap();
+    assert!(locations.contains("proxy_pass http://ferrostack_api;"));
     let conf = std::fs::read_to_string(dir.join("conf.d/ferrostack.conf")).unwrap();
-    assert!(conf.contains("server 127.0.0.1:18001;"));
     assert!(
         conf.contains("$binary_remote_addr"),
         "nginx's own variables stay"
