@@ -30,9 +30,10 @@ if ! port_open 5672; then
 fi
 # The Docker engine of Debian's docker.io (for the compose test), when
 # installed and not running.
-if [ -x /usr/bin/dockerd ] && ! /usr/bin/docker info >/dev/null 2>&1; then
+# (Debian puts dockerd in /usr/sbin.)
+if [ -x /usr/sbin/dockerd ] && ! /usr/bin/docker info >/dev/null 2>&1; then
   echo "ensure-services: starting dockerd"
-  setsid /usr/bin/dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+  setsid /usr/sbin/dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
   for _ in $(seq 1 60); do
     /usr/bin/docker info >/dev/null 2>&1 && break
     sleep 0.5
