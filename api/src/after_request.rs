@@ -9,7 +9,9 @@
 //! answered request always has its audit row.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use ferro_db::coalesce::{self, Coalescer};
 use ferro_db::{Db, DbError, TenantCtx, TenantTx};
@@ -25,20 +27,82 @@ const IN_FLIGHT: usize = 2;
 /// they are taken at once (see [`Coalescer::spawn`]).
 const LINGER: std::time::Duration = std::time::Duration::ZERO;
 
-/// Where authentication leaves the caller of a mutating request for its
-/// audit row: set before the handler runs, so that the row is written
-/// even when the handler then panics or runs out of time.
-#[derive(Clone, Default)]
-pub struct AuditCaller(Arc<OnceLock<Principal>>);
+/// The audit row of one mutating request in the making: what the request
+/// said of itself (taken before the handler runs), and the caller, which
+/// authentication sets, so that the row is written even when the handler
+/// then panics or runs out of time. A handler that writes the row itself,
+/// in its own transaction ([`AuditCaller::row`]), says so
+/// ([`AuditCaller::written`]) and the middleware writes none.
+#[derive(Clone)]
+pub struct AuditCaller(Arc<Draft>);
+
+struct Draft {
+    principal: OnceLock<Principal>,
+    written: AtomicBool,
+    method: String,
+    route: String,
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+    request_id: String,
+    started: Instant,
+}
 
 impl AuditCaller {
+    /// A request's draft: what it said of itself, from its start.
+    pub fn new(
+        method: &str,
+        route: &str,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+        request_id: &str,
+        started: Instant,
+    ) -> Self {
+        Self(Arc::new(Draft {
+            principal: OnceLock::new(),
+            written: AtomicBool::new(false),
+            method: method.to_owned(),
+            route: route.to_owned(),
+            ip,
+            user_agent: user_agent.map(|s| s.chars().take(512).collect()),
+            request_id: request_id.to_owned(),
+            started,
+        }))
+    }
+
     pub fn set(&self, principal: &Principal) {
-        let _ = self.0.set(principal.clone());
+        let _ = self.0.principal.set(principal.clone());
     }
 
     /// The caller, once authentication has set it.
     pub fn get(&self) -> Option<&Principal> {
-        self.0.get()
+        self.0.principal.get()
+    }
+
+    /// The row of this request answered with `status` now, if a caller is
+    /// known.
+    pub fn row(&self, status: u16) -> Option<AuditRow> {
+        let principal = self.get()?;
+        let latency_ms = self.0.started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        Some(AuditRow {
+            user_id: principal.user_id,
+            method: self.0.method.clone(),
+            route: self.0.route.clone(),
+            status: status as i16,
+            latency_ms,
+            ip: self.0.ip,
+            user_agent: self.0.user_agent.clone(),
+            request_id: Some(self.0.request_id.clone()),
+        })
+    }
+
+    /// The handler committed the row itself.
+    pub fn written(&self) {
+        self.0.written.store(true, Ordering::Release);
+    }
+
+    /// Whether the handler committed the row itself.
+    pub fn is_written(&self) -> bool {
+        self.0.written.load(Ordering::Acquire)
     }
 }
 
@@ -132,7 +196,10 @@ async fn write_group(db: &Db, ctx: TenantCtx, writes: Vec<&Write>) -> Result<Vec
 /// Inserts the rows, in order, into the transaction's tenant. Each row is
 /// stamped with the moment it is written (`clock_timestamp()`, not the
 /// transaction's start), so rows of one batch keep their order by time.
-async fn insert_audit_rows(tx: &mut TenantTx, rows: &[&AuditRow]) -> Result<(), DbError> {
+pub(crate) async fn insert_audit_rows(
+    tx: &mut TenantTx,
+    rows: &[&AuditRow],
+) -> Result<(), DbError> {
     let users: Vec<Uuid> = rows.iter().map(|r| r.user_id).collect();
     let methods: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
     let routes: Vec<&str> = rows.iter().map(|r| r.route.as_str()).collect();

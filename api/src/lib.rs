@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod routes;
 pub mod state;
+pub mod submissions;
 pub mod user_managers;
 pub mod validation;
 

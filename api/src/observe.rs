@@ -2,7 +2,6 @@
 //! limit, the request's metrics and the audit trail of mutating requests;
 //! and the answers for panics and unknown routes.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,8 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::after_request::{AuditCaller, AuditRow};
-use crate::auth::Principal;
+use crate::after_request::AuditCaller;
 use crate::client_ip::{client_ip, peer_ip};
 use crate::error::{ApiError, problem_response};
 use crate::metrics::InFlight;
@@ -67,9 +65,18 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     let audit = mutating.then(|| {
-        let caller = AuditCaller::default();
+        let ip = client_ip(
+            req.headers(),
+            peer_ip(&req),
+            &state.config.http.trusted_proxies,
+        );
+        let agent = req
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok());
+        let caller = AuditCaller::new(method.as_str(), route, ip, agent, &id, started);
         req.extensions_mut().insert(caller.clone());
-        (AuditContext::new(&req, &state, &id), caller)
+        caller
     });
     req.extensions_mut().insert(RequestId(id));
 
@@ -83,20 +90,14 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
             in_flight.finish(status);
             response.headers_mut().insert(REQUEST_ID, id_header);
             // The caller authentication found, whatever became of the
-            // request after that: a panic or a timeout is audited too.
-            if let Some((audit, caller)) = audit
-                && let Some(principal) = caller.get()
+            // request after that: a panic or a timeout is audited too
+            // (unless the handler wrote the row with its own changes).
+            if let Some(caller) = audit
+                && !caller.is_written()
+                && let (Some(principal), Some(row)) = (caller.get(), caller.row(status))
+                && let Err(err) = state.after.audit(principal.ctx(), row).await
             {
-                audit
-                    .write(
-                        &state,
-                        principal,
-                        &method,
-                        in_flight.route(),
-                        status,
-                        started,
-                    )
-                    .await;
+                tracing::error!(error = %crate::error::error_chain(&err), "could not write the audit log");
             }
             response
         }
@@ -120,56 +121,6 @@ async fn within(limit: Duration, handling: impl Future<Output = Response>) -> Re
     match tokio::time::timeout(limit, handling).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
-    }
-}
-
-/// What the audit row needs from the request, taken before the handler runs.
-struct AuditContext {
-    ip: Option<IpAddr>,
-    user_agent: Option<String>,
-    request_id: String,
-}
-
-impl AuditContext {
-    fn new(req: &Request, state: &AppState, request_id: &str) -> Self {
-        Self {
-            ip: client_ip(
-                req.headers(),
-                peer_ip(req),
-                &state.config.http.trusted_proxies,
-            ),
-            user_agent: req
-                .headers()
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(512).collect()),
-            request_id: request_id.to_owned(),
-        }
-    }
-
-    async fn write(
-        self,
-        state: &AppState,
-        principal: &Principal,
-        method: &Method,
-        route: &str,
-        status: u16,
-        started: Instant,
-    ) {
-        let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-        let row = AuditRow {
-            user_id: principal.user_id,
-            method: method.as_str().to_owned(),
-            route: route.to_owned(),
-            status: status as i16,
-            latency_ms,
-            ip: self.ip,
-            user_agent: self.user_agent,
-            request_id: Some(self.request_id),
-        };
-        if let Err(err) = state.after.audit(principal.ctx(), row).await {
-            tracing::error!(error = %crate::error::error_chain(&err), "could not write the audit log");
-        }
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Inner {
     pub broker: Arc<ferro_broker::Broker>,
     /// Audit rows and outbox marks, coalesced across requests.
     pub after: crate::after_request::AfterRequest,
+    /// Job submissions, written together ([`crate::submissions`]).
+    pub submissions: crate::submissions::Submissions,
     /// Mutating requests, which run on their own tasks to the end even when
     /// their client goes away; [`crate::serve`] waits for them at shutdown.
     pub requests: tokio_util::task::TaskTracker,
@@ -70,6 +72,8 @@ impl AppState {
             config.http.jwt_expires_in.as_secs() as i64,
         );
         let after = crate::after_request::AfterRequest::new(db.clone());
+        let submissions =
+            crate::submissions::Submissions::new(db.clone(), broker.clone(), after.clone());
         Self(Arc::new(Inner {
             config,
             db,
@@ -80,6 +84,7 @@ impl AppState {
             metrics,
             broker,
             after,
+            submissions,
             requests: tokio_util::task::TaskTracker::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
         }))

@@ -83,6 +83,15 @@ impl Broker {
         }
     }
 
+    /// Publishes every envelope for immediate delivery, the broker's
+    /// acknowledgements awaited together; one answer per envelope, in order.
+    pub async fn publish_many(&self, envelopes: &[&TaskEnvelope]) -> Vec<Result<(), BrokerError>> {
+        match self {
+            Broker::RabbitMq(b) => b.publish_many(envelopes).await,
+            Broker::RedisStreams(b) => b.publish_many(envelopes).await,
+        }
+    }
+
     /// Publishes to be delivered after about `delay`.
     pub async fn publish_delayed(
         &self,

@@ -297,6 +297,55 @@ impl RabbitBroker {
             .await
     }
 
+    /// Publishes every envelope for immediate delivery, then awaits the
+    /// broker's confirms together (one round trip's wait for the batch);
+    /// one answer per envelope, in order.
+    pub async fn publish_many(&self, envelopes: &[&TaskEnvelope]) -> Vec<Result<(), BrokerError>> {
+        let channel = match self.channel().await {
+            Ok(channel) => channel,
+            Err(err) => {
+                let text = err.to_string();
+                return envelopes
+                    .iter()
+                    .map(|_| Err(BrokerError::Unavailable(text.clone())))
+                    .collect();
+            }
+        };
+        let mut confirms = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let sent = channel
+                .basic_publish(
+                    self.names.exchange.as_str().into(),
+                    ROUTING_KEY.into(),
+                    BasicPublishOptions::default(),
+                    &envelope.to_bytes(),
+                    properties(envelope),
+                )
+                .await;
+            confirms.push(sent);
+        }
+        let mut answers = Vec::with_capacity(confirms.len());
+        let mut lost = false;
+        for sent in confirms {
+            let confirmed = match sent {
+                Ok(confirm) => confirm.await,
+                Err(err) => Err(err),
+            };
+            answers.push(match confirmed {
+                Ok(Confirmation::Ack(_) | Confirmation::NotRequested) => Ok(()),
+                Ok(Confirmation::Nack(_)) => Err(BrokerError::Nacked),
+                Err(err) => {
+                    lost = true;
+                    Err(BrokerError::Unavailable(err.to_string()))
+                }
+            });
+        }
+        if lost {
+            self.forget().await;
+        }
+        answers
+    }
+
     /// Publishes to come back after about `delay` (rounded up to a retry queue).
     pub async fn publish_delayed(
         &self,

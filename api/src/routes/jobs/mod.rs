@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 mod event_streams;
 
+use crate::after_request::AuditCaller;
 use crate::auth::{Guard, JobsRead, JobsRun};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -24,6 +25,7 @@ use crate::observe::RequestId;
 use crate::openapi::fields;
 use crate::pagination::{PageParams, Paginated};
 use crate::state::AppState;
+use crate::submissions::Submission;
 use crate::validation::Validator;
 
 fn job_status() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
@@ -134,6 +136,7 @@ async fn create_job(
     guard: Guard<JobsRun>,
     headers: HeaderMap,
     Extension(request_id): Extension<RequestId>,
+    caller: Option<Extension<AuditCaller>>,
     ApiJson(body): ApiJson<CreateJob>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
@@ -142,33 +145,44 @@ async fn create_job(
     let kind = submission::parse_kind(&body.kind)?;
     guard.may_handle_kind(kind.as_str())?;
     let params = submission::check_params(kind, &body.params, body.device_id)?;
-    let mut tx = state.db.begin(guard.ctx()).await?;
-    submission::check_device(&mut tx, body.device_id).await??;
-    let outcome = jobs::enqueue(
-        &mut tx,
-        NewJob {
-            kind,
-            device_id: body.device_id,
-            params,
-            idempotency_key: key,
-            schedule_id: None,
-            scheduled_for: None,
-            // publish_now publishes it after commit.
-            relay_after: jobs::PUBLISHED_BY_WRITER,
-            trace: Some(trace),
-            deadline: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    if body.device_id.is_some() {
+        let mut tx = state.db.begin(guard.ctx()).await?;
+        submission::check_device(&mut tx, body.device_id).await??;
+        tx.end_read_only();
+    }
+    // The request's audit row goes with the job, in the same transaction.
+    let audit = caller
+        .as_ref()
+        .and_then(|c| c.row(StatusCode::ACCEPTED.as_u16()));
+    let audited = audit.is_some();
+    let outcome = state
+        .submissions
+        .submit(Submission {
+            ctx: guard.ctx(),
+            job: NewJob {
+                kind,
+                device_id: body.device_id,
+                params,
+                idempotency_key: key,
+                schedule_id: None,
+                scheduled_for: None,
+                // Published after commit by the submissions' batch.
+                relay_after: jobs::PUBLISHED_BY_WRITER,
+                trace: Some(trace),
+                deadline: None,
+            },
+            audit,
+        })
+        .await?;
+    if audited
+        && matches!(outcome, Enqueued::Created { .. } | Enqueued::Existing(_))
+        && let Some(Extension(caller)) = &caller
+    {
+        caller.written();
+    }
     Ok(match outcome {
-        Enqueued::Created {
-            job,
-            envelope,
-            outbox_id,
-        } => {
+        Enqueued::Created { job, .. } => {
             tracing::info!(job_id = %job.id, kind = %kind, trace_id, "job queued");
-            publish_now(&state, guard.ctx(), envelope, outbox_id).await;
             super::At::new(StatusCode::ACCEPTED, "jobs", job.id, job).into_response()
         }
         Enqueued::Existing(job) => {
@@ -186,38 +200,6 @@ async fn create_job(
             });
         }
     })
-}
-
-/// The fast path: publish right after commit and mark the outbox record, so
-/// the job starts without waiting for the relay. Any failure here only
-/// leaves the record for the relay (in the worker) to publish.
-async fn publish_now(
-    state: &AppState,
-    ctx: ferro_db::TenantCtx,
-    envelope: ferro_tasks::TaskEnvelope,
-    outbox_id: i64,
-) {
-    let published = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        state.broker.publish(&envelope),
-    )
-    .await;
-    match published {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
-            tracing::warn!(job_id = %envelope.job_id, error = %err, "publish failed; the outbox relay will retry");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(job_id = %envelope.job_id, "publish timed out; the outbox relay will retry");
-            return;
-        }
-    }
-    if let Err(err) = state.after.published(ctx, outbox_id).await {
-        // Published but not marked: the relay publishes it again and the
-        // worker's guarded claim skips the duplicate.
-        tracing::warn!(job_id = %envelope.job_id, error = %err, "could not mark the outbox record published");
-    }
 }
 
 /// Lists the tenant's jobs, newest first.

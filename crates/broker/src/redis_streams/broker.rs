@@ -43,6 +43,35 @@ impl RedisBroker {
         Ok(())
     }
 
+    /// Appends every envelope in one pipeline (one round trip); one answer
+    /// per envelope, in order.
+    pub async fn publish_many(&self, envelopes: &[&TaskEnvelope]) -> Vec<Result<(), BrokerError>> {
+        let appended = async {
+            let mut conn = connection(&self.pool).await?;
+            let mut pipe = redis::pipe();
+            for envelope in envelopes {
+                pipe.cmd("XADD")
+                    .arg(&self.keys.stream)
+                    .arg("*")
+                    .arg(FIELD)
+                    .arg(envelope.to_bytes());
+            }
+            pipe.query_async::<Vec<String>>(&mut conn).await?;
+            Ok::<_, BrokerError>(())
+        }
+        .await;
+        match appended {
+            Ok(()) => envelopes.iter().map(|_| Ok(())).collect(),
+            Err(err) => {
+                let text = err.to_string();
+                envelopes
+                    .iter()
+                    .map(|_| Err(BrokerError::Unavailable(text.clone())))
+                    .collect()
+            }
+        }
+    }
+
     /// Publishes to enter the stream after `delay`.
     pub async fn publish_delayed(
         &self,

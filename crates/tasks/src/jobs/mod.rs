@@ -174,6 +174,101 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
     })
 }
 
+/// Writes many jobs (from the api: no schedule slots) and their outbox
+/// records in the caller's transaction, with one multi-row `INSERT` for the
+/// jobs and one for the records: what [`enqueue`] does for each, in the
+/// order given. A job whose idempotency key the tenant already used (before,
+/// or earlier in `new`) is answered with the job that holds it.
+pub async fn enqueue_many(tx: &mut TenantTx, new: &[NewJob]) -> Result<Vec<Enqueued>, DbError> {
+    debug_assert!(new.iter().all(|n| n.schedule_id.is_none()));
+    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let kinds: Vec<&str> = new.iter().map(|n| n.kind.as_str()).collect();
+    let devices: Vec<Option<Uuid>> = new.iter().map(|n| n.device_id).collect();
+    let params: Vec<&Value> = new.iter().map(|n| &n.params).collect();
+    let attempts: Vec<i32> = new.iter().map(|n| n.kind.max_attempts()).collect();
+    let keys: Vec<Option<&str>> = new.iter().map(|n| n.idempotency_key.as_deref()).collect();
+    let sql = format!(
+        "INSERT INTO jobs (id, tenant_id, kind, device_id, params, max_attempts, idempotency_key, \
+         created_by) \
+         SELECT t.id, app_current_tenant(), t.kind, t.device_id, t.params, t.max_attempts, t.key, \
+           app_current_user() \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::int[], $6::text[]) \
+           WITH ORDINALITY AS t(id, kind, device_id, params, max_attempts, key, n) \
+         ORDER BY t.n \
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+         RETURNING {COLUMNS}"
+    );
+    let inserted: Vec<Job> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&ids)
+        .bind(&kinds)
+        .bind(&devices)
+        .bind(&params)
+        .bind(&attempts)
+        .bind(&keys)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut created: std::collections::HashMap<Uuid, Job> =
+        inserted.into_iter().map(|j| (j.id, j)).collect();
+    // The records of the new jobs, in one statement.
+    let mut envelopes = Vec::with_capacity(created.len());
+    for (at, n) in new.iter().enumerate() {
+        if created.contains_key(&ids[at]) {
+            let mut envelope =
+                TaskEnvelope::new(ids[at], n.kind.as_str(), tx.tenant_id(), tx.user_id());
+            envelope.trace = n.trace.clone();
+            envelope.deadline = n.deadline;
+            envelopes.push((at, envelope));
+        }
+    }
+    let job_ids: Vec<Uuid> = envelopes.iter().map(|(at, _)| ids[*at]).collect();
+    let payloads: Vec<Value> = envelopes.iter().map(|(_, e)| e.to_json()).collect();
+    let relay_after: Vec<f64> = envelopes
+        .iter()
+        .map(|(at, _)| new[*at].relay_after.as_secs_f64())
+        .collect();
+    let records: Vec<(i64, Uuid)> = sqlx::query_as(
+        "INSERT INTO job_outbox (tenant_id, job_id, payload, available_at) \
+         SELECT app_current_tenant(), t.job_id, t.payload, now() + make_interval(secs => t.after) \
+         FROM unnest($1::uuid[], $2::jsonb[], $3::float8[]) AS t(job_id, payload, after) \
+         RETURNING id, job_id",
+    )
+    .bind(&job_ids)
+    .bind(&payloads)
+    .bind(&relay_after)
+    .fetch_all(&mut **tx)
+    .await?;
+    let outbox: std::collections::HashMap<Uuid, i64> =
+        records.into_iter().map(|(id, job)| (job, id)).collect();
+    let mut envelopes: std::collections::HashMap<usize, TaskEnvelope> =
+        envelopes.into_iter().collect();
+    let mut answers = Vec::with_capacity(new.len());
+    for (at, n) in new.iter().enumerate() {
+        if let Some(job) = created.remove(&ids[at]) {
+            answers.push(Enqueued::Created {
+                outbox_id: outbox[&job.id],
+                envelope: envelopes.remove(&at).expect("an envelope per new job"),
+                job,
+            });
+            continue;
+        }
+        // Its key was taken: by an earlier job, or by one of this batch.
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1");
+        let existing: Job = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&n.idempotency_key)
+            .fetch_one(&mut **tx)
+            .await?;
+        let same = existing.kind == n.kind.as_str()
+            && existing.device_id == n.device_id
+            && existing.params == n.params;
+        answers.push(if same {
+            Enqueued::Existing(existing)
+        } else {
+            Enqueued::KeyReused(existing)
+        });
+    }
+    Ok(answers)
+}
+
 /// Marks these outbox records published (the fast path of the api and the
 /// scheduler, after they published the envelopes themselves); the relay
 /// skips them from then on. By record, not by job: by the time the mark

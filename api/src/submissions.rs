@@ -1,0 +1,155 @@
+//! Job submissions written together ([`ferro_db::coalesce`]).
+//!
+//! Each `POST /api/v1/jobs` hands its checked job to [`Submissions::submit`]
+//! and waits for its answer. The submissions that arrive while earlier ones
+//! are in the database are taken together: one transaction per tenant and
+//! user, with one multi-row `INSERT` for the jobs, one for their outbox
+//! records and one for the requests' audit rows, so a busy api pays one
+//! commit for many jobs while a lone request is still written at once. If a
+//! batch's transaction fails, each of its submissions is tried again alone:
+//! a bad one fails alone. Every request answers after its own job
+//! committed. The new jobs' envelopes are then published in one batch (the
+//! broker's confirms awaited together) and their records marked published
+//! together; whatever fails there is left to the outbox relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferro_broker::Broker;
+use ferro_db::coalesce::{self, Coalescer};
+use ferro_db::{Db, DbError, TenantCtx};
+use ferro_tasks::TaskEnvelope;
+use ferro_tasks::jobs::{self, Enqueued, NewJob};
+
+use crate::after_request::{AfterRequest, AuditRow, insert_audit_rows};
+
+/// Most submissions in one batch.
+const MAX_BATCH: usize = 256;
+/// Batches in the database at once.
+const IN_FLIGHT: usize = 2;
+/// How long a batch waits for more while submissions arrive quickly (see
+/// [`Coalescer::spawn`]); a lone request is not held up.
+const LINGER: Duration = Duration::from_millis(2);
+
+/// One request's job, with its audit row (written with the job when the
+/// request will answer 202: created, or found by its idempotency key).
+pub struct Submission {
+    pub ctx: TenantCtx,
+    pub job: NewJob,
+    pub audit: Option<AuditRow>,
+}
+
+/// The api's batched job submissions. Clones share the batches.
+#[derive(Clone)]
+pub struct Submissions {
+    batches: Coalescer<Submission, Result<Enqueued, DbError>>,
+}
+
+impl Submissions {
+    /// Starts the batching task on the current runtime.
+    pub fn new(db: Db, broker: Arc<Broker>, after: AfterRequest) -> Self {
+        let batches = Coalescer::spawn(
+            "submissions",
+            MAX_BATCH,
+            IN_FLIGHT,
+            LINGER,
+            move |requests: Vec<Submission>| {
+                let (db, broker, after) = (db.clone(), broker.clone(), after.clone());
+                async move {
+                    let answers = coalesce::by_tenant(
+                        &requests,
+                        |s| s.ctx,
+                        |ctx, group| write_group(&db, ctx, group),
+                    )
+                    .await;
+                    publish(&broker, &after, &requests, &answers);
+                    answers
+                }
+            },
+        );
+        Self { batches }
+    }
+
+    /// Writes the job (committed when this returns); whether it was created
+    /// or its idempotency key names another.
+    pub async fn submit(&self, submission: Submission) -> Result<Enqueued, DbError> {
+        self.batches.record(submission).await
+    }
+}
+
+/// One transaction for one tenant and user: the jobs and their records,
+/// then the audit rows of the requests that will answer 202.
+async fn write_group(
+    db: &Db,
+    ctx: TenantCtx,
+    group: Vec<&Submission>,
+) -> Result<Vec<Enqueued>, DbError> {
+    let new: Vec<NewJob> = group.iter().map(|s| s.job.clone()).collect();
+    let mut tx = db.begin(ctx).await?;
+    let answers = jobs::enqueue_many(&mut tx, &new).await?;
+    let rows: Vec<&AuditRow> = group
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| matches!(a, Enqueued::Created { .. } | Enqueued::Existing(_)))
+        .filter_map(|(s, _)| s.audit.as_ref())
+        .collect();
+    if !rows.is_empty() {
+        insert_audit_rows(&mut tx, &rows).await?;
+    }
+    tx.commit().await?;
+    Ok(answers)
+}
+
+/// Publishes the batch's new jobs in the background (the requests have
+/// their answers), then marks their records published.
+fn publish(
+    broker: &Arc<Broker>,
+    after: &AfterRequest,
+    requests: &[Submission],
+    answers: &[Result<Enqueued, DbError>],
+) {
+    let created: Vec<(TenantCtx, TaskEnvelope, i64)> = requests
+        .iter()
+        .zip(answers)
+        .filter_map(|(s, answer)| match answer {
+            Ok(Enqueued::Created {
+                envelope,
+                outbox_id,
+                ..
+            }) => Some((s.ctx, envelope.clone(), *outbox_id)),
+            _ => None,
+        })
+        .collect();
+    if created.is_empty() {
+        return;
+    }
+    let (broker, after) = (broker.clone(), after.clone());
+    tokio::spawn(async move {
+        let envelopes: Vec<&TaskEnvelope> = created.iter().map(|(_, e, _)| e).collect();
+        let sent =
+            tokio::time::timeout(Duration::from_secs(2), broker.publish_many(&envelopes)).await;
+        let Ok(sent) = sent else {
+            tracing::warn!(
+                jobs = created.len(),
+                "publish timed out; the outbox relay will retry"
+            );
+            return;
+        };
+        let marks = created.iter().zip(sent).filter_map(|((ctx, envelope, outbox_id), sent)| {
+            match sent {
+                Ok(()) => Some(after.published(*ctx, *outbox_id)),
+                Err(err) => {
+                    tracing::warn!(job_id = %envelope.job_id, error = %err, "publish failed; the outbox relay will retry");
+                    None
+                }
+            }
+        });
+        for marked in futures_util::future::join_all(marks).await {
+            if let Err(err) = marked {
+                // Published but not marked: the relay publishes it again and
+                // the worker's guarded claim skips the duplicate.
+                tracing::warn!(error = %err, "could not mark an outbox record published");
+            }
+        }
+    });
+}
