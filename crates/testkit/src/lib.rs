@@ -13,8 +13,10 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 mod peers;
+mod postgres_server;
 
 pub use peers::{RabbitMqNode, RedisServer, SmtpSink, SnmpAgent, free_port};
+pub use postgres_server::PostgresServer;
 
 pub const ADMIN_USERNAME: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
@@ -31,6 +33,8 @@ fn superuser_url() -> SecretUrl {
 pub struct TestDb {
     pub name: String,
     pub app_role: String,
+    /// The server's superuser connection (to drop the database after).
+    superuser: SecretUrl,
     owner_url: SecretUrl,
     app_url: String,
     pub report: ferro_schema::UpReport,
@@ -39,7 +43,17 @@ pub struct TestDb {
 impl TestDb {
     /// Creates and migrates a new database (through `ferro_schema::up`).
     pub async fn new() -> Self {
-        let mut db = Self::unmigrated();
+        Self::migrated(Self::unmigrated()).await
+    }
+
+    /// The same on another server (a [`PostgresServer`] of the test's own),
+    /// named by its superuser URL.
+    pub async fn on_server(superuser: &str) -> Self {
+        let su = SecretUrl::parse(superuser, &["postgres", "postgresql"]).expect("a postgres URL");
+        Self::migrated(Self::unmigrated_on(su)).await
+    }
+
+    async fn migrated(mut db: Self) -> Self {
         db.report = ferro_schema::up(&db.migrate_config())
             .await
             .expect("migrate up on a fresh test database");
@@ -50,10 +64,13 @@ impl TestDb {
     /// of which exists yet (for tests of `migrate up` itself); dropped with
     /// the value like any other.
     pub fn unmigrated() -> Self {
+        Self::unmigrated_on(superuser_url())
+    }
+
+    fn unmigrated_on(su: SecretUrl) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let name = format!("ferro_test_{}", &id[..16]);
         let app_role = format!("ferro_test_app_{}", &id[..16]);
-        let su = superuser_url();
         let owner_url = su.with_path_name(&name);
         let app_url = format!(
             "postgres://{app_role}:{APP_PASSWORD}@{}:{}/{name}",
@@ -63,6 +80,7 @@ impl TestDb {
         Self {
             name,
             app_role,
+            superuser: su,
             owner_url,
             app_url,
             report: ferro_schema::UpReport {
@@ -164,7 +182,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let role = self.app_role.clone();
-        let url = superuser_url();
+        let url = self.superuser.clone();
         // Drop runs outside async; use a private runtime on its own thread.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

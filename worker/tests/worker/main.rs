@@ -26,6 +26,7 @@ macro_rules! on_both_brokers {
 mod support;
 
 mod cancellation;
+mod chaos;
 mod kinds;
 mod pipeline;
 mod process;
