@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
+pub mod memory;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
@@ -223,6 +224,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = state.config.http.shutdown_grace;
     let app = router(state.clone());
+    // Start-up is over: what it allocated and freed, and the code only it
+    // ran, leave the resident set.
+    memory::give_back();
+    memory::drop_start_up_pages();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let stopping = state.stopping.clone();
     let server = axum::serve(
