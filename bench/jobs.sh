@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Jobs benchmark (issue 4): for RabbitMQ and for Redis Streams, in one run,
-# bench/src/bin/jobs_bench/main.rs measures the raw broker loop (the ceiling), the
-# worker draining pre-enqueued noop jobs, POST /api/v1/jobs alone, end to end
-# (POST until succeeded), single-job latency on the idle stack and the
-# worker's idle RSS. Needs PostgreSQL, Redis and RabbitMQ on loopback
-# (deploy/local/ensure-services.sh).
+# Jobs benchmark (issues 4 and 22): for RabbitMQ and for Redis Streams, in
+# one run, bench/src/bin/jobs_bench/main.rs alternates the ceiling (pgbench
+# running the single-submission transaction at 64 clients), POST
+# /api/v1/jobs under wrk -t2 -c64 and 5,000 jobs end to end from 32
+# clients, then measures single-job latency and the idle RSS of the api
+# (after a login) and the worker. Needs PostgreSQL, Redis and RabbitMQ on
+# loopback (deploy/local/ensure-services.sh), pgbench and wrk (installed
+# here if missing).
 #
-# Usage: bench/jobs.sh            (BENCH_JOBS=20000 BENCH_POSTS=10000
-#                                  BENCH_CONNS=64 BENCH_WORKER_CONCURRENCY=256
-#                                  BENCH_PAIRS=3 BENCH_API_POOL=10 BENCH_ROUNDS=1)
+# Usage: bench/jobs.sh            (BENCH_SECONDS=15 BENCH_CONNS=64
+#                                  BENCH_POSTS=5000 BENCH_CLIENTS=32
+#                                  BENCH_PAIRS=3 BENCH_API_POOL=10
+#                                  BENCH_WORKER_CONCURRENCY=256 BENCH_ROUNDS=1;
+#                                  BENCH_ONLY=drain BENCH_JOBS=20000 for the
+#                                  raw broker loop against the worker's drain)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +26,10 @@ APP_PW=bench-app-password
 SU_URL="postgres://postgres@127.0.0.1:5432"
 
 deploy/local/ensure-services.sh >/dev/null
+command -v wrk >/dev/null && command -v pgbench >/dev/null || {
+  echo "bench: installing wrk and pgbench (Debian's wrk, postgresql-client)" >&2
+  apt-get install -y -qq wrk postgresql-client >/dev/null
+}
 echo "bench: building release binaries" >&2
 cargo build --release -q -p api -p worker -p migrate -p ferro-bench
 

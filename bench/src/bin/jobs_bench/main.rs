@@ -1,30 +1,37 @@
-//! The jobs benchmark (issue 4), for one broker per invocation; run by
-//! `bench/jobs.sh`, which prepares the database and calls it once per broker.
+//! The jobs benchmark (issues 4 and 22), for one broker per invocation;
+//! run by `bench/jobs.sh`, which prepares the database and calls it once
+//! per broker.
 //!
-//! In one run, against release binaries of `api` and `worker` it starts itself:
-//! 1. raw loop: publish N envelopes and consume + ack them with the broker
-//!    library alone (no database), publishers and consumer running together;
-//! 2. worker drain: N `noop` jobs written to the database and published with
-//!    the worker stopped, then the worker started and timed until all succeeded;
-//! 3. POST alone: M `POST /api/v1/jobs` at C connections, no worker running;
-//! 4. end to end: M POSTs at C connections with the worker running, timed
-//!    until every job succeeded;
-//! 5. latency: single jobs on the idle stack, POST to the `succeeded` event
-//!    on the tenant's Redis channel;
-//! 6. the worker's idle RSS.
+//! Against release binaries of `api` and `worker` it starts itself, each
+//! pair (`BENCH_PAIRS`, default 3) measures in turn:
+//! 1. the ceiling: pgbench running the single-submission transaction (the
+//!    tenant `set_config`, the job, its outbox record, a commit) as the
+//!    application role at `BENCH_CONNS` clients for `BENCH_SECONDS`;
+//! 2. `POST /api/v1/jobs` (noop) with wrk -t2 at `BENCH_CONNS` connections
+//!    for `BENCH_SECONDS`, no worker running;
+//! 3. end to end: `BENCH_POSTS` noop jobs submitted by `BENCH_CLIENTS`
+//!    concurrent clients with the worker running, timed until every one of
+//!    them succeeded.
 //!
-//! Steps 1 and 2 run `BENCH_PAIRS` times (default 3) in alternation, then
-//! steps 3 and 4 likewise; each ratio is taken within its pair and the
-//! median of the pairs is reported, with every pair's figures beside it.
+//! The ratios of 2 and 3 to the ceiling are taken within each pair and the
+//! medians reported, with every pair's figures beside them. Then, on the
+//! idle stack: single jobs, POST to the `succeeded` event on the tenant's
+//! Redis channel; the api's RSS after a login and the worker's RSS.
+//!
+//! `BENCH_ONLY=drain` measures instead the broker library's raw loop
+//! against the worker draining pre-published jobs (`BENCH_JOBS`), for
+//! working on the worker.
 //!
 //! Environment: `BENCH_BIN` (release binaries), `BENCH_SU_URL` (superuser URL
 //! of the bench database), `DATABASE_URL` (app role), `BROKER_URL`,
-//! `ADMIN_PASSWORD`, `BENCH_JOBS` (N, default 20000), `BENCH_POSTS` (M,
-//! default 10000), `BENCH_CONNS` (C, default 64), `BENCH_WORKER_CONCURRENCY`
-//! (default 256: the worker's concurrency and prefetch, and the raw loop's prefetch),
-//! `BENCH_API_POOL` (the api's `DATABASE_MAX_CONNECTIONS`, default 10, its own default), `BENCH_PAIRS`.
+//! `ADMIN_PASSWORD`, `BENCH_JOBS` (default 20000), `BENCH_POSTS` (5000),
+//! `BENCH_CLIENTS` (32), `BENCH_CONNS` (64), `BENCH_SECONDS` (15),
+//! `BENCH_WORKER_CONCURRENCY` (256: the worker's concurrency and prefetch,
+//! and the raw loop's prefetch), `BENCH_API_POOL` (the api's
+//! `DATABASE_MAX_CONNECTIONS`, default 10, its own default), `BENCH_PAIRS`.
 //! Prints one JSON object.
 
+mod load;
 mod setup;
 mod steps;
 
@@ -48,9 +55,12 @@ async fn main() {
         broker_url: env("BROKER_URL"),
         broker_prefix: format!("bench-{run}"),
         redis_prefix: format!("bench:{run}:"),
+        app_url: env("DATABASE_URL"),
         jobs: env_or("BENCH_JOBS", 20_000),
-        posts: env_or("BENCH_POSTS", 10_000),
+        posts: env_or("BENCH_POSTS", 5_000),
+        clients: env_or("BENCH_CLIENTS", 32),
         conns: env_or("BENCH_CONNS", 64),
+        seconds: env_or("BENCH_SECONDS", 15),
         concurrency: env_or("BENCH_WORKER_CONCURRENCY", 256),
         api_pool: env_or("BENCH_API_POOL", 10),
         pairs: env_or("BENCH_PAIRS", 3).max(1),
@@ -62,26 +72,8 @@ async fn main() {
     .await
     .unwrap();
 
-    // Each half is measured next to its ceiling, `pairs` times over, and the
-    // ratios are taken pair by pair: this machine's speed drifts by 20% or
-    // more between minutes, so a ceiling measured a minute apart says little.
-    let (mut raws, mut drains, mut drain_ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for pair in 1..=setup.pairs {
-        let raw = raw_loop(&setup, setup.jobs).await;
-        let drain = worker_drain(&setup, tenant, admin, setup.jobs).await;
-        eprintln!("jobs-bench: pair {pair}: raw loop {raw:.0}/s, worker drain {drain:.0}/s");
-        raws.push(raw);
-        drains.push(drain);
-        drain_ratios.push(drain / raw);
-    }
-    let (raw, drain) = (median(&raws), median(&drains));
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "drain") {
-        // BENCH_ONLY=drain: the raw loop and the drain, for working on the worker.
-        let ratio = (median(&drain_ratios) * 100.0).round();
-        println!(
-            "{}",
-            json!({"raw_loop_per_s": raw.round(), "worker_drain_per_s": drain.round(), "drain_vs_raw": ratio})
-        );
+        drain_only(&setup, tenant, admin).await;
         return;
     }
 
@@ -127,32 +119,46 @@ async fn main() {
         .unwrap();
     let token = login["access_token"].as_str().unwrap().to_owned();
 
-    let (mut posts, mut e2es, mut e2e_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    // The api's RSS at idle after a login (argon2's working memory given
+    // back), before any job.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api_rss = rss_mb(&api);
+
+    // Each measurement is taken next to its ceiling, `pairs` times over,
+    // and the ratios pair by pair: this machine's speed drifts by 20% or
+    // more between minutes, so a ceiling measured a minute apart says little.
+    let (mut ceilings, mut posts, mut e2es) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut post_ratios, mut e2e_ratios) = (Vec::new(), Vec::new());
+    let mut post_p99s = Vec::new();
     for pair in 1..=setup.pairs {
         setup.reset_jobs().await;
-        let post_secs = post_jobs(&client, &token, setup.posts, setup.conns).await;
-        let post_rate = setup.posts as f64 / post_secs;
+        let ceiling = load::pgbench_ceiling(&setup, tenant, admin);
+
+        setup.reset_jobs().await;
+        let post = load::wrk_post(&setup, &token);
 
         setup.reset_jobs().await;
         let worker = setup.worker();
         let succeeded = setup.watch_succeeded(tenant).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
-        post_jobs(&client, &token, setup.posts, setup.conns).await;
+        post_jobs(&client, &token, setup.posts, setup.clients).await;
         succeeded.wait(setup.posts).await;
         let e2e = setup.posts as f64 / started.elapsed().as_secs_f64();
         stop(worker);
-        // The slower half: POST alone, or the median drain if that was slower.
-        let slower_half = post_rate.min(drain);
         eprintln!(
-            "jobs-bench: pair {pair}: POST alone {post_rate:.0}/s, end to end {e2e:.0}/s ({:.0}% of the slower half)",
-            e2e / slower_half * 100.0
+            "jobs-bench: pair {pair}: ceiling {ceiling:.0}/s, POST {:.0}/s (p50 {:.1} ms, p99 {:.1} ms), \
+             end to end {e2e:.0}/s",
+            post.per_s, post.p50_ms, post.p99_ms
         );
-        posts.push(post_rate);
+        ceilings.push(ceiling);
+        posts.push(post.per_s);
+        post_p99s.push(post.p99_ms);
+        post_ratios.push(post.per_s / ceiling);
         e2es.push(e2e);
-        e2e_ratios.push(e2e / slower_half);
+        e2e_ratios.push(e2e / ceiling);
     }
-    let (post_rate, e2e) = (median(&posts), median(&e2es));
+    let (ceiling, post_rate, e2e) = (median(&ceilings), median(&posts), median(&e2es));
     setup.reset_jobs().await;
     let worker = setup.worker();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -211,23 +217,46 @@ async fn main() {
         "{}",
         json!({
             "broker": if setup.broker_url.starts_with("redis") { "redis-streams" } else { "rabbitmq" },
-            "jobs": setup.jobs, "posts": setup.posts, "connections": setup.conns,
+            "connections": setup.conns, "seconds": setup.seconds,
+            "e2e_jobs": setup.posts, "e2e_clients": setup.clients,
             "worker_concurrency": setup.concurrency,
-            "raw_loop_per_s": raw.round(),
-            "worker_drain_per_s": drain.round(),
-            "drain_vs_raw": (median(&drain_ratios) * 100.0).round(),
-            "post_alone_per_s": post_rate.round(),
+            "ceiling_per_s": ceiling.round(),
+            "post_per_s": post_rate.round(),
+            "post_vs_ceiling": (median(&post_ratios) * 100.0).round(),
+            "post_p99_ms": (median(&post_p99s) * 100.0).round() / 100.0,
             "end_to_end_per_s": e2e.round(),
-            "e2e_vs_slower_half": (median(&e2e_ratios) * 100.0).round(),
+            "e2e_vs_ceiling": (median(&e2e_ratios) * 100.0).round(),
             "pairs": {
-                "raw_loop_per_s": rounded(&raws), "worker_drain_per_s": rounded(&drains),
-                "drain_vs_raw": percents(&drain_ratios),
-                "post_alone_per_s": rounded(&posts), "end_to_end_per_s": rounded(&e2es),
-                "e2e_vs_slower_half": percents(&e2e_ratios),
+                "ceiling_per_s": rounded(&ceilings), "post_per_s": rounded(&posts),
+                "post_p99_ms": post_p99s, "end_to_end_per_s": rounded(&e2es),
+                "post_vs_ceiling": percents(&post_ratios), "e2e_vs_ceiling": percents(&e2e_ratios),
             },
             "latency_p50_ms": (percentile(&latencies, 0.5) * 100.0).round() / 100.0,
             "latency_p99_ms": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
+            "api_idle_rss_after_login_mb": (api_rss * 10.0).round() / 10.0,
             "worker_idle_rss_mb": (worker_rss * 10.0).round() / 10.0,
+        })
+    );
+}
+
+/// `BENCH_ONLY=drain`: the broker library's raw loop against the worker
+/// draining pre-published jobs, alternated `pairs` times.
+async fn drain_only(setup: &Setup, tenant: Uuid, admin: Uuid) {
+    let (mut raws, mut drains, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in 1..=setup.pairs {
+        let raw = raw_loop(setup, setup.jobs).await;
+        let drain = worker_drain(setup, tenant, admin, setup.jobs).await;
+        eprintln!("jobs-bench: pair {pair}: raw loop {raw:.0}/s, worker drain {drain:.0}/s");
+        raws.push(raw);
+        drains.push(drain);
+        ratios.push(drain / raw);
+    }
+    println!(
+        "{}",
+        json!({
+            "raw_loop_per_s": median(&raws).round(),
+            "worker_drain_per_s": median(&drains).round(),
+            "drain_vs_raw": (median(&ratios) * 100.0).round(),
         })
     );
 }

@@ -29,9 +29,16 @@ pub(super) struct Setup {
     pub(super) broker_url: String,
     pub(super) broker_prefix: String,
     pub(super) redis_prefix: String,
+    /// The application role's URL (pgbench runs as it).
+    pub(super) app_url: String,
+    /// Jobs of the drain and envelopes of the raw loop (`BENCH_ONLY=drain`).
     pub(super) jobs: usize,
+    /// Jobs submitted end to end, and by how many clients.
     pub(super) posts: usize,
+    pub(super) clients: usize,
+    /// Connections of wrk and clients of pgbench, and for how long.
     pub(super) conns: usize,
+    pub(super) seconds: usize,
     pub(super) concurrency: usize,
     /// The api's `DATABASE_MAX_CONNECTIONS`.
     pub(super) api_pool: usize,
