@@ -20,12 +20,15 @@ use modules::{Crate, ModPath, Reference};
 /// The longest a source file under `src/` may be.
 pub const MAX_LINES: usize = 500;
 
-/// The workspace's root (this crate lives in `lint/`).
+/// The workspace's root (this crate lives in `lint/`). Read when the tests
+/// run (cargo and nextest set `CARGO_MANIFEST_DIR`), not only when this
+/// crate was built: a target directory shared by two checkouts may keep a
+/// build made in the other one.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("lint/ has a parent")
-        .to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.parent().expect("lint/ has a parent").to_path_buf()
 }
 
 /// Every package folder of the workspace (those with a `Cargo.toml` with a

@@ -10,7 +10,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 
-use super::{Names, connect, declare};
+use super::topology::{Names, connect, declare};
 use crate::delivery::{BrokerError, Delivery, Receipt};
 use ferro_tasks::TaskEnvelope;
 

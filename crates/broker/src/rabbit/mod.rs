@@ -2,147 +2,35 @@ use std::time::Duration;
 
 use lapin::Confirmation;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 
 use crate::delivery::{BrokerError, Envelope};
 use ferro_tasks::TaskEnvelope;
 
 mod consumer;
+mod topology;
+
 pub use consumer::RabbitConsumer;
+pub use topology::RETRY_DELAYS;
+use topology::{Names, ROUTING_KEY, connect, declare};
 
-/// The delays (seconds) of the retry queues; a retry waits in the shortest
-/// one that is at least as long as the delay asked for.
-pub const RETRY_DELAYS: [u64; 5] = [1, 5, 30, 120, 600];
+/// How long a publish waits for the broker's confirms before it gives the
+/// connection up as lost.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
-const ROUTING_KEY: &str = "jobs";
-
-#[derive(Clone)]
-struct Names {
-    exchange: String,
-    queue: String,
-    dead_exchange: String,
-    dead_queue: String,
-}
-
-impl Names {
-    fn new(prefix: &str) -> Self {
-        Self {
-            exchange: format!("{prefix}.jobs"),
-            queue: format!("{prefix}.jobs"),
-            dead_exchange: format!("{prefix}.jobs.dead"),
-            dead_queue: format!("{prefix}.jobs.dead"),
-        }
-    }
-
-    fn retry_queue(&self, secs: u64) -> String {
-        format!("{}.retry.{secs}s", self.queue)
-    }
-}
-
-fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in entries {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-/// The largest AMQP frame we ask for, unless `BROKER_URL` sets `frame_max`.
-/// lapin keeps 32 frames of buffer each way per connection: at RabbitMQ's
-/// default of 128 KiB that is 8 MiB a connection, at 16 KiB 1 MiB. Task
-/// envelopes are well under 1 KiB; bigger messages span several frames.
-const FRAME_MAX: u32 = 16 * 1024;
-
-async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    let mut uri: lapin::uri::AMQPUri = url
-        .parse()
-        .map_err(|e: String| BrokerError::Unavailable(format!("BROKER_URL: {e}")))?;
-    if uri.query.frame_max.is_none() {
-        uri.query.frame_max = Some(FRAME_MAX);
-    }
-    Connection::connect_uri(uri, props)
-        .await
-        .map_err(|e| BrokerError::Unavailable(e.to_string()))
-}
-
-/// Declares every exchange and queue; idempotent.
-async fn declare(channel: &Channel, names: &Names) -> Result<(), BrokerError> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            names.exchange.as_str().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            names.dead_exchange.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            names.queue.as_str().into(),
-            QueueDeclareOptions::durable(),
-            table(&[("x-dead-letter-exchange", text(&names.dead_exchange))]),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            names.queue.as_str().into(),
-            names.exchange.as_str().into(),
-            ROUTING_KEY.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            names.dead_queue.as_str().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            names.dead_queue.as_str().into(),
-            names.dead_exchange.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    for secs in RETRY_DELAYS {
-        channel
-            .queue_declare(
-                names.retry_queue(secs).as_str().into(),
-                QueueDeclareOptions::durable(),
-                table(&[
-                    ("x-message-ttl", AMQPValue::LongUInt((secs * 1000) as u32)),
-                    ("x-dead-letter-exchange", text(&names.exchange)),
-                    ("x-dead-letter-routing-key", text(ROUTING_KEY)),
-                ]),
-            )
-            .await?;
-    }
-    Ok(())
+fn no_confirm() -> lapin::Error {
+    lapin::Error::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no confirm from the broker within {} s",
+            CONFIRM_TIMEOUT.as_secs()
+        ),
+    ))
 }
 
 fn properties(envelope: &TaskEnvelope) -> BasicProperties {
@@ -266,7 +154,7 @@ impl RabbitBroker {
     ) -> Result<(), BrokerError> {
         let payload = envelope.to_bytes();
         let channel = self.channel().await?;
-        let sent = async {
+        let sent = tokio::time::timeout(CONFIRM_TIMEOUT, async {
             let confirm = channel
                 .basic_publish(
                     exchange.into(),
@@ -278,8 +166,9 @@ impl RabbitBroker {
                 .await?
                 .await?;
             Ok::<_, lapin::Error>(confirm)
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| Err(no_confirm()));
         match sent {
             Ok(Confirmation::Ack(_)) => Ok(()),
             Ok(Confirmation::Nack(_)) => Err(BrokerError::Nacked),
@@ -326,9 +215,12 @@ impl RabbitBroker {
         }
         let mut answers = Vec::with_capacity(confirms.len());
         let mut lost = false;
+        let until = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
         for sent in confirms {
             let confirmed = match sent {
-                Ok(confirm) => confirm.await,
+                Ok(confirm) => tokio::time::timeout_at(until, confirm)
+                    .await
+                    .unwrap_or_else(|_| Err(no_confirm())),
                 Err(err) => Err(err),
             };
             answers.push(match confirmed {
