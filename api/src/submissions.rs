@@ -10,7 +10,13 @@
 //! a bad one fails alone. Every request answers after its own job
 //! committed. The new jobs' envelopes are then published in one batch (the
 //! broker's confirms awaited together) and their records marked published
-//! together; whatever fails there is left to the outbox relay.
+//! together; whatever fails there is left to the outbox relay. A deferred
+//! job is not published here: its record is due at its `run_at`, and the
+//! relay releases it then.
+//!
+//! A unique submission is written alone, in a transaction of its own
+//! ([`jobs::enqueue_unique`] holds a lock on its key until commit), and
+//! published the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,11 +49,15 @@ pub struct Submission {
 #[derive(Clone)]
 pub struct Submissions {
     batches: Coalescer<Submission, Result<Enqueued, DbError>>,
+    db: Db,
+    broker: Arc<Broker>,
+    after: AfterRequest,
 }
 
 impl Submissions {
     /// Starts the batching task on the current runtime.
     pub fn new(db: Db, broker: Arc<Broker>, after: AfterRequest) -> Self {
+        let (db_, broker_, after_) = (db.clone(), broker.clone(), after.clone());
         let batches = Coalescer::spawn(
             "submissions",
             MAX_BATCH,
@@ -67,14 +77,45 @@ impl Submissions {
                 }
             },
         );
-        Self { batches }
+        Self {
+            batches,
+            db: db_,
+            broker: broker_,
+            after: after_,
+        }
     }
 
-    /// Writes the job (committed when this returns); whether it was created
-    /// or its idempotency key names another.
+    /// Writes the job (committed when this returns); whether it was created,
+    /// its idempotency key names another, or (unique) a live job has its key.
     pub async fn submit(&self, submission: Submission) -> Result<Enqueued, DbError> {
-        self.batches.record(submission).await
+        if submission.job.options.unique.is_none() {
+            return self.batches.record(submission).await;
+        }
+        let answer = write_unique(&self.db, &submission).await;
+        let answers = [answer];
+        publish(
+            &self.broker,
+            &self.after,
+            std::slice::from_ref(&submission),
+            &answers,
+        );
+        let [answer] = answers;
+        answer
     }
+}
+
+/// A unique submission in a transaction of its own, with its audit row when
+/// it makes a new job (a duplicate's answer, 200, is audited after it).
+async fn write_unique(db: &Db, submission: &Submission) -> Result<Enqueued, DbError> {
+    let mut tx = db.begin(submission.ctx).await?;
+    let answer = jobs::enqueue_unique(&mut tx, submission.job.clone()).await?;
+    if matches!(answer, Enqueued::Created { .. } | Enqueued::Existing(_))
+        && let Some(row) = &submission.audit
+    {
+        insert_audit_rows(&mut tx, &[row]).await?;
+    }
+    tx.commit().await?;
+    Ok(answer)
 }
 
 /// One transaction for one tenant and user: the jobs and their records,
@@ -101,7 +142,8 @@ async fn write_group(
 }
 
 /// Publishes the batch's new jobs in the background (the requests have
-/// their answers), then marks their records published.
+/// their answers), then marks their records published. Deferred jobs are
+/// left to the relay, which publishes them when they are due.
 fn publish(
     broker: &Arc<Broker>,
     after: &AfterRequest,
@@ -115,8 +157,8 @@ fn publish(
             Ok(Enqueued::Created {
                 envelope,
                 outbox_id,
-                ..
-            }) => Some((s.ctx, envelope.clone(), *outbox_id)),
+                job,
+            }) if job.run_at.is_none() => Some((s.ctx, envelope.clone(), *outbox_id)),
             _ => None,
         })
         .collect();

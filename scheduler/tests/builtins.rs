@@ -22,6 +22,10 @@ fn the_shipped_file_has_the_required_built_ins() {
         kinds.contains(&("devices.poll", "*/5 * * * *", "UTC")),
         "{kinds:?}"
     );
+    assert!(
+        kinds.contains(&("jobs.prune", "17 * * * *", "UTC")),
+        "{kinds:?}"
+    );
 }
 
 #[test]

@@ -164,6 +164,7 @@ async fn execute(
         recorder: worker.recorder.clone(),
         events: worker.events.clone(),
         smtp: worker.config.smtp.clone(),
+        retention: worker.config.retention,
         sessions: worker.events.as_ref().map(|e| {
             // Sessions live under the same Redis prefix as the events; the
             // lifetime only matters to writers, which this store is not.
@@ -186,7 +187,7 @@ async fn execute(
     // The handler stops at its time limit or when the watcher signals, even
     // one that never looks at the signal itself (dropping it rolls back its
     // transaction; its results are only kept by the outcome recorded after).
-    let limit = kind.time_limit();
+    let limit = claimed.time_limit(kind);
     let result = tokio::select! {
         biased;
         ran = tokio::time::timeout(limit, crate::jobs::run(kind, &claimed.params, &job)) => {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ferro_tasks::retention::JobRetention;
+
 use ferro_config::{
     AppEnv, BrokerConfig, ConfigError, DatabaseConfig, Env, LogConfig, RedisConfig, SecretUrl,
 };
@@ -67,6 +69,8 @@ pub struct RunConfig {
     pub worker_id: String,
     /// `SMTP_URL` / `SMTP_FROM`, for `email.send`; `None` when unset.
     pub smtp: Option<SmtpConfig>,
+    /// `JOB_RETENTION`, for `jobs.prune`: how long finished jobs are kept.
+    pub retention: JobRetention,
 }
 
 impl RunConfig {
@@ -101,6 +105,13 @@ impl RunConfig {
                 std::process::id()
             ),
             smtp: SmtpConfig::from_env(env)?,
+            retention: match env.raw("JOB_RETENTION") {
+                None => JobRetention::default(),
+                Some(text) => JobRetention::parse(text).map_err(|_| ConfigError::Invalid {
+                    variable: "JOB_RETENTION",
+                    expected: ferro_tasks::retention::FORMAT,
+                })?,
+            },
         })
     }
 }
@@ -135,5 +146,24 @@ impl SmtpConfig {
             });
         }
         Ok(Some(Self { url, from }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_retention_is_read_and_a_bad_one_names_the_variable() {
+        let env = Env::from_pairs([("JOB_RETENTION", "succeeded=2d,cancelled=12h")]);
+        let run = RunConfig::from_env(&env).unwrap();
+        assert_eq!(run.retention.succeeded, Duration::from_secs(2 * 86_400));
+        assert_eq!(run.retention.cancelled, Duration::from_secs(12 * 3600));
+        assert_eq!(run.retention.failed, Duration::from_secs(30 * 86_400));
+        let unset = RunConfig::from_env(&Env::from_pairs([("WORKER_CONCURRENCY", "2")])).unwrap();
+        assert_eq!(unset.retention, JobRetention::default());
+        let bad = Env::from_pairs([("JOB_RETENTION", "succeeded=forever")]);
+        let err = RunConfig::from_env(&bad).unwrap_err();
+        assert!(err.to_string().contains("JOB_RETENTION"), "{err}");
     }
 }

@@ -30,10 +30,11 @@ pub enum RelayError {
     Broker(#[from] BrokerError),
 }
 
-/// Publishes up to `batch` due records; returns how many were published.
-/// Records that fail (and those not tried after a failure) stay pending and
-/// come due again a second later. Each published one is checked
-/// `redeliver_after` later ([`recheck`]).
+/// Publishes up to `batch` due records, together (the broker's confirms
+/// awaited as one); returns how many were published. Records that fail stay
+/// pending and come due again a second later. Each published one is checked
+/// `redeliver_after` later ([`recheck`]). Claiming a deferred job's record
+/// releases the job (`scheduled` to `queued`).
 pub async fn relay_once(
     db: &Db,
     broker: &Broker,
@@ -41,29 +42,28 @@ pub async fn relay_once(
     redeliver_after: Duration,
 ) -> Result<usize, RelayError> {
     let rows = db.outbox_claim(batch, LEASE).await?;
-    let mut published = Vec::with_capacity(rows.len());
-    let mut rows = rows.into_iter();
-    while let Some(row) = rows.next() {
-        let envelope = match TaskEnvelope::from_bytes(row.payload.to_string().as_bytes()) {
-            Ok(envelope) => envelope,
+    let mut envelopes = Vec::with_capacity(rows.len());
+    for row in rows {
+        match TaskEnvelope::from_bytes(row.payload.to_string().as_bytes()) {
+            Ok(envelope) => envelopes.push((row.id, envelope)),
             Err(err) => {
                 tracing::error!(outbox_id = row.id, error = %err, "outbox record is not a task envelope");
                 db.outbox_mark_failed(row.id, &err.to_string()).await?;
-                continue;
             }
-        };
-        match broker.publish(&envelope).await {
-            Ok(()) => published.push(row.id),
+        }
+    }
+    if envelopes.is_empty() {
+        return Ok(0);
+    }
+    let refs: Vec<&TaskEnvelope> = envelopes.iter().map(|(_, e)| e).collect();
+    let sent = broker.publish_many(&refs).await;
+    let mut published = Vec::with_capacity(envelopes.len());
+    for ((id, envelope), sent) in envelopes.iter().zip(sent) {
+        match sent {
+            Ok(()) => published.push(*id),
             Err(err) => {
-                tracing::warn!(outbox_id = row.id, job_id = %envelope.job_id, error = %err, "could not publish; will retry");
-                db.outbox_mark_failed(row.id, &err.to_string()).await?;
-                // The broker is likely away: give the rest back for the next
-                // round instead of trying each now (or holding their lease).
-                for untried in rows.by_ref() {
-                    db.outbox_mark_failed(untried.id, "not tried: the broker was unavailable")
-                        .await?;
-                }
-                break;
+                tracing::warn!(outbox_id = id, job_id = %envelope.job_id, error = %err, "could not publish; will retry");
+                db.outbox_mark_failed(*id, &err.to_string()).await?;
             }
         }
     }

@@ -132,6 +132,9 @@ pub fn job_branches(properties: &Value, required: &[&str]) -> Vec<Value> {
             );
             props.insert("params".into(), params);
             props.insert("device_id".into(), device);
+            if let Some(timeout) = props.get_mut("timeout_seconds") {
+                timeout["maximum"] = json!(kind.time_limit().as_secs());
+            }
             json!({"type": "object", "additionalProperties": false, "required": needed,
                    "properties": props})
         })

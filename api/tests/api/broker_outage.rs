@@ -23,6 +23,7 @@ fn start_worker(app: &TestApp, db: ferro_db::Db) -> CancellationToken {
         grace: Duration::from_secs(5),
         worker_id: "outage-test".into(),
         smtp: None,
+        retention: Default::default(),
     };
     let broker = std::sync::Arc::new(ferro_broker::Broker::from_config(&config).unwrap());
     let relay_broker = ferro_broker::Broker::from_config(&config).unwrap();

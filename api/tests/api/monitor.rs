@@ -44,6 +44,7 @@ async fn platform_administrators_see_jobs_workers_and_queues() {
     })
     .await;
     for status in [
+        "scheduled",
         "queued",
         "running",
         "retrying",

@@ -323,6 +323,7 @@ pub fn start_worker(
         grace: std::time::Duration::from_secs(5),
         worker_id: worker_id.into(),
         smtp: None,
+        retention: Default::default(),
     };
     let (broker, token) = (app.state.broker.clone(), stop.clone());
     tokio::spawn(async move { worker::run(db, broker, Some(events), settings, token).await });

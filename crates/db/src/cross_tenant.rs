@@ -180,6 +180,24 @@ impl Db {
             .await
             .map_err(DbError::from)
     }
+
+    /// Maintenance (`jobs.prune`): deletes up to `limit` jobs in the final
+    /// `status` that finished more than `age` ago (at least an hour), in
+    /// every tenant, with their results and outbox records; how many.
+    pub async fn prune_jobs(
+        &self,
+        status: &str,
+        age: std::time::Duration,
+        limit: i32,
+    ) -> Result<i32, DbError> {
+        sqlx::query_scalar("SELECT maintenance_prune_jobs($1, $2, $3)")
+            .bind(status)
+            .bind(age.as_secs_f64())
+            .bind(limit)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
 }
 
 /// A schedule whose next run has come, in whichever tenant.

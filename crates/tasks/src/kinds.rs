@@ -7,8 +7,9 @@ use serde_json::Value;
 
 use crate::params::check;
 pub use crate::params::{
-    DevicesExportParams, DevicesPollParams, EmailSendParams, NoopParams, ParamError,
-    SessionsCleanupParams, SnmpGetParams, SnmpWalkParams, oid_arcs, valid_oid, whole_numbers,
+    DevicesExportParams, DevicesPollParams, EmailSendParams, JobsPruneParams, NoopParams,
+    ParamError, SessionsCleanupParams, SnmpGetParams, SnmpWalkParams, oid_arcs, valid_oid,
+    whole_numbers,
 };
 
 /// Every kind of job the worker runs.
@@ -28,6 +29,8 @@ pub enum JobKind {
     DevicesExport,
     #[serde(rename = "devices.poll")]
     DevicesPoll,
+    #[serde(rename = "jobs.prune")]
+    JobsPrune,
 }
 
 /// What a kind needs besides its parameters.
@@ -40,7 +43,7 @@ pub enum DeviceNeed {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::Noop,
         JobKind::SnmpGet,
         JobKind::SnmpWalk,
@@ -48,6 +51,7 @@ impl JobKind {
         JobKind::SessionsCleanup,
         JobKind::DevicesExport,
         JobKind::DevicesPoll,
+        JobKind::JobsPrune,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl JobKind {
             JobKind::SessionsCleanup => "sessions.cleanup",
             JobKind::DevicesExport => "devices.export",
             JobKind::DevicesPoll => "devices.poll",
+            JobKind::JobsPrune => "jobs.prune",
         }
     }
 
@@ -77,7 +82,10 @@ impl JobKind {
     /// global; retention deletes logs) may be submitted only by platform
     /// administrators (and run by the scheduler).
     pub fn platform_only(self) -> bool {
-        matches!(self, JobKind::SessionsCleanup | JobKind::DevicesPoll)
+        matches!(
+            self,
+            JobKind::SessionsCleanup | JobKind::DevicesPoll | JobKind::JobsPrune
+        )
     }
 
     /// How many times a job of this kind is tried before it fails.
@@ -85,7 +93,7 @@ impl JobKind {
         match self {
             JobKind::SnmpGet | JobKind::SnmpWalk | JobKind::EmailSend => 3,
             JobKind::Noop => 3,
-            JobKind::SessionsCleanup | JobKind::DevicesExport => 2,
+            JobKind::SessionsCleanup | JobKind::DevicesExport | JobKind::JobsPrune => 2,
             // Periodic: the next poll is the retry.
             JobKind::DevicesPoll => 1,
         }
@@ -101,6 +109,7 @@ impl JobKind {
             JobKind::SessionsCleanup => 300,
             JobKind::DevicesExport => 300,
             JobKind::DevicesPoll => 240,
+            JobKind::JobsPrune => 3600,
         })
     }
 
@@ -116,6 +125,7 @@ impl JobKind {
             JobKind::SessionsCleanup => SessionsCleanupParams::schema(),
             JobKind::DevicesExport => DevicesExportParams::schema(),
             JobKind::DevicesPoll => DevicesPollParams::schema(),
+            JobKind::JobsPrune => JobsPruneParams::schema(),
         }
     }
 
@@ -129,6 +139,7 @@ impl JobKind {
             JobKind::SessionsCleanup => check::<SessionsCleanupParams>(params),
             JobKind::DevicesExport => check::<DevicesExportParams>(params),
             JobKind::DevicesPoll => check::<DevicesPollParams>(params),
+            JobKind::JobsPrune => check::<JobsPruneParams>(params),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod events;
 pub mod jobs;
 pub mod kinds;
 mod params;
+pub mod retention;
 pub mod schedules;
 pub mod submission;
 
@@ -23,6 +24,8 @@ pub use kinds::JobKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// Deferred (`run_at`): waits until it is due, then becomes `queued`.
+    Scheduled,
     Queued,
     Running,
     Retrying,
@@ -32,7 +35,8 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 6] = [
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::Scheduled,
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Retrying,
@@ -43,6 +47,7 @@ impl JobStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Scheduled => "scheduled",
             JobStatus::Queued => "queued",
             JobStatus::Running => "running",
             JobStatus::Retrying => "retrying",

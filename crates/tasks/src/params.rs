@@ -315,6 +315,29 @@ impl Params for SessionsCleanupParams {
     }
 }
 
+/// `jobs.prune`: deletes finished jobs older than `JOB_RETENTION` (the
+/// worker's) in every tenant, with their results and outbox records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsPruneParams {
+    /// Jobs deleted per statement (default 1000, at most 10000): each batch
+    /// is a short transaction of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+}
+
+impl Params for JobsPruneParams {
+    fn check(&self, errors: &mut Vec<ParamError>) {
+        if self.batch_size.is_some_and(|c| !(1..=10_000).contains(&c)) {
+            errors.push(ParamError::new("params.batch_size", "between 1 and 10000"));
+        }
+    }
+
+    fn schema() -> Value {
+        object(&[], json!({"batch_size": optional_integer(1, 10_000)}))
+    }
+}
+
 /// `devices.poll`: reads sysUpTime from every SNMP device of every tenant and
 /// records each one's `status` (up or down) and `last_seen_at`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -265,6 +265,7 @@ pub async fn fire(
                     // A slot's job that has not started when the next slot
                     // is due is stale; the next one takes its place.
                     deadline: next,
+                    options: Default::default(),
                 },
             )
             .await?;

@@ -83,6 +83,8 @@ pub struct JobContext {
     pub sessions: Option<ferro_auth::sessions::SessionStore>,
     /// Where `email.send` sends.
     pub smtp: Option<SmtpConfig>,
+    /// What `jobs.prune` keeps.
+    pub retention: ferro_tasks::retention::JobRetention,
 }
 
 impl JobContext {

@@ -9,6 +9,7 @@ mod email;
 mod export;
 mod noop;
 mod poll;
+mod prune;
 mod snmp;
 
 use ferro_tasks::JobKind;
@@ -37,5 +38,6 @@ pub async fn run(
         JobKind::SnmpWalk => Box::pin(snmp::walk(params(params_json)?, job)).await,
         JobKind::SessionsCleanup => cleanup::run(params(params_json)?, job).await,
         JobKind::EmailSend => email::send(params(params_json)?, job).await,
+        JobKind::JobsPrune => prune::run(params(params_json)?, job).await,
     }
 }

@@ -28,6 +28,7 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
         grace: Duration::from_secs(2),
         worker_id: worker_id.clone(),
         smtp: None,
+        retention: Default::default(),
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker::run(

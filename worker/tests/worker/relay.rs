@@ -37,6 +37,7 @@ async fn enqueue_noops_relayed_after(db: &TestDb, n: usize, relay_after: Duratio
             relay_after,
             trace: None,
             deadline: None,
+            options: Default::default(),
         };
         match jobs::enqueue(&mut tx, new).await.unwrap() {
             Enqueued::Created { job, .. } => ids.push(job.id),

@@ -131,6 +131,7 @@ impl Rig {
             grace: Duration::from_secs(10),
             worker_id: id.to_owned(),
             smtp: self.smtp.clone(),
+            retention: Default::default(),
         }
     }
 
@@ -192,6 +193,7 @@ impl Rig {
                 relay_after: jobs::PUBLISHED_BY_WRITER,
                 trace: None,
                 deadline: None,
+                options: Default::default(),
             },
         )
         .await
@@ -348,6 +350,7 @@ pub fn noop_job(relay_after: Duration) -> NewJob {
         relay_after,
         trace: None,
         deadline: None,
+        options: Default::default(),
     }
 }
 

@@ -52,6 +52,52 @@ pub struct CreateJob {
     pub device_id: Option<Uuid>,
     #[serde(default = "empty_object")]
     pub params: Value,
+    /// RFC 3339: the job is `scheduled` until then.
+    pub run_at: Option<String>,
+    /// Seconds from now; instead of `run_at`.
+    pub countdown: Option<f64>,
+    /// RFC 3339: not started by then, the job ends `cancelled`.
+    pub expires_at: Option<String>,
+    pub max_attempts: Option<i64>,
+    pub timeout_seconds: Option<i64>,
+    pub unique: Option<submission::UniqueInput>,
+}
+
+impl CreateJob {
+    fn options(&self) -> submission::OptionsInput {
+        submission::OptionsInput {
+            run_at: self.run_at.clone(),
+            countdown: self.countdown,
+            expires_at: self.expires_at.clone(),
+            max_attempts: self.max_attempts,
+            timeout_seconds: self.timeout_seconds,
+            unique: self.unique.clone(),
+        }
+    }
+}
+
+/// The options every job body may carry, for the OpenAPI document.
+pub(crate) fn option_properties() -> Value {
+    json!({
+        "run_at": {"type": "string", "format": "date-time",
+                   "description": "Not before then: the job is `scheduled` until due. At most a minute in the past (then it runs now), at most 366 days ahead."},
+        "countdown": {"type": "number", "minimum": 0, "maximum": 31_622_400,
+                      "description": "Seconds from now; instead of `run_at`."},
+        "expires_at": {"type": "string", "format": "date-time",
+                       "description": "Not started by then, the job ends `cancelled` without running. In the future, after `run_at`."},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": submission::MAX_ATTEMPTS,
+                         "description": "Attempts instead of the kind's default."},
+        "timeout_seconds": {"type": "integer", "minimum": 1,
+                            "description": "One attempt's time limit, at most the kind's."},
+        "unique": {"type": "object", "additionalProperties": false,
+                   "description": "Enqueue only if no job with this key is in `states` (default: scheduled, queued, running, retrying) and younger than `period_seconds`; otherwise answer 200 with that job.",
+                   "properties": {
+                       "key": {"type": "string", "minLength": 1, "maxLength": 255,
+                               "description": "Default: the kind, device and parameters."},
+                       "period_seconds": {"type": "integer", "minimum": 1, "maximum": 31_622_400},
+                       "states": {"type": "array", "minItems": 1,
+                                  "items": {"type": "string", "enum": JobStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}}}},
+    })
 }
 
 fn empty_object() -> Value {
@@ -63,7 +109,7 @@ fn empty_object() -> Value {
 impl utoipa::PartialSchema for CreateJob {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
         fields::schema(json!({
-            "oneOf": fields::job_branches(&json!({}), &[]),
+            "oneOf": fields::job_branches(&option_properties(), &[]),
             "example": {"kind": "snmp.get", "device_id": "0b5c3c2e-8a7c-4c59-9d0e-2f1d7d7c4a10",
                         "params": {"oids": ["1.3.6.1.2.1.1.1.0"]}},
         }))
@@ -82,7 +128,8 @@ pub struct JobQuery {
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
-    /// `queued`, `running`, `retrying`, `succeeded`, `failed` or `cancelled`.
+    /// `scheduled`, `queued`, `running`, `retrying`, `succeeded`, `failed` or
+    /// `cancelled`.
     #[param(schema_with = job_status)]
     pub status: Option<String>,
     #[param(schema_with = fields::job_kind)]
@@ -123,14 +170,18 @@ fn trace_context(headers: &HeaderMap, request_id: &RequestId) -> TraceContext {
         })
 }
 
-/// Submits a job: 202 with the job, queued. The job and its outbox record are
-/// written in one transaction and published to the broker after commit. A
-/// repeated `Idempotency-Key` returns the first job (with `Idempotent-Replayed: true`).
+/// Submits a job: 202 with the job, queued (or `scheduled` until its
+/// `run_at`). The job and its outbox record are written in one transaction
+/// and published to the broker after commit (a deferred job when it is
+/// due). A repeated `Idempotency-Key` returns the first job (with
+/// `Idempotent-Replayed: true`); a `unique` job that matches a live one
+/// answers 200 with that job and enqueues nothing.
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = ["jobs:run"])), request_body = CreateJob,
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[\\x21-\\x7E]{1,255}$", description = "Makes retries of this request safe, per tenant: 1 to 255 visible ASCII characters")),
-    responses((status = 202, description = "Queued (or the earlier job for this Idempotency-Key)", body = Job, headers(("Location" = String, description = "Where the job is"))),
+    responses((status = 202, description = "Queued or scheduled (or the earlier job for this Idempotency-Key)", body = Job, headers(("Location" = String, description = "Where the job is"))),
+        (status = 200, description = "A unique job matched this live job; nothing was enqueued", body = Job, headers(("Location" = String, description = "Where the job is"))),
         (status = 409, description = "Idempotency-Key already used for another job", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown kind, bad params, or no such device", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "Unknown kind, bad params or options, or no such device", body = Problem, content_type = "application/problem+json")))]
 async fn create_job(
     State(state): State<AppState>,
     guard: Guard<JobsRun>,
@@ -145,6 +196,13 @@ async fn create_job(
     let kind = submission::parse_kind(&body.kind)?;
     guard.may_handle_kind(kind.as_str())?;
     let params = submission::check_params(kind, &body.params, body.device_id)?;
+    let checked = submission::check_options(
+        kind,
+        body.device_id,
+        &params,
+        &body.options(),
+        chrono::Utc::now(),
+    )?;
     if body.device_id.is_some() {
         let mut tx = state.db.begin(guard.ctx()).await?;
         submission::check_device(&mut tx, body.device_id).await??;
@@ -169,7 +227,8 @@ async fn create_job(
                 // Published after commit by the submissions' batch.
                 relay_after: jobs::PUBLISHED_BY_WRITER,
                 trace: Some(trace),
-                deadline: None,
+                deadline: checked.expires_at,
+                options: checked.options,
             },
             audit,
         })
@@ -192,6 +251,9 @@ async fn create_job(
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
+        }
+        Enqueued::Duplicate(job) => {
+            super::At::new(StatusCode::OK, "jobs", job.id, job).into_response()
         }
         Enqueued::KeyReused(_) | Enqueued::SlotTaken => {
             return Err(ApiError::Conflict {
@@ -225,7 +287,7 @@ async fn list_jobs(
                 v.check(
                     false,
                     "status",
-                    "must be queued, running, retrying, succeeded, failed or cancelled",
+                    "must be scheduled, queued, running, retrying, succeeded, failed or cancelled",
                 );
                 None
             }

@@ -32,9 +32,19 @@ pub struct Claimed {
     pub max_attempts: i32,
     /// The previous attempt's error, if any (kept until the outcome).
     pub error: Option<String>,
+    /// The job's own time limit for an attempt, if it was given one.
+    pub timeout_seconds: Option<i32>,
 }
 
 impl Claimed {
+    /// How long this attempt may run: the job's own limit, else its kind's.
+    pub fn time_limit(&self, kind: crate::JobKind) -> std::time::Duration {
+        match self.timeout_seconds {
+            Some(secs) if secs > 0 => std::time::Duration::from_secs(secs as u64),
+            _ => kind.time_limit(),
+        }
+    }
+
     /// The job's state right after the claim: running, progress 0.
     pub fn state(&self, id: Uuid) -> JobState {
         JobState {
@@ -89,7 +99,7 @@ pub async fn claim_many(
     lease: std::time::Duration,
 ) -> Result<Vec<(Uuid, Claimed)>, DbError> {
     let rows: Vec<ClaimedRow> = sqlx::query_as(
-        "SELECT id, kind, device_id, params, attempts, max_attempts, error \
+        "SELECT id, kind, device_id, params, attempts, max_attempts, error, timeout_seconds \
          FROM app_claim_jobs($1, $2, $3)",
     )
     .bind(ids)

@@ -1,0 +1,58 @@
+//! A job as clients see it, and the columns it is read from.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A job as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    #[schema(example = "snmp.get")]
+    pub kind: String,
+    #[schema(required = true)]
+    pub device_id: Option<Uuid>,
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// `scheduled`, `queued`, `running`, `retrying`, `succeeded`, `failed`
+    /// or `cancelled`.
+    pub status: String,
+    /// 0 to 100.
+    pub progress: i16,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    #[schema(required = true)]
+    pub schedule_id: Option<Uuid>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// A deferred job's due time: `scheduled` until then.
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Not started by then, it ends `cancelled` without running.
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// One attempt's time limit, when the job has its own.
+    #[schema(required = true)]
+    pub timeout_seconds: Option<i32>,
+    #[serde(serialize_with = "ferro_db::timestamp::serialize")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ferro_db::timestamp::option")]
+    #[schema(required = true)]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub(super) const COLUMNS: &str = "id, kind, device_id, params, status, progress, attempts, max_attempts, error, \
+    schedule_id, scheduled_for, cancel_requested_at, run_at, expires_at, timeout_seconds, created_at, \
+    started_at, finished_at";
