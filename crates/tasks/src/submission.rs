@@ -259,3 +259,101 @@ fn check_unique(
         states,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(input: OptionsInput) -> Result<CheckedOptions, Vec<ParamError>> {
+        let now = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        check_options(JobKind::Noop, None, &json!({}), &input, now)
+    }
+
+    fn fields(result: Result<CheckedOptions, Vec<ParamError>>) -> Vec<String> {
+        result.unwrap_err().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn run_at_in_the_near_past_or_a_zero_countdown_means_now() {
+        for input in [
+            OptionsInput {
+                run_at: Some("2026-12-07T11:59:30Z".into()),
+                ..Default::default()
+            },
+            OptionsInput {
+                countdown: Some(0.0),
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(check(input).unwrap().options.run_at, None);
+        }
+        let later = check(OptionsInput {
+            countdown: Some(1.5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            later.options.run_at.unwrap().to_rfc3339(),
+            "2026-12-07T12:00:01.500+00:00"
+        );
+    }
+
+    #[test]
+    fn every_bad_option_is_named() {
+        let bad = OptionsInput {
+            run_at: Some("2026-12-07T11:58:00Z".into()),
+            expires_at: Some("yesterday".into()),
+            max_attempts: Some(0),
+            timeout_seconds: Some(661),
+            unique: Some(UniqueInput {
+                key: Some(String::new()),
+                period_seconds: Some(0),
+                states: Some(vec!["done".into()]),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(check(bad)),
+            [
+                "run_at",
+                "expires_at",
+                "max_attempts",
+                "timeout_seconds",
+                "unique.key",
+                "unique.period_seconds",
+                "unique.states"
+            ]
+        );
+        let both = OptionsInput {
+            run_at: Some("2026-12-07T13:00:00Z".into()),
+            countdown: Some(5.0),
+            ..Default::default()
+        };
+        assert_eq!(fields(check(both)), ["countdown"]);
+        let expires_first = OptionsInput {
+            run_at: Some("2026-12-07T13:00:00Z".into()),
+            expires_at: Some("2026-12-07T12:30:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(fields(check(expires_first)), ["expires_at"]);
+    }
+
+    #[test]
+    fn a_unique_job_without_a_key_is_keyed_by_what_it_does() {
+        let checked = check(OptionsInput {
+            unique: Some(UniqueInput::default()),
+            ..Default::default()
+        })
+        .unwrap();
+        let unique = checked.options.unique.unwrap();
+        assert_eq!(
+            unique.key,
+            Uniqueness::job_key(JobKind::Noop, None, &json!({}))
+        );
+        assert_eq!(unique.states, Uniqueness::LIVE);
+        assert_eq!(unique.period, None);
+    }
+}

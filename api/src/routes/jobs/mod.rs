@@ -241,7 +241,7 @@ async fn create_job(
     }
     Ok(match outcome {
         Enqueued::Created { job, .. } => {
-            tracing::info!(job_id = %job.id, kind = %kind, trace_id, "job queued");
+            tracing::info!(job_id = %job.id, kind = %kind, status = %job.status, trace_id, "job submitted");
             super::At::new(StatusCode::ACCEPTED, "jobs", job.id, job).into_response()
         }
         Enqueued::Existing(job) => {
@@ -253,6 +253,7 @@ async fn create_job(
             response
         }
         Enqueued::Duplicate(job) => {
+            tracing::info!(job_id = %job.id, kind = %kind, trace_id, "unique job already live");
             super::At::new(StatusCode::OK, "jobs", job.id, job).into_response()
         }
         Enqueued::KeyReused(_) | Enqueued::SlotTaken => {
