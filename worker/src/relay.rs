@@ -70,6 +70,7 @@ pub async fn relay_once(
     if !published.is_empty() {
         db.outbox_mark_published(&published, redeliver_after)
             .await?;
+        metrics::counter!("outbox_relayed_total").increment(published.len() as u64);
     }
     Ok(published.len())
 }

@@ -27,6 +27,7 @@ pub async fn run(p: JobsPruneParams, job: &JobContext) -> Result<Vec<Value>, Job
             // Let submissions and outcomes in between batches.
             tokio::task::yield_now().await;
         }
+        metrics::counter!("jobs_pruned_total", "status" => status.as_str()).increment(total as u64);
         deleted.insert(status.as_str().to_owned(), json!(total));
         job.progress(((at + 1) * 100 / ages.len()).min(99) as u8)
             .await;

@@ -115,6 +115,53 @@ async fn jobs_ended_without_a_run_are_counted_in_the_metrics() {
     rig.stop().await;
 }
 
+/// What the relay publishes (here a deferred job it releases) is counted
+/// in `outbox_relayed_total`.
+#[tokio::test]
+async fn jobs_the_relay_publishes_are_counted_in_the_metrics() {
+    let rig = Rig::start().await.without_in_process_worker().await;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let worker = rig.spawn_binary(&[("WORKER_METRICS_ADDR", metrics_addr.as_str())]);
+    let mut deferred = noop_job(Duration::ZERO);
+    deferred.options.run_at = Some(chrono::Utc::now() + chrono::Duration::milliseconds(300));
+    let mut tx = rig
+        .app
+        .begin(ferro_db::TenantCtx::new(rig.db.default_tenant(), None))
+        .await
+        .unwrap();
+    let answer = ferro_tasks::jobs::enqueue(&mut tx, deferred).await.unwrap();
+    tx.commit().await.unwrap();
+    let ferro_tasks::jobs::Enqueued::Created { job, .. } = answer else {
+        panic!("not created: {answer:?}");
+    };
+    assert_eq!(job.status, "scheduled");
+    rig.wait_for(job.id, &["succeeded"], 15).await;
+
+    // The relay counts a record once it is marked published, which may be
+    // a moment after the job ran.
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let relayed: Option<f64> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("outbox_relayed_total "))
+            .and_then(|v| v.trim().parse().ok());
+        if relayed.is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(Instant::now() < until, "no outbox_relayed_total in\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    terminate(worker);
+    rig.stop().await;
+}
+
 #[test]
 fn unknown_arguments_start_nothing() {
     for (args, code) in [
