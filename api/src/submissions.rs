@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use ferro_broker::Broker;
 use ferro_db::coalesce::{self, Coalescer};
-use ferro_db::{Db, DbError, TenantCtx};
+use ferro_db::{Db, DbError, TenantCtx, TenantTx};
 use ferro_tasks::TaskEnvelope;
 use ferro_tasks::jobs::{self, Enqueued, NewJob};
 
@@ -109,11 +109,7 @@ impl Submissions {
 async fn write_unique(db: &Db, submission: &Submission) -> Result<Enqueued, DbError> {
     let mut tx = db.begin(submission.ctx).await?;
     let answer = jobs::enqueue_unique(&mut tx, submission.job.clone()).await?;
-    if matches!(answer, Enqueued::Created { .. } | Enqueued::Existing(_))
-        && let Some(row) = &submission.audit
-    {
-        insert_audit_rows(&mut tx, &[row]).await?;
-    }
+    audit_accepted(&mut tx, &[submission], std::slice::from_ref(&answer)).await?;
     tx.commit().await?;
     Ok(answer)
 }
@@ -128,17 +124,27 @@ async fn write_group(
     let new: Vec<NewJob> = group.iter().map(|s| s.job.clone()).collect();
     let mut tx = db.begin(ctx).await?;
     let answers = jobs::enqueue_many(&mut tx, &new).await?;
+    audit_accepted(&mut tx, &group, &answers).await?;
+    tx.commit().await?;
+    Ok(answers)
+}
+
+/// The audit rows of the submissions answered 202, in their transaction.
+async fn audit_accepted(
+    tx: &mut TenantTx,
+    group: &[&Submission],
+    answers: &[Enqueued],
+) -> Result<(), DbError> {
     let rows: Vec<&AuditRow> = group
         .iter()
-        .zip(&answers)
-        .filter(|(_, a)| matches!(a, Enqueued::Created { .. } | Enqueued::Existing(_)))
+        .zip(answers)
+        .filter(|(_, a)| a.is_accepted())
         .filter_map(|(s, _)| s.audit.as_ref())
         .collect();
     if !rows.is_empty() {
-        insert_audit_rows(&mut tx, &rows).await?;
+        insert_audit_rows(tx, &rows).await?;
     }
-    tx.commit().await?;
-    Ok(answers)
+    Ok(())
 }
 
 /// Publishes the batch's new jobs in the background (the requests have

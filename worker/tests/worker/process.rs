@@ -81,17 +81,22 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
     broker.delete_topology().await.unwrap();
 }
 
+/// A loopback port nothing listens on, and its address.
+fn free_address() -> (u16, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, format!("127.0.0.1:{port}"))
+}
+
 /// `worker_jobs_total` counts the jobs the worker ends without a run too:
 /// one past its deadline is `cancelled`, one out of attempts `failed`.
 #[tokio::test]
 async fn jobs_ended_without_a_run_are_counted_in_the_metrics() {
     let rig = Rig::start().await.without_in_process_worker().await;
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let (metrics_port, metrics_addr) = free_address();
     let worker = rig.spawn_binary(&[("WORKER_METRICS_ADDR", metrics_addr.as_str())]);
 
     let (late, mut envelope) = rig.enqueue(JobKind::Noop, None, json!({})).await;
@@ -120,12 +125,7 @@ async fn jobs_ended_without_a_run_are_counted_in_the_metrics() {
 #[tokio::test]
 async fn jobs_the_relay_publishes_are_counted_in_the_metrics() {
     let rig = Rig::start().await.without_in_process_worker().await;
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let (metrics_port, metrics_addr) = free_address();
     let worker = rig.spawn_binary(&[("WORKER_METRICS_ADDR", metrics_addr.as_str())]);
     let mut deferred = noop_job(Duration::ZERO);
     deferred.options.run_at = Some(chrono::Utc::now() + chrono::Duration::milliseconds(300));

@@ -234,7 +234,7 @@ async fn create_job(
         })
         .await?;
     if audited
-        && matches!(outcome, Enqueued::Created { .. } | Enqueued::Existing(_))
+        && outcome.is_accepted()
         && let Some(Extension(caller)) = &caller
     {
         caller.written();

@@ -170,6 +170,15 @@ pub enum Enqueued {
     SlotTaken,
 }
 
+impl Enqueued {
+    /// Whether the submission is answered 202 (a new job, or the one its
+    /// idempotency key already made): the answers whose audit row is
+    /// written with the job.
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Enqueued::Created { .. } | Enqueued::Existing(_))
+    }
+}
+
 /// Writes one job and its outbox record. A scheduled job is unique by its
 /// slot (another scheduler may have fired it), an api job by its
 /// idempotency key.
@@ -329,18 +338,18 @@ pub async fn enqueue_many(tx: &mut TenantTx, new: &[NewJob]) -> Result<Vec<Enque
     Ok(answers)
 }
 
-/// Writes a unique job unless a job with its key is in one of the given
+/// Writes a unique job (any other as [`enqueue_many`] does) unless a job
+/// with its key is in one of the given
 /// states and within the period: then that job is the answer
 /// ([`Enqueued::Duplicate`]). A transaction-scoped advisory lock on the
 /// tenant and key makes concurrent submissions of the same key wait for
 /// each other: the second one looks after the first committed (each
 /// statement sees what committed before it), so it finds the first's job.
 pub async fn enqueue_unique(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError> {
-    let unique = new
-        .options
-        .unique
-        .clone()
-        .expect("enqueue_unique is for unique jobs");
+    let Some(unique) = new.options.unique.clone() else {
+        let mut answers = enqueue_many(tx, std::slice::from_ref(&new)).await?;
+        return Ok(answers.pop().expect("one answer per job"));
+    };
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended(app_current_tenant()::text || $1, 23))",
     )
