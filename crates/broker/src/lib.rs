@@ -1,20 +1,26 @@
 //! The task broker: the one interface the api, the worker and the scheduler
 //! use to move [`TaskEnvelope`]s.
 //!
+//! Every envelope names its job queue (`queue`, configured in
+//! `deploy/queues.json`) and its `priority` (0 to 9, higher first).
+//!
 //! RabbitMQ backend (lapin), per name prefix `P` (so that stacks and tests can
 //! share one RabbitMQ):
 //!
-//! - exchange `P.jobs` (direct, durable) and queue `P.jobs` (durable), bound
-//!   with routing key `jobs`; messages are persistent and every publish waits
-//!   for the broker's confirm;
-//! - dead letters: queue `P.jobs` names `P.jobs.dead` (fanout) as its
+//! - exchange `P.jobs` (direct, durable); job queue `Q` is RabbitMQ queue
+//!   `P.q.Q` (durable, `x-max-priority` 9), bound with routing key `Q`, and
+//!   declared by a publisher before its first message; messages are
+//!   persistent, carry their priority, and every publish waits for the
+//!   broker's confirm;
+//! - dead letters: every job queue names `P.jobs.dead` (fanout) as its
 //!   dead-letter exchange, bound to queue `P.jobs.dead`; a rejected delivery
 //!   goes there;
-//! - delayed retries: queues `P.jobs.retry.{N}s` with a fixed TTL of N seconds
-//!   whose dead-letter exchange is `P.jobs`: a message published there comes
-//!   back to `P.jobs` after N seconds. One queue per delay avoids head-of-line
-//!   blocking, since RabbitMQ expires messages only at the head of a queue;
-//! - consumers ack manually, with a prefetch equal to the worker's concurrency.
+//! - delayed retries: queues `P.q.Q.retry.{N}s` with a fixed TTL of N
+//!   seconds whose dead letters go back to `P.jobs` with routing key `Q`.
+//!   One queue per delay avoids head-of-line blocking, since RabbitMQ
+//!   expires messages only at the head of a queue;
+//! - consumers ack manually, with a prefetch equal to the queue's
+//!   concurrency in that worker.
 //!
 //! RabbitMQ's publisher and consumer reconnect with backoff after the broker
 //! goes away, and log when they do (a publish during the publisher's backoff
@@ -31,12 +37,15 @@
 //! `BROKER_URL`'s scheme picks the backend ([`Broker::from_config`]).
 
 mod delivery;
+mod known;
+mod merged;
 mod rabbit;
 mod redis_streams;
 
 use std::time::Duration;
 
 pub use delivery::{BrokerError, Delivery, Envelope};
+pub use merged::MergedConsumer;
 pub use rabbit::{RETRY_DELAYS, RabbitBroker, RabbitConsumer};
 pub use redis_streams::{RedisBroker, RedisConsumer};
 
@@ -65,6 +74,16 @@ impl Broker {
                 config.visibility_timeout,
             )?),
         })
+    }
+
+    /// Adds `queues` to the job queues this handle knows of: the ones its
+    /// depths count and [`Broker::delete_topology`] deletes, besides those
+    /// it published to or consumed.
+    pub fn with_queues(self, queues: &[String]) -> Self {
+        match self {
+            Broker::RabbitMq(b) => Broker::RabbitMq(b.with_queues(queues)),
+            Broker::RedisStreams(b) => Broker::RedisStreams(b.with_queues(queues)),
+        }
     }
 
     pub fn kind(&self) -> BrokerKind {
@@ -104,11 +123,39 @@ impl Broker {
         }
     }
 
-    /// A consumer named `name` with at most `prefetch` unsettled deliveries.
+    /// A consumer of the default queue named `name` with at most
+    /// `prefetch` unsettled deliveries.
     pub fn consumer(&self, prefetch: u16, name: &str) -> Consumer {
+        self.queue_consumer(ferro_tasks::queues::DEFAULT_QUEUE, prefetch, name)
+    }
+
+    /// A consumer of job queue `queue`.
+    pub fn queue_consumer(&self, queue: &str, prefetch: u16, name: &str) -> Consumer {
         match self {
-            Broker::RabbitMq(b) => Consumer::RabbitMq(b.consumer(prefetch, name)),
-            Broker::RedisStreams(b) => Consumer::RedisStreams(b.consumer(prefetch, name)),
+            Broker::RabbitMq(b) => Consumer::RabbitMq(b.consumer(queue, prefetch, name)),
+            Broker::RedisStreams(b) => Consumer::RedisStreams(b.consumer(queue, prefetch, name)),
+        }
+    }
+
+    /// A consumer of each job queue in `queues`, with its own prefetch,
+    /// behind one `next`.
+    pub fn consumer_of(&self, queues: &[(String, u16)], name: &str) -> Consumer {
+        if let [(queue, prefetch)] = queues {
+            return self.queue_consumer(queue, *prefetch, name);
+        }
+        Consumer::Merged(MergedConsumer::new(
+            queues
+                .iter()
+                .map(|(queue, prefetch)| self.queue_consumer(queue, *prefetch, name))
+                .collect(),
+        ))
+    }
+
+    /// Messages waiting (on Redis: waiting or in flight) in job queue `queue`.
+    pub async fn depth(&self, queue: &str) -> Result<u32, BrokerError> {
+        match self {
+            Broker::RabbitMq(b) => b.depth(queue).await,
+            Broker::RedisStreams(b) => b.depth(queue).await,
         }
     }
 
@@ -122,7 +169,7 @@ impl Broker {
         }
     }
 
-    /// Messages waiting in the main queue (stream) and dead letters.
+    /// Messages waiting in the known job queues, and dead letters.
     pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
         match self {
             Broker::RabbitMq(b) => b.depths().await,
@@ -152,6 +199,7 @@ impl Broker {
 pub enum Consumer {
     RabbitMq(RabbitConsumer),
     RedisStreams(RedisConsumer),
+    Merged(MergedConsumer),
 }
 
 impl Consumer {
@@ -160,6 +208,7 @@ impl Consumer {
         match self {
             Consumer::RabbitMq(c) => c.next().await,
             Consumer::RedisStreams(c) => c.next().await,
+            Consumer::Merged(c) => c.next().await,
         }
     }
 
@@ -168,6 +217,7 @@ impl Consumer {
         match self {
             Consumer::RabbitMq(c) => c.close().await,
             Consumer::RedisStreams(c) => c.close().await,
+            Consumer::Merged(c) => c.close().await,
         }
     }
 }

@@ -52,6 +52,8 @@ on_both_brokers!(
     delayed_publishes_arrive_after_their_delay,
     prefetch_bounds_unacknowledged_deliveries,
     closing_hands_unsettled_deliveries_back,
+    higher_priorities_overtake_a_backlog,
+    queues_are_routed_and_consumed_apart,
 );
 
 fn envelope() -> TaskEnvelope {
@@ -169,5 +171,91 @@ async fn closing_hands_unsettled_deliveries_back(broker: Broker) {
     assert!(again.redelivered);
     again.ack().await.unwrap();
     next.close().await;
+    broker.delete_topology().await.unwrap();
+}
+
+fn on(queue: &str, priority: u8) -> TaskEnvelope {
+    let mut envelope = envelope();
+    envelope.queue = queue.to_owned();
+    envelope.priority = priority;
+    envelope
+}
+
+async fn higher_priorities_overtake_a_backlog(broker: Broker) {
+    for _ in 0..20 {
+        broker.publish(&on("default", 0)).await.unwrap();
+    }
+    let (urgent, middling) = (on("default", 9), on("default", 5));
+    broker.publish(&middling).await.unwrap();
+    broker.publish(&urgent).await.unwrap();
+    // A retry keeps its priority through the delay.
+    let retried = on("default", 7).next_attempt();
+    broker
+        .publish_delayed(&retried, Duration::from_millis(300))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut consumer = broker.consumer(1, "test");
+    let mut order = Vec::new();
+    for _ in 0..23 {
+        let delivery = within(5, consumer.next()).await;
+        order.push(delivery.envelope.as_ref().unwrap().job_id);
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(
+        &order[..3],
+        &[urgent.job_id, retried.job_id, middling.job_id],
+        "the backlog of priority 0 was not overtaken"
+    );
+    consumer.close().await;
+    assert_eq!(broker.depths().await.unwrap(), (0, 0));
+    broker.delete_topology().await.unwrap();
+}
+
+async fn queues_are_routed_and_consumed_apart(broker: Broker) {
+    let alpha: Vec<_> = (0..3).map(|_| on("alpha", 0)).collect();
+    let beta: Vec<_> = (0..3).map(|_| on("beta", 2)).collect();
+    for envelope in alpha.iter().chain(&beta) {
+        broker.publish(envelope).await.unwrap();
+    }
+    // A consumer of `alpha` sees only alpha's jobs.
+    let mut only_alpha = broker.queue_consumer("alpha", 10, "alpha-only");
+    for _ in 0..3 {
+        let delivery = within(5, only_alpha.next()).await;
+        assert_eq!(delivery.envelope.as_ref().unwrap().queue, "alpha");
+        delivery.requeue().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    only_alpha.close().await;
+    assert_eq!(broker.depth("beta").await.unwrap(), 3);
+
+    // One consumer of both queues, each with a prefetch of 1: one delivery
+    // from each, and no third while both are unsettled.
+    let queues = [("alpha".to_owned(), 1), ("beta".to_owned(), 1)];
+    let mut both = broker.consumer_of(&queues, "both");
+    let first = within(5, both.next()).await;
+    let second = within(5, both.next()).await;
+    let mut seen: Vec<String> = [&first, &second]
+        .iter()
+        .map(|d| d.envelope.as_ref().unwrap().queue.clone())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["alpha", "beta"]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(400), both.next())
+            .await
+            .is_err(),
+        "a third delivery arrived with a prefetch of 1 per queue"
+    );
+    first.ack().await.unwrap();
+    second.ack().await.unwrap();
+    let mut left = 4;
+    while left > 0 {
+        within(5, both.next()).await.ack().await.unwrap();
+        left -= 1;
+    }
+    both.close().await;
+    assert_eq!(broker.depth("alpha").await.unwrap(), 0);
+    assert_eq!(broker.depths().await.unwrap(), (0, 0));
     broker.delete_topology().await.unwrap();
 }

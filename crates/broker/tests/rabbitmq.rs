@@ -38,7 +38,7 @@ async fn publisher_and_consumer_reconnect_after_the_broker_drops_them() {
     rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
     let url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
     let broker = RabbitBroker::connect(&url, "reconnect").await.unwrap();
-    let mut consumer = broker.consumer(1, "test");
+    let mut consumer = broker.consumer("default", 1, "test");
     broker.publish(&envelope()).await.unwrap();
     within(5, consumer.next()).await.ack().await.unwrap();
 

@@ -29,14 +29,14 @@ async fn what_a_dead_consumer_read_is_taken_over_after_the_visibility_timeout() 
     let broker = RedisBroker::new(URL, &prefix(), Duration::from_secs(2)).unwrap();
     let sent = envelope();
     broker.publish(&sent).await.unwrap();
-    let mut dying = broker.consumer(1, "dying");
+    let mut dying = broker.consumer("default", 1, "dying");
     let delivery = within(5, dying.next()).await;
     assert!(!delivery.redelivered);
     // The process dies: no ack, no close.
     drop(delivery);
     drop(dying);
     let started = Instant::now();
-    let mut heir = broker.consumer(1, "heir");
+    let mut heir = broker.consumer("default", 1, "heir");
     let again = within(10, heir.next()).await;
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
@@ -55,9 +55,9 @@ async fn what_a_dead_consumer_read_is_taken_over_after_the_visibility_timeout() 
 async fn a_live_consumer_keeps_what_it_holds_past_the_visibility_timeout() {
     let broker = RedisBroker::new(URL, &prefix(), Duration::from_secs(2)).unwrap();
     broker.publish(&envelope()).await.unwrap();
-    let mut holder = broker.consumer(1, "holder");
+    let mut holder = broker.consumer("default", 1, "holder");
     let held = within(5, holder.next()).await;
-    let mut other = broker.consumer(1, "other");
+    let mut other = broker.consumer("default", 1, "other");
     assert!(
         tokio::time::timeout(Duration::from_secs(5), other.next())
             .await
@@ -74,7 +74,7 @@ async fn a_live_consumer_keeps_what_it_holds_past_the_visibility_timeout() {
 async fn publisher_and_consumer_come_back_after_redis_restarts() {
     let mut redis = ferro_testkit::RedisServer::start();
     let broker = RedisBroker::new(&redis.url(), "restart", Duration::from_secs(30)).unwrap();
-    let mut consumer = broker.consumer(4, "survivor");
+    let mut consumer = broker.consumer("default", 4, "survivor");
     broker.publish(&envelope()).await.unwrap();
     within(5, consumer.next()).await.ack().await.unwrap();
 

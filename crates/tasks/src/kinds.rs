@@ -13,7 +13,7 @@ pub use crate::params::{
 };
 
 /// Every kind of job the worker runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum JobKind {
     #[serde(rename = "noop")]
     Noop,

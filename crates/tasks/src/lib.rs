@@ -14,6 +14,7 @@ pub mod events;
 pub mod jobs;
 pub mod kinds;
 mod params;
+pub mod queues;
 pub mod retention;
 pub mod schedules;
 pub mod submission;
@@ -158,6 +159,25 @@ pub struct TaskEnvelope {
     #[serde(default)]
     #[serde(serialize_with = "ferro_db::timestamp::option")]
     pub deadline: Option<DateTime<Utc>>,
+    /// The queue it goes to ([`queues::DEFAULT_QUEUE`] when absent: what
+    /// envelopes written before queues existed mean).
+    #[serde(default = "default_queue", skip_serializing_if = "is_default_queue")]
+    pub queue: String,
+    /// 0 to [`queues::MAX_PRIORITY`], higher first within its queue.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: u8,
+}
+
+fn default_queue() -> String {
+    queues::DEFAULT_QUEUE.to_owned()
+}
+
+fn is_default_queue(queue: &str) -> bool {
+    queue == queues::DEFAULT_QUEUE
+}
+
+fn is_zero(priority: &u8) -> bool {
+    *priority == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +205,8 @@ impl TaskEnvelope {
             trace: None,
             enqueued_at: Utc::now(),
             deadline: None,
+            queue: default_queue(),
+            priority: 0,
         }
     }
 
@@ -271,6 +293,14 @@ mod tests {
         let back = TaskEnvelope::from_bytes(&env.to_bytes()).unwrap();
         assert_eq!(back, env);
         assert_eq!(env.to_json()["v"], 1);
+        // The default queue and priority are left out, so that workers
+        // built before queues existed read plain envelopes as before.
+        assert!(env.to_json().get("queue").is_none());
+        assert!(env.to_json().get("priority").is_none());
+        env.queue = "snmp".into();
+        env.priority = 7;
+        let back = TaskEnvelope::from_bytes(&env.to_bytes()).unwrap();
+        assert_eq!((back.queue.as_str(), back.priority), ("snmp", 7));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The consuming side: deliveries from the main queue and how each is settled.
+//! The consuming side: deliveries from one job queue and how each is settled.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 
-use super::topology::{Names, connect, declare};
+use super::topology::{Names, connect, declare, declare_queue};
 use crate::delivery::{BrokerError, Delivery, Receipt};
 use ferro_tasks::TaskEnvelope;
 
@@ -51,10 +51,11 @@ async fn dead_letter(inner: &lapin::message::Delivery) -> Result<(), BrokerError
     Ok(())
 }
 
-/// Deliveries from the main queue; reconnects with backoff by itself.
+/// Deliveries from one job queue; reconnects with backoff by itself.
 pub struct RabbitConsumer {
     pub(super) url: String,
     pub(super) names: Names,
+    pub(super) queue: String,
     pub(super) prefetch: u16,
     pub(super) tag: String,
     pub(super) state: Option<(Connection, lapin::Consumer)>,
@@ -65,12 +66,13 @@ impl RabbitConsumer {
         let conn = connect(&self.url, "ferrostack-consumer").await?;
         let channel = conn.create_channel().await?;
         declare(&channel, &self.names).await?;
+        declare_queue(&channel, &self.names, &self.queue).await?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await?;
         let consumer = channel
             .basic_consume(
-                self.names.queue.as_str().into(),
+                self.names.queue(&self.queue).as_str().into(),
                 self.tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -89,7 +91,7 @@ impl RabbitConsumer {
                 match self.open().await {
                     Ok(state) => {
                         if lost {
-                            tracing::info!(queue = %self.names.queue, "consumer reconnected to the broker");
+                            tracing::info!(queue = %self.queue, "consumer reconnected to the broker");
                         }
                         self.state = Some(state);
                         delay = Duration::from_millis(100);

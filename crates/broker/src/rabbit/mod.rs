@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::time::Duration;
 
 use lapin::Confirmation;
@@ -10,6 +11,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 
 use crate::delivery::{BrokerError, Envelope};
+use crate::known::KnownQueues;
 use ferro_tasks::TaskEnvelope;
 
 mod consumer;
@@ -17,7 +19,7 @@ mod topology;
 
 pub use consumer::RabbitConsumer;
 pub use topology::RETRY_DELAYS;
-use topology::{Names, ROUTING_KEY, connect, declare};
+use topology::{Names, connect, declare, declare_queue};
 
 /// How long a publish waits for the broker's confirms before it gives the
 /// connection up as lost.
@@ -36,6 +38,7 @@ fn no_confirm() -> lapin::Error {
 fn properties(envelope: &TaskEnvelope) -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
+        .with_priority(envelope.priority)
         .with_content_type("application/json".into())
         .with_message_id(envelope.job_id.to_string().into())
 }
@@ -45,6 +48,9 @@ pub struct RabbitBroker {
     url: String,
     names: Names,
     publisher: Mutex<Publisher>,
+    /// The job queues this handle knows of: those it was told of
+    /// ([`RabbitBroker::with_queues`]) and those it published to.
+    queues: KnownQueues,
 }
 
 /// The publishing connection, and when to try again after failing to open
@@ -58,6 +64,9 @@ struct Publisher {
     retry_at: Option<std::time::Instant>,
     /// The broker was lost (or never reached) since the last connection.
     lost: bool,
+    /// The job queues declared on this connection: a queue is declared
+    /// before its first message, which the exchange would otherwise drop.
+    declared: HashSet<String>,
 }
 
 const PUBLISHER_FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -71,7 +80,17 @@ impl RabbitBroker {
             url: url.to_owned(),
             names: Names::new(prefix),
             publisher: Mutex::new(Publisher::default()),
+            queues: KnownQueues::default(),
         }
+    }
+
+    /// Adds `queues` to the job queues this handle knows of (for depths
+    /// and deleting the topology); the default queue is always one of them.
+    pub fn with_queues(self, queues: &[String]) -> Self {
+        for queue in queues {
+            self.queues.note(queue);
+        }
+        self
     }
 
     /// Connects and declares the topology for `prefix` now.
@@ -89,6 +108,21 @@ impl RabbitBroker {
             .await?;
         declare(&channel, &self.names).await?;
         Ok((conn, channel))
+    }
+
+    /// The publishing channel, with job queue `queue` (if any) declared on it.
+    async fn channel_for(&self, queue: Option<&str>) -> Result<Channel, BrokerError> {
+        let channel = self.channel().await?;
+        let Some(queue) = queue else {
+            return Ok(channel);
+        };
+        let mut publisher = self.publisher.lock().await;
+        if !publisher.declared.contains(queue) {
+            declare_queue(&channel, &self.names, queue).await?;
+            publisher.declared.insert(queue.to_owned());
+            self.queues.note(queue);
+        }
+        Ok(channel)
     }
 
     async fn channel(&self) -> Result<Channel, BrokerError> {
@@ -153,7 +187,7 @@ impl RabbitBroker {
         envelope: &TaskEnvelope,
     ) -> Result<(), BrokerError> {
         let payload = envelope.to_bytes();
-        let channel = self.channel().await?;
+        let channel = self.channel_for(Some(&envelope.queue)).await?;
         let sent = tokio::time::timeout(CONFIRM_TIMEOUT, async {
             let confirm = channel
                 .basic_publish(
@@ -182,7 +216,7 @@ impl RabbitBroker {
 
     /// Publishes for immediate delivery; returns once the broker confirmed.
     pub async fn publish(&self, envelope: &TaskEnvelope) -> Result<(), BrokerError> {
-        self.publish_to(&self.names.exchange, ROUTING_KEY, envelope)
+        self.publish_to(&self.names.exchange, &envelope.queue, envelope)
             .await
     }
 
@@ -190,7 +224,18 @@ impl RabbitBroker {
     /// broker's confirms together (one round trip's wait for the batch);
     /// one answer per envelope, in order.
     pub async fn publish_many(&self, envelopes: &[&TaskEnvelope]) -> Vec<Result<(), BrokerError>> {
-        let channel = match self.channel().await {
+        let channel = async {
+            let mut queues: Vec<&str> = envelopes.iter().map(|e| e.queue.as_str()).collect();
+            queues.sort_unstable();
+            queues.dedup();
+            let mut channel = self.channel_for(None).await?;
+            for queue in queues {
+                channel = self.channel_for(Some(queue)).await?;
+            }
+            Ok::<_, BrokerError>(channel)
+        }
+        .await;
+        let channel = match channel {
             Ok(channel) => channel,
             Err(err) => {
                 let text = err.to_string();
@@ -205,7 +250,7 @@ impl RabbitBroker {
             let sent = channel
                 .basic_publish(
                     self.names.exchange.as_str().into(),
-                    ROUTING_KEY.into(),
+                    envelope.queue.as_str().into(),
                     BasicPublishOptions::default(),
                     &envelope.to_bytes(),
                     properties(envelope),
@@ -249,35 +294,53 @@ impl RabbitBroker {
             .find(|s| *s >= delay.as_secs())
             .unwrap_or(RETRY_DELAYS[RETRY_DELAYS.len() - 1]);
         // The default exchange routes by queue name.
-        self.publish_to("", &self.names.retry_queue(secs), envelope)
+        self.publish_to("", &self.names.retry_queue(&envelope.queue, secs), envelope)
             .await
     }
 
-    /// A consumer with `prefetch` unacknowledged deliveries at most.
-    pub fn consumer(&self, prefetch: u16, tag: &str) -> RabbitConsumer {
+    /// A consumer of job queue `queue` with `prefetch` unacknowledged
+    /// deliveries at most.
+    pub fn consumer(&self, queue: &str, prefetch: u16, tag: &str) -> RabbitConsumer {
+        self.queues.note(queue);
         RabbitConsumer {
             url: self.url.clone(),
             names: self.names.clone(),
+            queue: queue.to_owned(),
             prefetch,
             tag: tag.to_owned(),
             state: None,
         }
     }
 
-    /// How many messages wait in the main and the dead-letter queue.
-    pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
-        let channel = self.channel().await?;
+    /// How many messages wait in job queue `queue` (0 for a queue not
+    /// declared yet).
+    pub async fn depth(&self, queue: &str) -> Result<u32, BrokerError> {
+        let channel = self.channel_for(Some(queue)).await?;
         let passive = QueueDeclareOptions {
             passive: true,
             ..Default::default()
         };
         let main = channel
             .queue_declare(
-                self.names.queue.as_str().into(),
+                self.names.queue(queue).as_str().into(),
                 passive,
                 FieldTable::default(),
             )
             .await?;
+        Ok(main.message_count())
+    }
+
+    /// How many messages wait in all known job queues, and in the dead letters.
+    pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
+        let mut waiting = 0;
+        for queue in self.queues.list() {
+            waiting += self.depth(&queue).await?;
+        }
+        let channel = self.channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
         let dead = channel
             .queue_declare(
                 self.names.dead_queue.as_str().into(),
@@ -285,7 +348,7 @@ impl RabbitBroker {
                 FieldTable::default(),
             )
             .await?;
-        Ok((main.message_count(), dead.message_count()))
+        Ok((waiting, dead.message_count()))
     }
 
     /// Takes one message off the dead-letter queue (operators, tests).
@@ -300,11 +363,19 @@ impl RabbitBroker {
         Ok(got.map(|m| TaskEnvelope::from_bytes(&m.delivery.data)))
     }
 
-    /// Deletes every exchange and queue of this prefix (tests, `reset`).
+    /// Deletes every exchange and queue of this prefix that this handle
+    /// knows of (tests, `reset`).
     pub async fn delete_topology(&self) -> Result<(), BrokerError> {
         let channel = self.channel().await?;
-        let mut queues = vec![self.names.queue.clone(), self.names.dead_queue.clone()];
-        queues.extend(RETRY_DELAYS.iter().map(|s| self.names.retry_queue(*s)));
+        let mut queues = vec![self.names.dead_queue.clone()];
+        for queue in self.queues.list() {
+            queues.push(self.names.queue(&queue));
+            queues.extend(
+                RETRY_DELAYS
+                    .iter()
+                    .map(|s| self.names.retry_queue(&queue, *s)),
+            );
+        }
         for q in queues {
             channel
                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -315,6 +386,7 @@ impl RabbitBroker {
                 .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
                 .await?;
         }
+        self.publisher.lock().await.declared.clear();
         Ok(())
     }
 }

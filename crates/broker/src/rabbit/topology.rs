@@ -1,5 +1,5 @@
-//! The RabbitMQ topology of a prefix (exchanges, the jobs queue, its retry
-//! and dead-letter queues) and how a connection to it is opened: what the
+//! The RabbitMQ topology of a prefix (exchanges, a queue per job queue,
+//! their retry queues, the dead-letter queue) and how a connection to it is opened: what the
 //! publisher and the consumer share.
 
 use std::time::Duration;
@@ -14,28 +14,35 @@ use crate::delivery::BrokerError;
 /// one that is at least as long as the delay asked for.
 pub const RETRY_DELAYS: [u64; 5] = [1, 5, 30, 120, 600];
 
-pub(super) const ROUTING_KEY: &str = "jobs";
+/// The `x-max-priority` of every jobs queue: priorities 0 to 9.
+const MAX_PRIORITY: u8 = ferro_tasks::queues::MAX_PRIORITY;
 
 #[derive(Clone)]
 pub(super) struct Names {
     pub(super) exchange: String,
-    pub(super) queue: String,
     pub(super) dead_exchange: String,
     pub(super) dead_queue: String,
+    prefix: String,
 }
 
 impl Names {
     pub(super) fn new(prefix: &str) -> Self {
         Self {
             exchange: format!("{prefix}.jobs"),
-            queue: format!("{prefix}.jobs"),
             dead_exchange: format!("{prefix}.jobs.dead"),
             dead_queue: format!("{prefix}.jobs.dead"),
+            prefix: prefix.to_owned(),
         }
     }
 
-    pub(super) fn retry_queue(&self, secs: u64) -> String {
-        format!("{}.retry.{secs}s", self.queue)
+    /// The RabbitMQ queue of job queue `queue`; bound to the exchange with
+    /// `queue` as its routing key.
+    pub(super) fn queue(&self, queue: &str) -> String {
+        format!("{}.q.{queue}", self.prefix)
+    }
+
+    pub(super) fn retry_queue(&self, queue: &str, secs: u64) -> String {
+        format!("{}.retry.{secs}s", self.queue(queue))
     }
 }
 
@@ -79,7 +86,7 @@ pub(super) async fn connect(url: &str, name: &str) -> Result<Connection, BrokerE
     }
 }
 
-/// Declares every exchange and queue; idempotent.
+/// Declares the exchanges and the dead-letter queue; idempotent.
 pub(super) async fn declare(channel: &Channel, names: &Names) -> Result<(), BrokerError> {
     let durable = ExchangeDeclareOptions {
         durable: true,
@@ -103,22 +110,6 @@ pub(super) async fn declare(channel: &Channel, names: &Names) -> Result<(), Brok
         .await?;
     channel
         .queue_declare(
-            names.queue.as_str().into(),
-            QueueDeclareOptions::durable(),
-            table(&[("x-dead-letter-exchange", text(&names.dead_exchange))]),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            names.queue.as_str().into(),
-            names.exchange.as_str().into(),
-            ROUTING_KEY.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
             names.dead_queue.as_str().into(),
             QueueDeclareOptions::durable(),
             FieldTable::default(),
@@ -133,15 +124,45 @@ pub(super) async fn declare(channel: &Channel, names: &Names) -> Result<(), Brok
             FieldTable::default(),
         )
         .await?;
+    Ok(())
+}
+
+/// Declares job queue `queue` (a priority queue whose rejected messages go
+/// to the dead letters), its binding, and its retry queues; idempotent.
+pub(super) async fn declare_queue(
+    channel: &Channel,
+    names: &Names,
+    queue: &str,
+) -> Result<(), BrokerError> {
+    let main = names.queue(queue);
+    channel
+        .queue_declare(
+            main.as_str().into(),
+            QueueDeclareOptions::durable(),
+            table(&[
+                ("x-dead-letter-exchange", text(&names.dead_exchange)),
+                ("x-max-priority", AMQPValue::LongUInt(MAX_PRIORITY.into())),
+            ]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            main.as_str().into(),
+            names.exchange.as_str().into(),
+            queue.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     for secs in RETRY_DELAYS {
         channel
             .queue_declare(
-                names.retry_queue(secs).as_str().into(),
+                names.retry_queue(queue, secs).as_str().into(),
                 QueueDeclareOptions::durable(),
                 table(&[
                     ("x-message-ttl", AMQPValue::LongUInt((secs * 1000) as u32)),
                     ("x-dead-letter-exchange", text(&names.exchange)),
-                    ("x-dead-letter-routing-key", text(ROUTING_KEY)),
+                    ("x-dead-letter-routing-key", text(queue)),
                 ]),
             )
             .await?;

@@ -1,6 +1,7 @@
 //! Publishing to the streams, and handing out consumers.
 
 use crate::delivery::{BrokerError, Envelope};
+use crate::known::KnownQueues;
 use ferro_redis::RedisPool;
 use ferro_tasks::TaskEnvelope;
 use std::time::Duration;
@@ -12,8 +13,9 @@ use super::keys::*;
 pub struct RedisBroker {
     url: String,
     pool: RedisPool,
-    keys: Keys,
+    prefix: String,
     visibility: Duration,
+    queues: KnownQueues,
 }
 
 impl RedisBroker {
@@ -25,16 +27,31 @@ impl RedisBroker {
         Ok(Self {
             url: url.to_owned(),
             pool,
-            keys: Keys::new(prefix),
+            prefix: prefix.to_owned(),
             visibility,
+            queues: KnownQueues::default(),
         })
+    }
+
+    /// Adds `queues` to the job queues this handle knows of (for depths
+    /// and deleting the topology); the default queue is always one of them.
+    pub fn with_queues(self, queues: &[String]) -> Self {
+        for queue in queues {
+            self.queues.note(queue);
+        }
+        self
+    }
+
+    fn stream_of(&self, envelope: &TaskEnvelope) -> String {
+        self.queues.note(&envelope.queue);
+        stream_key(&self.prefix, &envelope.queue, envelope.priority)
     }
 
     /// Appends the envelope to the stream; returns once Redis has it.
     pub async fn publish(&self, envelope: &TaskEnvelope) -> Result<(), BrokerError> {
         let mut conn = connection(&self.pool).await?;
         redis::cmd("XADD")
-            .arg(&self.keys.stream)
+            .arg(self.stream_of(envelope))
             .arg("*")
             .arg(FIELD)
             .arg(envelope.to_bytes())
@@ -51,7 +68,7 @@ impl RedisBroker {
             let mut pipe = redis::pipe();
             for envelope in envelopes {
                 pipe.cmd("XADD")
-                    .arg(&self.keys.stream)
+                    .arg(self.stream_of(envelope))
                     .arg("*")
                     .arg(FIELD)
                     .arg(envelope.to_bytes());
@@ -78,53 +95,69 @@ impl RedisBroker {
         envelope: &TaskEnvelope,
         delay: Duration,
     ) -> Result<(), BrokerError> {
+        self.queues.note(&envelope.queue);
+        let mut member = vec![b'0' + envelope.priority.min(PRIORITIES as u8 - 1)];
+        member.extend(envelope.to_bytes());
         let mut conn = connection(&self.pool).await?;
         redis::Script::new(DELAY_SCRIPT)
-            .key(&self.keys.delayed)
+            .key(delayed_key(&self.prefix, &envelope.queue))
             .arg(delay.as_millis() as u64)
-            .arg(envelope.to_bytes())
+            .arg(member)
             .invoke_async::<i64>(&mut conn)
             .await?;
         Ok(())
     }
 
-    /// A consumer named `name` (unique per process) with at most `prefetch`
-    /// entries read and not yet settled.
-    pub fn consumer(&self, prefetch: u16, name: &str) -> RedisConsumer {
+    /// A consumer of job queue `queue` named `name` (unique per process)
+    /// with at most `prefetch` entries read and not yet settled.
+    pub fn consumer(&self, queue: &str, prefetch: u16, name: &str) -> RedisConsumer {
+        self.queues.note(queue);
         RedisConsumer::new(
             self.url.clone(),
             self.pool.clone(),
-            self.keys.clone(),
+            Keys::new(&self.prefix, queue),
             name,
             prefetch,
             self.visibility,
         )
     }
 
-    /// Entries in the stream (waiting or in flight) and dead letters.
     pub async fn check(&self) -> Result<(), BrokerError> {
         let mut conn = connection(&self.pool).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
 
-    pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
+    /// Entries in job queue `queue`'s streams (waiting or in flight).
+    pub async fn depth(&self, queue: &str) -> Result<u32, BrokerError> {
         let mut conn = connection(&self.pool).await?;
-        let (main, dead): (u32, u32) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&self.keys.stream)
-            .cmd("XLEN")
-            .arg(&self.keys.dead)
+        let mut pipe = redis::pipe();
+        for stream in Keys::new(&self.prefix, queue).streams {
+            pipe.cmd("XLEN").arg(stream);
+        }
+        let lengths: Vec<u32> = pipe.query_async(&mut conn).await?;
+        Ok(lengths.into_iter().sum())
+    }
+
+    /// Entries in all known job queues (waiting or in flight), and dead letters.
+    pub async fn depths(&self) -> Result<(u32, u32), BrokerError> {
+        let mut waiting = 0;
+        for queue in self.queues.list() {
+            waiting += self.depth(&queue).await?;
+        }
+        let mut conn = connection(&self.pool).await?;
+        let dead: u32 = redis::cmd("XLEN")
+            .arg(dead_key(&self.prefix))
             .query_async(&mut conn)
             .await?;
-        Ok((main, dead))
+        Ok((waiting, dead))
     }
 
     /// Takes the oldest dead letter off its stream (operators, tests).
     pub async fn take_dead_letter(&self) -> Result<Option<Envelope>, BrokerError> {
         let mut conn = connection(&self.pool).await?;
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&self.keys.dead)
+            .arg(dead_key(&self.prefix))
             .arg("-")
             .arg("+")
             .arg("COUNT")
@@ -135,20 +168,25 @@ impl RedisBroker {
             return Ok(None);
         };
         redis::cmd("XDEL")
-            .arg(&self.keys.dead)
+            .arg(dead_key(&self.prefix))
             .arg(&entry.id)
             .query_async::<i64>(&mut conn)
             .await?;
         Ok(Some(TaskEnvelope::from_bytes(&payload(&entry))))
     }
 
-    /// Deletes this prefix's stream, dead letters and delayed set.
+    /// Deletes the streams and delayed sets of the known job queues, and
+    /// the dead letters.
     pub async fn delete_topology(&self) -> Result<(), BrokerError> {
         let mut conn = connection(&self.pool).await?;
+        let mut doomed = vec![dead_key(&self.prefix)];
+        for queue in self.queues.list() {
+            let keys = Keys::new(&self.prefix, &queue);
+            doomed.extend(keys.streams);
+            doomed.push(keys.delayed);
+        }
         redis::cmd("DEL")
-            .arg(&self.keys.stream)
-            .arg(&self.keys.dead)
-            .arg(&self.keys.delayed)
+            .arg(doomed)
             .query_async::<i64>(&mut conn)
             .await?;
         Ok(())

@@ -5,8 +5,8 @@
 use crate::delivery::{BrokerError, Delivery};
 use ferro_redis::{Connection, RedisPool};
 use ferro_tasks::TaskEnvelope;
+use redis::RedisError;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{RedisError, Value};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,8 @@ pub struct RedisConsumer {
 }
 
 pub(super) fn is_missing_group(err: &RedisError) -> bool {
-    err.code() == Some("NOGROUP")
+    // From a script the code comes inside the script's error.
+    err.code() == Some("NOGROUP") || err.to_string().contains("NOGROUP")
 }
 
 impl RedisConsumer {
@@ -86,7 +87,7 @@ impl RedisConsumer {
             match self.fill().await {
                 Ok(()) => {
                     if lost {
-                        tracing::info!(stream = %self.keys.stream, "consumer reconnected to the broker");
+                        tracing::info!(stream = %self.keys.stream(0), "consumer reconnected to the broker");
                         lost = false;
                     }
                     delay = Duration::from_millis(100);
@@ -97,7 +98,7 @@ impl RedisConsumer {
                     {
                         // Redis lost the group (restarted without its data):
                         // create it again at once.
-                        tracing::warn!(stream = %self.keys.stream, "consumer group gone; creating it again");
+                        tracing::warn!(stream = %self.keys.stream(0), "consumer group gone; creating it again");
                         self.group_ready = false;
                         continue;
                     }
@@ -111,30 +112,23 @@ impl RedisConsumer {
         }
     }
 
-    /// One round: create the group if needed, move due retries into the
-    /// stream, take over abandoned entries, then read new ones.
+    /// One round: create the groups if needed, move due retries into the
+    /// streams, take over abandoned entries, then read new ones, highest
+    /// priority first.
     async fn fill(&mut self) -> Result<(), BrokerError> {
         let mut conn = connection(&self.pool).await?;
         if !self.group_ready {
-            let created = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&self.keys.stream)
+            redis::Script::new(GROUPS_SCRIPT)
+                .key(&self.keys.streams)
                 .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async::<()>(&mut conn)
-                .await;
-            match created {
-                Ok(()) => {}
-                Err(err) if err.code() == Some("BUSYGROUP") => {}
-                Err(err) => return Err(err.into()),
-            }
+                .invoke_async::<i64>(&mut conn)
+                .await?;
             self.group_ready = true;
         }
         if self.toucher.is_none() {
             self.toucher = Some(tokio::spawn(touch(
                 self.pool.clone(),
-                self.keys.stream.clone(),
+                self.keys.clone(),
                 self.name.clone(),
                 Arc::downgrade(&self.in_flight),
                 self.visibility / 3,
@@ -148,7 +142,7 @@ impl RedisConsumer {
         if self.last_promote.is_none_or(|t| t.elapsed() >= BLOCK) {
             redis::Script::new(PROMOTE_SCRIPT)
                 .key(&self.keys.delayed)
-                .key(&self.keys.stream)
+                .key(&self.keys.streams)
                 .arg(100)
                 .invoke_async::<i64>(&mut conn)
                 .await?;
@@ -159,25 +153,31 @@ impl RedisConsumer {
             .last_claim
             .is_none_or(|t| t.elapsed() >= self.visibility / 2)
         {
-            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&self.keys.stream)
-                .arg(GROUP)
-                .arg(&self.name)
-                .arg(self.visibility.as_millis() as u64)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(room)
-                .query_async(&mut conn)
-                .await?;
+            let mut pipe = redis::pipe();
+            for stream in self.keys.by_priority() {
+                pipe.cmd("XAUTOCLAIM")
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg(&self.name)
+                    .arg(self.visibility.as_millis() as u64)
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(room);
+            }
+            let replies: Vec<StreamAutoClaimReply> = pipe.query_async(&mut conn).await?;
             self.last_claim = Some(Instant::now());
-            if !reply.claimed.is_empty() {
+            let mut taken = 0;
+            for (reply, priority) in replies.into_iter().zip((0..PRIORITIES as u8).rev()) {
+                for entry in reply.claimed {
+                    self.accept(priority, entry, true);
+                    taken += 1;
+                }
+            }
+            if taken > 0 {
                 tracing::info!(
-                    entries = reply.claimed.len(),
+                    entries = taken,
                     "took over entries another consumer left unsettled"
                 );
-                for entry in reply.claimed {
-                    self.accept(entry, true);
-                }
                 return Ok(());
             }
         }
@@ -189,6 +189,22 @@ impl RedisConsumer {
         if let Some(since) = self.trickle_since.take() {
             tokio::time::sleep_until((since + READ_LINGER).into()).await;
         }
+        let reply: StreamReadReply = redis::Script::new(READ_SCRIPT)
+            .key(self.keys.by_priority().collect::<Vec<_>>())
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg(room)
+            .invoke_async(&mut conn)
+            .await?;
+        drop(conn);
+        let read = self.accept_read(reply);
+        if read > 0 {
+            if read < room {
+                self.trickle_since = Some(Instant::now());
+            }
+            return Ok(());
+        }
+        // Nothing waiting: block until an entry arrives in any stream.
         if self.reader.is_none() {
             self.reader =
                 Some(ferro_redis::dedicated(&self.url, BLOCK + Duration::from_secs(3)).await?);
@@ -203,30 +219,42 @@ impl RedisConsumer {
             .arg("BLOCK")
             .arg(BLOCK.as_millis() as u64)
             .arg("STREAMS")
-            .arg(&self.keys.stream)
-            .arg(">")
+            .arg(self.keys.by_priority().collect::<Vec<_>>())
+            .arg(&[">"; PRIORITIES][..])
             .query_async(reader)
             .await?;
-        let mut read = 0;
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in key.ids {
-                let redelivered = entry.contains_key(REDELIVERED);
-                self.accept(entry, redelivered);
-                read += 1;
+        if let Some(reply) = reply {
+            let read = self.accept_read(reply);
+            if (1..room).contains(&read) {
+                self.trickle_since = Some(Instant::now());
             }
-        }
-        if (1..room).contains(&read) {
-            self.trickle_since = Some(Instant::now());
         }
         Ok(())
     }
 
-    pub(super) fn accept(&mut self, entry: StreamId, redelivered: bool) {
+    /// Accepts what a read returned, highest priority first; how many.
+    fn accept_read(&mut self, reply: StreamReadReply) -> usize {
+        let mut keys = reply.keys;
+        keys.sort_by_key(|k| std::cmp::Reverse(self.keys.priority_of(&k.key)));
+        let mut read = 0;
+        for key in keys {
+            let priority = self.keys.priority_of(&key.key).unwrap_or(0);
+            for entry in key.ids {
+                let redelivered = entry.contains_key(REDELIVERED);
+                self.accept(priority, entry, redelivered);
+                read += 1;
+            }
+        }
+        read
+    }
+
+    pub(super) fn accept(&mut self, priority: u8, entry: StreamId, redelivered: bool) {
         let payload = payload(&entry);
-        self.in_flight.ids().insert(entry.id.clone());
+        self.in_flight.ids().insert((priority, entry.id.clone()));
         let receipt = Receipt {
             pool: self.pool.clone(),
             keys: self.keys.clone(),
+            priority,
             id: entry.id,
             payload: payload.clone(),
             in_flight: self.in_flight.clone(),
@@ -253,7 +281,7 @@ impl RedisConsumer {
         let result = async {
             let mut conn = connection(&self.pool).await?;
             let handed = redis::Script::new(CLOSE_SCRIPT)
-                .key(&self.keys.stream)
+                .key(&self.keys.streams)
                 .arg(GROUP)
                 .arg(&self.name)
                 .invoke_async::<i64>(&mut conn)
@@ -283,7 +311,7 @@ impl Drop for RedisConsumer {
 /// while this one is alive. Ends when the consumer is gone.
 pub(super) async fn touch(
     pool: RedisPool,
-    stream: String,
+    keys: Keys,
     name: String,
     in_flight: std::sync::Weak<InFlightSet>,
     every: Duration,
@@ -293,22 +321,31 @@ pub(super) async fn touch(
         let Some(in_flight) = in_flight.upgrade() else {
             return;
         };
-        let ids: Vec<String> = in_flight.ids().iter().cloned().collect();
+        let mut by_stream: [Vec<String>; PRIORITIES] = Default::default();
+        for (priority, id) in in_flight.ids().iter() {
+            by_stream[(*priority as usize).min(PRIORITIES - 1)].push(id.clone());
+        }
         drop(in_flight);
-        if ids.is_empty() {
+        if by_stream.iter().all(Vec::is_empty) {
             continue;
         }
         let touched = async {
             let mut conn = connection(&pool).await?;
-            redis::cmd("XCLAIM")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&name)
-                .arg(0)
-                .arg(&ids)
-                .arg("JUSTID")
-                .query_async::<Value>(&mut conn)
-                .await?;
+            let mut pipe = redis::pipe();
+            for (priority, ids) in by_stream.iter().enumerate() {
+                if ids.is_empty() {
+                    continue;
+                }
+                pipe.cmd("XCLAIM")
+                    .arg(keys.stream(priority as u8))
+                    .arg(GROUP)
+                    .arg(&name)
+                    .arg(0)
+                    .arg(ids)
+                    .arg("JUSTID")
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await?;
             Ok::<_, BrokerError>(())
         }
         .await;

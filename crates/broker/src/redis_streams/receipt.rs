@@ -14,43 +14,45 @@ use super::keys::*;
 /// for room under its prefetch.
 #[derive(Default)]
 pub(super) struct InFlightSet {
-    pub(super) ids: Mutex<HashSet<String>>,
+    /// Each entry by its priority (which names its stream) and id.
+    pub(super) ids: Mutex<HashSet<(u8, String)>>,
     pub(super) freed: tokio::sync::Notify,
     /// The consumer's acknowledger, started by the first ack.
     pub(super) acks: std::sync::OnceLock<mpsc::UnboundedSender<AckRequest>>,
 }
 
-/// An entry to acknowledge, and who waits for the answer.
-pub(super) type AckRequest = (String, oneshot::Sender<Result<(), String>>);
+/// An entry to acknowledge (its priority and id), and who waits for the answer.
+pub(super) type AckRequest = ((u8, String), oneshot::Sender<Result<(), String>>);
 
 /// Most entries acknowledged in one round trip.
 pub(super) const ACKS_PER_BATCH: usize = 512;
 
 /// The acknowledger task: the entries whose acks arrive while the previous
 /// batch is with Redis are acknowledged and deleted together, one `XACK`
-/// and one `XDEL` for all of them in a `MULTI`. An idle worker's ack goes
-/// alone and at once.
+/// and one `XDEL` per stream for all of them in a `MULTI`. An idle
+/// worker's ack goes alone and at once.
 pub(super) fn start_acknowledger(pool: RedisPool, keys: Keys) -> mpsc::UnboundedSender<AckRequest> {
     let (sender, mut requests) = mpsc::unbounded_channel::<AckRequest>();
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(ACKS_PER_BATCH);
         while requests.recv_many(&mut batch, ACKS_PER_BATCH).await > 0 {
-            let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+            let mut by_stream: [Vec<&str>; PRIORITIES] = Default::default();
+            for ((priority, id), _) in &batch {
+                by_stream[(*priority as usize).min(PRIORITIES - 1)].push(id.as_str());
+            }
             let result = async {
                 let mut conn = connection(&pool).await?;
-                redis::pipe()
-                    .atomic()
-                    .cmd("XACK")
-                    .arg(&keys.stream)
-                    .arg(GROUP)
-                    .arg(&ids)
-                    .ignore()
-                    .cmd("XDEL")
-                    .arg(&keys.stream)
-                    .arg(&ids)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
-                    .await?;
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for (priority, ids) in by_stream.iter().enumerate() {
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    let stream = keys.stream(priority as u8);
+                    pipe.cmd("XACK").arg(stream).arg(GROUP).arg(ids).ignore();
+                    pipe.cmd("XDEL").arg(stream).arg(ids).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await?;
                 Ok::<_, BrokerError>(())
             }
             .await
@@ -64,7 +66,7 @@ pub(super) fn start_acknowledger(pool: RedisPool, keys: Keys) -> mpsc::Unbounded
 }
 
 impl InFlightSet {
-    pub(super) fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    pub(super) fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<(u8, String)>> {
         self.ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -75,6 +77,7 @@ pub(super) type InFlight = Arc<InFlightSet>;
 pub(super) struct Receipt {
     pub(super) pool: RedisPool,
     pub(super) keys: Keys,
+    pub(super) priority: u8,
     pub(super) id: String,
     pub(super) payload: Vec<u8>,
     pub(super) in_flight: InFlight,
@@ -96,7 +99,9 @@ impl crate::delivery::Receipt for Receipt {
 
 impl Receipt {
     pub(super) fn forget(&self) {
-        self.in_flight.ids().remove(&self.id);
+        self.in_flight
+            .ids()
+            .remove(&(self.priority, self.id.clone()));
         self.in_flight.freed.notify_one();
     }
 
@@ -109,7 +114,7 @@ impl Receipt {
             .get_or_init(|| start_acknowledger(self.pool.clone(), self.keys.clone()));
         let (reply, answer) = oneshot::channel();
         let stopped = || "the acknowledger stopped".to_owned();
-        let result = match acks.send((self.id.clone(), reply)) {
+        let result = match acks.send(((self.priority, self.id.clone()), reply)) {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
             Err(_) => Err(stopped()),
         }
@@ -125,7 +130,7 @@ impl Receipt {
         let result = async {
             let mut conn = connection(&self.pool).await?;
             redis::Script::new(HAND_BACK_SCRIPT)
-                .key(&self.keys.stream)
+                .key(self.keys.stream(self.priority))
                 .arg(GROUP)
                 .arg(&self.id)
                 .invoke_async::<i64>(&mut conn)
@@ -152,12 +157,12 @@ impl Receipt {
                 .arg(&self.payload)
                 .ignore()
                 .cmd("XACK")
-                .arg(&self.keys.stream)
+                .arg(self.keys.stream(self.priority))
                 .arg(GROUP)
                 .arg(&self.id)
                 .ignore()
                 .cmd("XDEL")
-                .arg(&self.keys.stream)
+                .arg(self.keys.stream(self.priority))
                 .arg(&self.id)
                 .ignore()
                 .query_async::<()>(&mut conn)
