@@ -6,6 +6,7 @@ use ferro_config::{
     AppEnv, BrokerConfig, ConfigError, DatabaseConfig, Env, ExposeSecret, LogConfig, RedisConfig,
     SecretString,
 };
+use ferro_tasks::queues::QueueTable;
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -15,6 +16,9 @@ pub struct ApiConfig {
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub broker: BrokerConfig,
+    /// `QUEUES_CONFIG` (default `deploy/queues.json` when present): the
+    /// queues a job may name, and where each kind goes.
+    pub queues: QueueTable,
 }
 
 impl ApiConfig {
@@ -26,6 +30,7 @@ impl ApiConfig {
             database: DatabaseConfig::from_env(env)?,
             redis: RedisConfig::from_env(env)?,
             broker: BrokerConfig::from_env(env)?,
+            queues: QueueTable::from_env(env)?,
         })
     }
 }

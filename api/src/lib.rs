@@ -69,6 +69,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(routes::roles::router())
         .merge(routes::devices::router())
         .merge(routes::jobs::router())
+        .merge(routes::workflows::router())
         .merge(routes::schedules::router())
         .merge(routes::logs::router())
         .merge(routes::monitor::router())
@@ -205,7 +206,8 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
         );
     }
     let broker = ferro_broker::Broker::from_config(&config.broker)
-        .map_err(|e| anyhow::anyhow!("BROKER_URL: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("BROKER_URL: {e}"))?
+        .with_queues(config.queues.names());
     Ok(AppState::new(
         config,
         db,

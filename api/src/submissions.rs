@@ -168,6 +168,22 @@ fn publish(
             _ => None,
         })
         .collect();
+    publish_created(broker, after, created);
+}
+
+impl Submissions {
+    /// Publishes jobs written and committed elsewhere (a workflow's first
+    /// steps) the same way: in the background, then their records marked.
+    pub fn publish_committed(&self, created: Vec<(TenantCtx, TaskEnvelope, i64)>) {
+        publish_created(&self.broker, &self.after, created);
+    }
+}
+
+fn publish_created(
+    broker: &Arc<Broker>,
+    after: &AfterRequest,
+    created: Vec<(TenantCtx, TaskEnvelope, i64)>,
+) {
     if created.is_empty() {
         return;
     }

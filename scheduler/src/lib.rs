@@ -22,6 +22,7 @@ use ferro_config::{ConfigError, Env};
 use ferro_db::leader::LeaderLock;
 use ferro_db::{Db, DbError, TenantCtx};
 use ferro_tasks::jobs;
+use ferro_tasks::queues::QueueTable;
 use ferro_tasks::schedules::{self, Fired, ScheduleSpec};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,9 @@ pub struct SchedulerSettings {
     /// `deploy/schedules.json` when present), synced into tenant `default`
     /// whenever this instance becomes the leader.
     pub builtins: Vec<ScheduleSpec>,
+    /// `QUEUES_CONFIG` (default `deploy/queues.json` when present): where
+    /// each kind's jobs go.
+    pub queues: QueueTable,
 }
 
 impl SchedulerSettings {
@@ -61,6 +65,7 @@ impl SchedulerSettings {
             grace: Duration::from_millis(grace),
             instance: format!("{host}:{}", std::process::id()),
             builtins: Vec::new(),
+            queues: QueueTable::from_env(env)?,
         })
     }
 }
@@ -198,7 +203,7 @@ async fn fire_due(
             let now = Utc::now();
             let grace = chrono::Duration::from_std(settings.grace).unwrap_or_default();
             let mut tx = db.begin(ctx).await?;
-            let fired = schedules::fire(&mut tx, schedule.id, now, grace).await?;
+            let fired = schedules::fire(&mut tx, schedule.id, now, grace, &settings.queues).await?;
             tx.commit().await?;
             match fired {
                 Fired::Job {

@@ -165,6 +165,7 @@ async fn execute(
         events: worker.events.clone(),
         smtp: worker.config.smtp.clone(),
         retention: worker.config.retention,
+        workflow: claimed.workflow_id.zip(claimed.workflow_step),
         sessions: worker.events.as_ref().map(|e| {
             // Sessions live under the same Redis prefix as the events; the
             // lifetime only matters to writers, which this store is not.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ferro_tasks::queues::QueueTable;
 use ferro_tasks::retention::JobRetention;
 
 use ferro_config::{
@@ -23,12 +24,18 @@ pub struct WorkerConfig {
     /// published job may wait without starting before the relay looks at
     /// it, and publishes it again if the broker seems to have lost it.
     pub redeliver_after: Duration,
+    /// `QUEUES_CONFIG` (default `deploy/queues.json` when present): the
+    /// job queues and routes.
+    pub queues: QueueTable,
     /// How jobs run.
     pub run: RunConfig,
 }
 
 impl WorkerConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let queues = QueueTable::from_env(env)?;
+        let mut run = RunConfig::from_env(env)?;
+        run.queues = consumed_queues(env, &queues, run.concurrency)?;
         Ok(Self {
             app_env: AppEnv::from_env(env)?,
             log: LogConfig::from_env(env)?,
@@ -37,9 +44,62 @@ impl WorkerConfig {
             broker: BrokerConfig::from_env(env)?,
             metrics_addr: env.raw("WORKER_METRICS_ADDR").map(str::to_owned),
             redeliver_after: redeliver_after(env)?,
-            run: RunConfig::from_env(env)?,
+            queues,
+            run,
         })
     }
+}
+
+/// `WORKER_QUEUES` (or `--queues`): the job queues this worker consumes, as
+/// `a,b` or with a cap on how many of a queue's jobs run at once, `a=2,b`;
+/// default every configured queue. A queue without a cap may use all of
+/// `concurrency`.
+fn consumed_queues(
+    env: &Env,
+    table: &QueueTable,
+    concurrency: usize,
+) -> Result<Vec<(String, usize)>, ConfigError> {
+    let rejected = |reason: String| ConfigError::Rejected {
+        variable: "WORKER_QUEUES",
+        reason,
+    };
+    let Some(text) = env.raw("WORKER_QUEUES") else {
+        return Ok(table
+            .names()
+            .iter()
+            .map(|q| (q.clone(), concurrency))
+            .collect());
+    };
+    let mut queues: Vec<(String, usize)> = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let (name, cap) = match entry.split_once('=') {
+            Some((name, cap)) => {
+                let cap = cap
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        rejected(format!(
+                            "{entry:?}: the cap after = must be a number from 1 to 1000"
+                        ))
+                    })?;
+                (name.trim(), cap.min(concurrency))
+            }
+            None => (entry, concurrency),
+        };
+        if !table.contains(name) {
+            return Err(rejected(format!(
+                "{name:?} is not a configured queue (the queues are {})",
+                table.names().join(", ")
+            )));
+        }
+        if queues.iter().any(|(q, _)| q == name) {
+            return Err(rejected(format!("{name:?} is named twice")));
+        }
+        queues.push((name.to_owned(), cap));
+    }
+    Ok(queues)
 }
 
 fn redeliver_after(env: &Env) -> Result<Duration, ConfigError> {
@@ -71,6 +131,9 @@ pub struct RunConfig {
     pub smtp: Option<SmtpConfig>,
     /// `JOB_RETENTION`, for `jobs.prune`: how long finished jobs are kept.
     pub retention: JobRetention,
+    /// The job queues consumed, each with the most of its jobs that run at
+    /// once (at most `concurrency`); empty: the default queue alone.
+    pub queues: Vec<(String, usize)>,
 }
 
 impl RunConfig {
@@ -112,6 +175,7 @@ impl RunConfig {
                     expected: ferro_tasks::retention::FORMAT,
                 })?,
             },
+            queues: Vec::new(),
         })
     }
 }
@@ -165,5 +229,34 @@ mod tests {
         let bad = Env::from_pairs([("JOB_RETENTION", "succeeded=forever")]);
         let err = RunConfig::from_env(&bad).unwrap_err();
         assert!(err.to_string().contains("JOB_RETENTION"), "{err}");
+    }
+
+    #[test]
+    fn worker_queues_are_checked_against_the_table() {
+        let table = QueueTable::parse(
+            r#"{"queues": [{"name": "default"}, {"name": "snmp"}, {"name": "email"}]}"#,
+        )
+        .unwrap();
+        let all = consumed_queues(&Env::default(), &table, 8).unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|(_, cap)| *cap == 8));
+        let env = Env::from_pairs([("WORKER_QUEUES", "snmp=2, email=50")]);
+        assert_eq!(
+            consumed_queues(&env, &table, 8).unwrap(),
+            [("snmp".to_owned(), 2), ("email".to_owned(), 8)]
+        );
+        for (bad, says) in [
+            ("bulk", "not a configured queue"),
+            ("snmp,snmp", "twice"),
+            ("snmp=0", "from 1 to 1000"),
+            ("snmp=x", "from 1 to 1000"),
+        ] {
+            let env = Env::from_pairs([("WORKER_QUEUES", bad)]);
+            let err = consumed_queues(&env, &table, 8).unwrap_err().to_string();
+            assert!(
+                err.starts_with("WORKER_QUEUES: ") && err.contains(says),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -17,7 +17,7 @@ const NAME: &str = "worker";
 #[command(
     name = "worker",
     version,
-    after_help = "Examples:\n  worker --concurrency 16   run jobs, 16 at a time\n  worker ping --pid 42      exit 0 if worker process 42 on this host beat within 15 s"
+    after_help = "Examples:\n  worker --concurrency 16   run jobs, 16 at a time\n  worker --queues snmp=4,default   consume two queues, at most 4 snmp jobs at once\n  worker ping --pid 42      exit 0 if worker process 42 on this host beat within 15 s"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +31,10 @@ struct RunArgs {
     /// Jobs run at once (and the broker prefetch); overrides WORKER_CONCURRENCY.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     concurrency: Option<u16>,
+    /// Job queues to consume, e.g. `snmp=4,default` (=N caps a queue's
+    /// jobs at once); overrides WORKER_QUEUES. Default: every queue.
+    #[arg(long, value_name = "QUEUES")]
+    queues: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -49,13 +53,19 @@ enum Command {
 async fn main() {
     let cli: Cli = ferro_telemetry::parse_args(NAME);
     let mut env = Env::load();
-    let concurrency = match cli.command {
+    let (concurrency, queues) = match cli.command {
         Some(Command::Ping { pid }) => ping(&env, pid).await,
-        Some(Command::Run(run)) => run.concurrency.or(cli.run.concurrency),
-        None => cli.run.concurrency,
+        Some(Command::Run(run)) => (
+            run.concurrency.or(cli.run.concurrency),
+            run.queues.or(cli.run.queues),
+        ),
+        None => (cli.run.concurrency, cli.run.queues),
     };
     if let Some(n) = concurrency {
         env = env.with("WORKER_CONCURRENCY", n.to_string());
+    }
+    if let Some(queues) = queues {
+        env = env.with("WORKER_QUEUES", queues);
     }
     let config =
         worker::WorkerConfig::from_env(&env).unwrap_or_else(|e| exit_on_config_error(NAME, e));

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ferro_broker::{Broker, Delivery};
 use ferro_db::Db;
+use ferro_tasks::queues::DEFAULT_QUEUE;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -29,10 +30,17 @@ pub async fn run(
     config: RunConfig,
     shutdown: CancellationToken,
 ) {
-    let mut consumer = broker.consumer(
-        config.concurrency.min(u16::MAX as usize) as u16,
-        &config.worker_id,
-    );
+    let prefetch = |cap: usize| cap.min(config.concurrency).min(u16::MAX as usize) as u16;
+    let queues: Vec<(String, u16)> = if config.queues.is_empty() {
+        vec![(DEFAULT_QUEUE.to_owned(), prefetch(config.concurrency))]
+    } else {
+        config
+            .queues
+            .iter()
+            .map(|(queue, cap)| (queue.clone(), prefetch(*cap)))
+            .collect()
+    };
+    let mut consumer = broker.consumer_of(&queues, &config.worker_id);
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let stats = Arc::new(Stats::default());
     let background = CancellationToken::new();
@@ -58,7 +66,8 @@ pub async fn run(
         config,
         claims: Claims::default(),
     });
-    tracing::info!(worker_id = %worker.config.worker_id, concurrency = worker.config.concurrency, "worker consuming");
+    let names: Vec<&str> = queues.iter().map(|(q, _)| q.as_str()).collect();
+    tracing::info!(worker_id = %worker.config.worker_id, concurrency = worker.config.concurrency, queues = %names.join(","), "worker consuming");
     let mut running = JoinSet::new();
     loop {
         let permit = tokio::select! {

@@ -45,7 +45,8 @@ pub async fn serve(config: WorkerConfig) -> Result<(), StartError> {
             StartError::Database(err)
         })?;
     let broker = ferro_broker::Broker::from_config(&config.broker)
-        .map_err(|e| StartError::Config(format!("BROKER_URL: {e}")))?;
+        .map_err(|e| StartError::Config(format!("BROKER_URL: {e}")))?
+        .with_queues(config.queues.names());
     let broker = Arc::new(broker);
     let redis = ferro_redis::create_pool(config.redis.url.expose(), 4, Duration::from_secs(2))
         .map_err(|e| StartError::Config(format!("REDIS_URL: {e}")))?;

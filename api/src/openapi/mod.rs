@@ -22,6 +22,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "roles", description = "Roles and the permission catalog"),
         (name = "devices", description = "Managed devices"),
         (name = "jobs", description = "Jobs run by the worker"),
+        (name = "workflows", description = "Chains, groups and chords of jobs"),
         (name = "schedules", description = "Cron schedules fired by the scheduler"),
         (name = "logs", description = "Audit and login logs"),
         (name = "health", description = "Liveness and readiness"),

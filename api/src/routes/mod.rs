@@ -11,6 +11,7 @@ pub mod roles;
 pub mod schedules;
 pub mod tenants;
 pub mod users;
+pub mod workflows;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -24,6 +24,7 @@ fn start_worker(app: &TestApp, db: ferro_db::Db) -> CancellationToken {
         worker_id: "outage-test".into(),
         smtp: None,
         retention: Default::default(),
+        queues: Vec::new(),
     };
     let broker = std::sync::Arc::new(ferro_broker::Broker::from_config(&config).unwrap());
     let relay_broker = ferro_broker::Broker::from_config(&config).unwrap();

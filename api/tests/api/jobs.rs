@@ -190,7 +190,8 @@ async fn bad_jobs_are_refused_at_the_door_and_write_nothing() {
             "params.to",
         ),
         (json!({"kind": "noop", "device_id": web["id"]}), "device_id"),
-        (json!({"kind": "noop", "priority": 1}), "priority"),
+        (json!({"kind": "noop", "priority": 10}), "priority"),
+        (json!({"kind": "noop", "queue": "nowhere"}), "queue"),
     ];
     for (body, field) in cases {
         let reply = post_job(&app, &token, body.clone(), None).await;

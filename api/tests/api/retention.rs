@@ -61,6 +61,18 @@ async fn old_finished_jobs_are_pruned_in_batches_while_submissions_go_on() {
     old_jobs(&owner, default, "succeeded", 1, 100).await;
     old_jobs(&owner, default, "failed", 10, 100).await;
     old_jobs(&owner, other, "cancelled", 10, 100).await;
+    // Workflows whose jobs are all gone go too, once an hour old.
+    sqlx::query(
+        "INSERT INTO workflows (id, tenant_id, kind, steps, created_at) \
+         VALUES (gen_random_uuid(), $1, 'group', 1, now() - interval '40 days'), \
+                (gen_random_uuid(), $2, 'chain', 2, now() - interval '40 days'), \
+                (gen_random_uuid(), $1, 'group', 1, now())",
+    )
+    .bind(default)
+    .bind(other)
+    .execute(&owner)
+    .await
+    .unwrap();
     sqlx::query("ANALYZE jobs").execute(&owner).await.unwrap();
 
     // Clients submit jobs all along.
@@ -155,5 +167,10 @@ async fn old_finished_jobs_are_pruned_in_batches_while_submissions_go_on() {
         300,
         "outbox records went with their jobs"
     );
+    assert_eq!(
+        results["items"][0]["data"]["workflows_deleted"], 2,
+        "{results}"
+    );
+    assert_eq!(count(&owner, "SELECT count(*) FROM workflows").await, 1);
     worker.cancel();
 }

@@ -213,6 +213,7 @@ async fn a_per_second_schedule_made_through_the_api_fires_once_per_second() {
         grace: Duration::from_secs(1),
         instance: "api-test".into(),
         builtins: Vec::new(),
+        queues: Default::default(),
     };
     tokio::spawn(scheduler::run(
         app.db.app().await,

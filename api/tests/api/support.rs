@@ -307,6 +307,18 @@ pub fn start_worker(
     worker_id: &str,
     concurrency: usize,
 ) -> tokio_util::sync::CancellationToken {
+    start_worker_on(app, db, worker_id, concurrency, &[])
+}
+
+/// [`start_worker`] consuming the given queues (each with its cap) only;
+/// none: the default queue.
+pub fn start_worker_on(
+    app: &TestApp,
+    db: ferro_db::Db,
+    worker_id: &str,
+    concurrency: usize,
+    queues: &[(&str, usize)],
+) -> tokio_util::sync::CancellationToken {
     let stop = tokio_util::sync::CancellationToken::new();
     let events = worker::Events::new(
         ferro_redis::create_pool(
@@ -324,6 +336,7 @@ pub fn start_worker(
         worker_id: worker_id.into(),
         smtp: None,
         retention: Default::default(),
+        queues: queues.iter().map(|(q, n)| (q.to_string(), *n)).collect(),
     };
     let (broker, token) = (app.state.broker.clone(), stop.clone());
     tokio::spawn(async move { worker::run(db, broker, Some(events), settings, token).await });

@@ -74,3 +74,9 @@ impl Delivery {
         self.receipt.dead_letter().await
     }
 }
+
+/// One job queue's consumer, as [`crate::MergedConsumer`] drives it.
+pub(crate) trait Source: Send {
+    fn next(&mut self) -> BoxFuture<'_, Delivery>;
+    fn close(&mut self) -> BoxFuture<'_, ()>;
+}

@@ -44,6 +44,9 @@ mod redis_streams;
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+
+use delivery::Source;
 pub use delivery::{BrokerError, Delivery, Envelope};
 pub use merged::MergedConsumer;
 pub use rabbit::{RETRY_DELAYS, RabbitBroker, RabbitConsumer};
@@ -146,7 +149,12 @@ impl Broker {
         Consumer::Merged(MergedConsumer::new(
             queues
                 .iter()
-                .map(|(queue, prefetch)| self.queue_consumer(queue, *prefetch, name))
+                .map(|(queue, prefetch)| -> Box<dyn Source> {
+                    match self {
+                        Broker::RabbitMq(b) => Box::new(b.consumer(queue, *prefetch, name)),
+                        Broker::RedisStreams(b) => Box::new(b.consumer(queue, *prefetch, name)),
+                    }
+                })
                 .collect(),
         ))
     }
@@ -219,5 +227,25 @@ impl Consumer {
             Consumer::RedisStreams(c) => c.close().await,
             Consumer::Merged(c) => c.close().await,
         }
+    }
+}
+
+impl Source for RabbitConsumer {
+    fn next(&mut self) -> BoxFuture<'_, Delivery> {
+        Box::pin(RabbitConsumer::next(self))
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(RabbitConsumer::close(self))
+    }
+}
+
+impl Source for RedisConsumer {
+    fn next(&mut self) -> BoxFuture<'_, Delivery> {
+        Box::pin(RedisConsumer::next(self))
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(RedisConsumer::close(self))
     }
 }

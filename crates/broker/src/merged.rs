@@ -6,8 +6,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::Consumer;
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Source};
 
 pub struct MergedConsumer {
     deliveries: mpsc::Receiver<Delivery>,
@@ -16,7 +15,7 @@ pub struct MergedConsumer {
 }
 
 impl MergedConsumer {
-    pub(crate) fn new(consumers: Vec<Consumer>) -> Self {
+    pub(crate) fn new(consumers: Vec<Box<dyn Source>>) -> Self {
         let (sender, deliveries) = mpsc::channel(1);
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();

@@ -15,14 +15,21 @@ pub enum ConfigError {
         variable: &'static str,
         expected: &'static str,
     },
+    /// A value (or the file it names) that was read and refused; `reason`
+    /// says what is wrong in it, and is never a secret.
+    #[error("{variable}: {reason}")]
+    Rejected {
+        variable: &'static str,
+        reason: String,
+    },
 }
 
 impl ConfigError {
     pub fn variable(&self) -> &'static str {
         match self {
-            ConfigError::Missing { variable, .. } | ConfigError::Invalid { variable, .. } => {
-                variable
-            }
+            ConfigError::Missing { variable, .. }
+            | ConfigError::Invalid { variable, .. }
+            | ConfigError::Rejected { variable, .. } => variable,
         }
     }
 }

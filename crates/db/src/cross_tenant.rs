@@ -198,6 +198,16 @@ impl Db {
             .await
             .map_err(DbError::from)
     }
+
+    /// Deletes up to `limit` workflows, in every tenant, whose jobs have
+    /// all been pruned (and that are over an hour old); how many.
+    pub async fn prune_workflows(&self, limit: i32) -> Result<i32, DbError> {
+        sqlx::query_scalar("SELECT maintenance_prune_workflows($1)")
+            .bind(limit)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::from)
+    }
 }
 
 /// A schedule whose next run has come, in whichever tenant.

@@ -18,6 +18,7 @@ pub mod queues;
 pub mod retention;
 pub mod schedules;
 pub mod submission;
+pub mod workflows;
 
 pub use kinds::JobKind;
 
@@ -25,6 +26,8 @@ pub use kinds::JobKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// A workflow step waiting for the steps before it.
+    Waiting,
     /// Deferred (`run_at`): waits until it is due, then becomes `queued`.
     Scheduled,
     Queued,
@@ -36,7 +39,8 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 7] = [
+    pub const ALL: [JobStatus; 8] = [
+        JobStatus::Waiting,
         JobStatus::Scheduled,
         JobStatus::Queued,
         JobStatus::Running,
@@ -48,6 +52,7 @@ impl JobStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Waiting => "waiting",
             JobStatus::Scheduled => "scheduled",
             JobStatus::Queued => "queued",
             JobStatus::Running => "running",

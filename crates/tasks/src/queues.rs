@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use ferro_config::{ConfigError, Env};
 use serde::Deserialize;
 
 use crate::JobKind;
@@ -68,6 +69,14 @@ pub fn is_queue_name(name: &str) -> bool {
 }
 
 impl QueueTable {
+    /// The table `QUEUES_CONFIG` names (see [`QueueTable::load`]).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::load(env.raw("QUEUES_CONFIG")).map_err(|reason| ConfigError::Rejected {
+            variable: "QUEUES_CONFIG",
+            reason,
+        })
+    }
+
     /// Reads the table from `QUEUES_CONFIG` (a path, which must exist), else
     /// from [`DEFAULT_PATH`] if there is one, else [`QueueTable::default`].
     pub fn load(queues_config: Option<&str>) -> Result<Self, String> {
@@ -80,10 +89,7 @@ impl QueueTable {
             Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {
                 Ok(Self::default())
             }
-            Err(err) => Err(format!(
-                "QUEUES_CONFIG: cannot read {}: {err}",
-                path.display()
-            )),
+            Err(err) => Err(format!("cannot read {}: {err}", path.display())),
         }
     }
 

@@ -212,12 +212,14 @@ struct Due {
 /// ([`plan`]), writes the job and its outbox record keyed by (schedule,
 /// slot), and moves `next_run_at` on, all in the caller's transaction. Two
 /// schedulers firing the same schedule at once serialise on the row lock,
-/// and the slot key would refuse a second job even without it.
+/// and the slot key would refuse a second job even without it. The job
+/// goes to its kind's queue in `queues`.
 pub async fn fire(
     tx: &mut TenantTx,
     id: Uuid,
     now: DateTime<Utc>,
     grace: chrono::Duration,
+    queues: &crate::queues::QueueTable,
 ) -> Result<Fired, DbError> {
     let due: Option<Due> = sqlx::query_as(
         "SELECT cron, timezone, kind, device_id, params, misfire_policy, next_run_at \
@@ -265,7 +267,11 @@ pub async fn fire(
                     // A slot's job that has not started when the next slot
                     // is due is stale; the next one takes its place.
                     deadline: next,
-                    options: Default::default(),
+                    options: jobs::JobOptions {
+                        queue: Some(queues.route(kind).to_owned()),
+                        ..Default::default()
+                    },
+                    step: None,
                 },
             )
             .await?;

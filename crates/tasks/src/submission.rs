@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::jobs::{JobOptions, Uniqueness};
 use crate::kinds::{DeviceNeed, ParamError};
+use crate::queues::{MAX_PRIORITY, QueueTable};
 use crate::{JobKind, JobStatus};
 
 /// The kind named `kind`.
@@ -82,6 +83,10 @@ pub const MAX_ATTEMPTS: i64 = 25;
 /// The optional parts of a submission, as a client sends them.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct OptionsInput {
+    /// A configured queue; default: the kind's route.
+    pub queue: Option<String>,
+    /// 0 to 9, higher first; default 0.
+    pub priority: Option<i64>,
     /// RFC 3339; not before then.
     pub run_at: Option<String>,
     /// Seconds from now; instead of `run_at`.
@@ -120,15 +125,43 @@ fn timestamp(field: &str, text: &str) -> Result<DateTime<Utc>, ParamError> {
 
 /// Checks the options of a `kind` job at `now`; every fault is named. A
 /// `run_at` no later than now (within [`RUN_AT_GRACE`]) or a zero
-/// `countdown` means "now": the job is not deferred.
+/// `countdown` means "now": the job is not deferred. A job that names no
+/// queue goes to its kind's route in `queues`.
 pub fn check_options(
     kind: JobKind,
     device_id: Option<Uuid>,
     params: &Value,
     input: &OptionsInput,
+    queues: &QueueTable,
     now: DateTime<Utc>,
 ) -> Result<CheckedOptions, Vec<ParamError>> {
     let mut errors = Vec::new();
+    let queue = match &input.queue {
+        None => queues.route(kind).to_owned(),
+        Some(name) if queues.contains(name) => name.clone(),
+        Some(_) => {
+            errors.push(ParamError::new(
+                "queue",
+                format!(
+                    "is not a configured queue (the queues are {})",
+                    queues.names().join(", ")
+                ),
+            ));
+            String::new()
+        }
+    };
+    let max_priority = i64::from(MAX_PRIORITY);
+    let priority = match input.priority {
+        None => 0,
+        Some(p) if (0..=max_priority).contains(&p) => p as u8,
+        Some(_) => {
+            errors.push(ParamError::new(
+                "priority",
+                format!("must be 0 to {max_priority}"),
+            ));
+            0
+        }
+    };
     let ahead = chrono::Duration::from_std(MAX_AHEAD).expect("a year fits");
     let grace = chrono::Duration::from_std(RUN_AT_GRACE).expect("a minute fits");
     let mut run_at = None;
@@ -200,6 +233,8 @@ pub fn check_options(
     }
     Ok(CheckedOptions {
         options: JobOptions {
+            queue: Some(queue),
+            priority,
             run_at,
             max_attempts: input.max_attempts.map(|n| n as i32),
             timeout_seconds: input.timeout_seconds.map(|n| n as i32),
@@ -269,7 +304,11 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        check_options(JobKind::Noop, None, &json!({}), &input, now)
+        let queues = QueueTable::parse(
+            r#"{"queues": [{"name": "default"}, {"name": "bulk"}], "routes": {"noop": "bulk"}}"#,
+        )
+        .unwrap();
+        check_options(JobKind::Noop, None, &json!({}), &input, &queues, now)
     }
 
     fn fields(result: Result<CheckedOptions, Vec<ParamError>>) -> Vec<String> {
@@ -304,6 +343,8 @@ mod tests {
     #[test]
     fn every_bad_option_is_named() {
         let bad = OptionsInput {
+            queue: Some("nope".into()),
+            priority: Some(10),
             run_at: Some("2026-12-07T11:58:00Z".into()),
             expires_at: Some("yesterday".into()),
             max_attempts: Some(0),
@@ -318,6 +359,8 @@ mod tests {
         assert_eq!(
             fields(check(bad)),
             [
+                "queue",
+                "priority",
                 "run_at",
                 "expires_at",
                 "max_attempts",
@@ -339,6 +382,26 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(fields(check(expires_first)), ["expires_at"]);
+    }
+
+    #[test]
+    fn a_job_goes_to_its_kinds_route_unless_it_names_a_queue() {
+        let routed = check(OptionsInput::default()).unwrap().options;
+        assert_eq!(
+            (routed.queue.as_deref(), routed.priority),
+            (Some("bulk"), 0)
+        );
+        let named = check(OptionsInput {
+            queue: Some("default".into()),
+            priority: Some(9),
+            ..Default::default()
+        })
+        .unwrap()
+        .options;
+        assert_eq!(
+            (named.queue.as_deref(), named.priority),
+            (Some("default"), 9)
+        );
     }
 
     #[test]

@@ -85,9 +85,23 @@ pub struct JobContext {
     pub smtp: Option<SmtpConfig>,
     /// What `jobs.prune` keeps.
     pub retention: ferro_tasks::retention::JobRetention,
+    /// The workflow it is a step of, and which step.
+    pub workflow: Option<(Uuid, i32)>,
 }
 
 impl JobContext {
+    /// The results of the steps this workflow step waited for, in step
+    /// order (none for a job outside a workflow).
+    pub async fn upstream(&self) -> Result<Vec<serde_json::Value>, JobError> {
+        let Some((workflow, step)) = self.workflow else {
+            return Ok(Vec::new());
+        };
+        let mut tx = self.db.begin(self.ctx).await?;
+        let results = ferro_tasks::workflows::upstream(&mut tx, workflow, step).await?;
+        tx.end_read_only();
+        Ok(results)
+    }
+
     /// Records progress (0-100); failures to record are only logged.
     pub async fn progress(&self, percent: u8) {
         match self.recorder.progress(self.ctx, self.job_id, percent).await {

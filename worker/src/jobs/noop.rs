@@ -1,5 +1,6 @@
 //! `noop`: sleeps (reporting progress), or fails its first attempts, as asked;
-//! for tests, benchmarks and checking that the pipeline works.
+//! for tests, benchmarks and checking that the pipeline works. As a workflow
+//! step, its result also holds the results it received (`received`).
 
 use std::time::Duration;
 
@@ -26,5 +27,11 @@ pub async fn run(p: NoopParams, job: &JobContext) -> Result<Vec<Value>, JobError
             job.progress((step * 10) as u8).await;
         }
     }
-    Ok(vec![json!({"slept_ms": total.as_millis() as u64})])
+    // A workflow step shows what the steps it waited for gave it.
+    let received = job.upstream().await?;
+    let mut result = json!({"slept_ms": total.as_millis() as u64});
+    if !received.is_empty() {
+        result["received"] = Value::Array(received);
+    }
+    Ok(vec![result])
 }

@@ -32,13 +32,26 @@ pub async fn run(p: JobsPruneParams, job: &JobContext) -> Result<Vec<Value>, Job
         job.progress(((at + 1) * 100 / ages.len()).min(99) as u8)
             .await;
     }
+    // Then the workflows whose jobs are all gone.
+    let mut workflows: i64 = 0;
+    loop {
+        if job.cancel.is_cancelled() {
+            return Err(JobError::Cancelled);
+        }
+        let n = job.db.prune_workflows(batch).await?;
+        workflows += i64::from(n);
+        if n < batch {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     let summary = serde_json::Value::Object(deleted.clone()).to_string();
-    tracing::info!(deleted = %summary, "jobs pruned");
+    tracing::info!(deleted = %summary, workflows, "jobs pruned");
     let kept_days: serde_json::Map<String, Value> = ages
         .iter()
         .map(|(s, age)| (s.as_str().to_owned(), json!(age.as_secs() / 3600)))
         .collect();
     Ok(vec![
-        json!({"deleted": deleted, "retention_hours": kept_days}),
+        json!({"deleted": deleted, "workflows_deleted": workflows, "retention_hours": kept_days}),
     ])
 }

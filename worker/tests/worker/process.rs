@@ -29,6 +29,7 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
         worker_id: worker_id.clone(),
         smtp: None,
         retention: Default::default(),
+        queues: Vec::new(),
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker::run(

@@ -38,6 +38,7 @@ async fn enqueue_noops_relayed_after(db: &TestDb, n: usize, relay_after: Duratio
             trace: None,
             deadline: None,
             options: Default::default(),
+            step: None,
         };
         match jobs::enqueue(&mut tx, new).await.unwrap() {
             Enqueued::Created { job, .. } => ids.push(job.id),

@@ -132,6 +132,7 @@ impl Rig {
             worker_id: id.to_owned(),
             smtp: self.smtp.clone(),
             retention: Default::default(),
+            queues: Vec::new(),
         }
     }
 
@@ -194,6 +195,7 @@ impl Rig {
                 trace: None,
                 deadline: None,
                 options: Default::default(),
+                step: None,
             },
         )
         .await
@@ -351,6 +353,7 @@ pub fn noop_job(relay_after: Duration) -> NewJob {
         trace: None,
         deadline: None,
         options: Default::default(),
+        step: None,
     }
 }
 

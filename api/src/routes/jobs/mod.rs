@@ -52,6 +52,10 @@ pub struct CreateJob {
     pub device_id: Option<Uuid>,
     #[serde(default = "empty_object")]
     pub params: Value,
+    /// A configured queue (`deploy/queues.json`); default: the kind's route.
+    pub queue: Option<String>,
+    /// 0 to 9, higher first within the queue; default 0.
+    pub priority: Option<i64>,
     /// RFC 3339: the job is `scheduled` until then.
     pub run_at: Option<String>,
     /// Seconds from now; instead of `run_at`.
@@ -64,8 +68,10 @@ pub struct CreateJob {
 }
 
 impl CreateJob {
-    fn options(&self) -> submission::OptionsInput {
+    pub(crate) fn options(&self) -> submission::OptionsInput {
         submission::OptionsInput {
+            queue: self.queue.clone(),
+            priority: self.priority,
             run_at: self.run_at.clone(),
             countdown: self.countdown,
             expires_at: self.expires_at.clone(),
@@ -79,6 +85,10 @@ impl CreateJob {
 /// The options every job body may carry, for the OpenAPI document.
 pub(crate) fn option_properties() -> Value {
     json!({
+        "queue": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
+                  "description": "A configured queue (`deploy/queues.json`; another name is a 422). Default: the queue the kind is routed to."},
+        "priority": {"type": "integer", "minimum": 0, "maximum": ferro_tasks::queues::MAX_PRIORITY,
+                     "description": "0 to 9, higher first within the queue; default 0."},
         "run_at": {"type": "string", "format": "date-time",
                    "description": "Not before then: the job is `scheduled` until due. At most a minute in the past (then it runs now), at most 366 days ahead."},
         "countdown": {"type": "number", "minimum": 0, "maximum": 31_622_400,
@@ -128,8 +138,8 @@ pub struct JobQuery {
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
-    /// `scheduled`, `queued`, `running`, `retrying`, `succeeded`, `failed` or
-    /// `cancelled`.
+    /// `waiting`, `scheduled`, `queued`, `running`, `retrying`, `succeeded`,
+    /// `failed` or `cancelled`.
     #[param(schema_with = job_status)]
     pub status: Option<String>,
     #[param(schema_with = fields::job_kind)]
@@ -201,6 +211,7 @@ async fn create_job(
         body.device_id,
         &params,
         &body.options(),
+        &state.config.queues,
         chrono::Utc::now(),
     )?;
     if body.device_id.is_some() {
@@ -229,6 +240,7 @@ async fn create_job(
                 trace: Some(trace),
                 deadline: checked.expires_at,
                 options: checked.options,
+                step: None,
             },
             audit,
         })
@@ -288,7 +300,8 @@ async fn list_jobs(
                 v.check(
                     false,
                     "status",
-                    "must be scheduled, queued, running, retrying, succeeded, failed or cancelled",
+                    "must be waiting, scheduled, queued, running, retrying, succeeded, failed or \
+                     cancelled",
                 );
                 None
             }

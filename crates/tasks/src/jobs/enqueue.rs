@@ -17,6 +17,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::job::{COLUMNS, Job};
+use crate::queues::DEFAULT_QUEUE;
 use crate::{JobKind, JobStatus, TaskEnvelope, TraceContext};
 
 /// How long the outbox relay leaves a new job's record to a writer that
@@ -30,6 +31,11 @@ pub const PUBLISHED_BY_WRITER: Duration = Duration::from_secs(5);
 /// optional, checked by [`crate::submission::check_options`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobOptions {
+    /// The queue it goes to; `None`: [`DEFAULT_QUEUE`]. Submissions and
+    /// schedules put the kind's route here when they name none.
+    pub queue: Option<String>,
+    /// 0 to 9, higher first within its queue.
+    pub priority: u8,
     /// Not to run before then: `scheduled` until due, published by the relay.
     pub run_at: Option<DateTime<Utc>>,
     /// Attempts instead of the kind's default.
@@ -125,16 +131,36 @@ pub struct NewJob {
     /// `cancelled`); shown as the job's `expires_at`.
     pub deadline: Option<DateTime<Utc>>,
     pub options: JobOptions,
+    /// The workflow it is a step of.
+    pub step: Option<WorkflowStep>,
+}
+
+/// A job's place in its workflow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkflowStep {
+    pub workflow_id: Uuid,
+    /// 0-based, in the order given.
+    pub index: i32,
+    /// It waits for other steps: written `waiting`, its record held back
+    /// until a step before it releases it.
+    pub waits: bool,
 }
 
 impl NewJob {
-    /// `scheduled` for a deferred job, else `queued`.
+    /// `waiting` for a step that waits, `scheduled` for a deferred job,
+    /// else `queued`.
     pub fn status(&self) -> JobStatus {
-        if self.options.run_at.is_some() {
+        if self.step.is_some_and(|s| s.waits) {
+            JobStatus::Waiting
+        } else if self.options.run_at.is_some() {
             JobStatus::Scheduled
         } else {
             JobStatus::Queued
         }
+    }
+
+    pub fn queue(&self) -> &str {
+        self.options.queue.as_deref().unwrap_or(DEFAULT_QUEUE)
     }
 
     fn max_attempts(&self) -> i32 {
@@ -147,6 +173,8 @@ impl NewJob {
         let mut envelope = TaskEnvelope::new(id, self.kind.as_str(), tx.tenant_id(), tx.user_id());
         envelope.trace = self.trace.clone();
         envelope.deadline = self.deadline;
+        envelope.queue = self.queue().to_owned();
+        envelope.priority = self.options.priority;
         envelope
     }
 }
@@ -189,8 +217,8 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
     }
     let sql = format!(
         "INSERT INTO jobs (tenant_id, kind, device_id, params, max_attempts, schedule_id, \
-         scheduled_for, expires_at, created_by) \
-         VALUES (app_current_tenant(), $1, $2, $3, $4, $5, $6, $7, app_current_user()) \
+         scheduled_for, expires_at, queue, priority, created_by) \
+         VALUES (app_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8, $9, app_current_user()) \
          ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING \
          RETURNING {COLUMNS}"
     );
@@ -202,6 +230,8 @@ pub async fn enqueue(tx: &mut TenantTx, new: NewJob) -> Result<Enqueued, DbError
         .bind(new.schedule_id)
         .bind(new.scheduled_for)
         .bind(new.deadline)
+        .bind(new.queue())
+        .bind(new.options.priority as i16)
         .fetch_optional(&mut **tx)
         .await?;
     let Some(job) = inserted else {
@@ -246,17 +276,23 @@ pub async fn enqueue_many(tx: &mut TenantTx, new: &[NewJob]) -> Result<Vec<Enque
         .iter()
         .map(|n| n.options.unique.as_ref().map(|u| u.key.as_str()))
         .collect();
+    let queues: Vec<&str> = new.iter().map(NewJob::queue).collect();
+    let priorities: Vec<i16> = new.iter().map(|n| n.options.priority as i16).collect();
+    let workflows: Vec<Option<Uuid>> = new.iter().map(|n| n.step.map(|s| s.workflow_id)).collect();
+    let steps: Vec<Option<i32>> = new.iter().map(|n| n.step.map(|s| s.index)).collect();
     let sql = format!(
         "INSERT INTO jobs (id, tenant_id, kind, device_id, params, max_attempts, idempotency_key, \
-           status, run_at, expires_at, timeout_seconds, unique_key, created_by) \
+           status, run_at, expires_at, timeout_seconds, unique_key, queue, priority, workflow_id, \
+           workflow_step, created_by) \
          SELECT t.id, app_current_tenant(), t.kind, t.device_id, t.params, t.max_attempts, t.key, \
            t.status, t.run_at, t.expires_at, t.timeout, \
            CASE WHEN t.ukey IS NOT NULL THEN encode(sha256(convert_to(t.ukey, 'UTF8')), 'hex') END, \
-           app_current_user() \
+           t.queue, t.priority, t.workflow_id, t.step, app_current_user() \
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::int[], $6::text[], \
-                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[]) \
+                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], \
+                     $12::text[], $13::int2[], $14::uuid[], $15::int[]) \
            WITH ORDINALITY AS t(id, kind, device_id, params, max_attempts, key, status, run_at, \
-                                expires_at, timeout, ukey, n) \
+                                expires_at, timeout, ukey, queue, priority, workflow_id, step, n) \
          ORDER BY t.n \
          ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {COLUMNS}"
@@ -273,6 +309,10 @@ pub async fn enqueue_many(tx: &mut TenantTx, new: &[NewJob]) -> Result<Vec<Enque
         .bind(&expires)
         .bind(&timeouts)
         .bind(&unique)
+        .bind(&queues)
+        .bind(&priorities)
+        .bind(&workflows)
+        .bind(&steps)
         .fetch_all(&mut **tx)
         .await?;
     let mut created: HashMap<Uuid, Job> = inserted.into_iter().map(|j| (j.id, j)).collect();
@@ -294,18 +334,26 @@ pub async fn enqueue_many(tx: &mut TenantTx, new: &[NewJob]) -> Result<Vec<Enque
         .iter()
         .map(|(at, _)| new[*at].options.run_at)
         .collect();
+    let held: Vec<bool> = envelopes
+        .iter()
+        .map(|(at, _)| new[*at].status() == JobStatus::Waiting)
+        .collect();
+    // A waiting step's record is held back (due at infinity) until the step
+    // before it releases it.
     let records: Vec<(i64, Uuid)> = sqlx::query_as(
         "INSERT INTO job_outbox (tenant_id, job_id, payload, available_at) \
          SELECT app_current_tenant(), t.job_id, t.payload, \
-           coalesce(t.due, now() + make_interval(secs => t.after)) \
-         FROM unnest($1::uuid[], $2::jsonb[], $3::float8[], $4::timestamptz[]) \
-           AS t(job_id, payload, after, due) \
+           CASE WHEN t.held THEN 'infinity'::timestamptz \
+                ELSE coalesce(t.due, now() + make_interval(secs => t.after)) END \
+         FROM unnest($1::uuid[], $2::jsonb[], $3::float8[], $4::timestamptz[], $5::bool[]) \
+           AS t(job_id, payload, after, due, held) \
          RETURNING id, job_id",
     )
     .bind(&job_ids)
     .bind(&payloads)
     .bind(&relay_after)
     .bind(&due)
+    .bind(&held)
     .fetch_all(&mut **tx)
     .await?;
     let outbox: HashMap<Uuid, i64> = records.into_iter().map(|(id, job)| (job, id)).collect();

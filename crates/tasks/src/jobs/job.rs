@@ -15,8 +15,8 @@ pub struct Job {
     pub device_id: Option<Uuid>,
     #[schema(value_type = Object)]
     pub params: Value,
-    /// `scheduled`, `queued`, `running`, `retrying`, `succeeded`, `failed`
-    /// or `cancelled`.
+    /// `waiting` (a workflow step), `scheduled`, `queued`, `running`,
+    /// `retrying`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
     /// 0 to 100.
     pub progress: i16,
@@ -43,6 +43,14 @@ pub struct Job {
     /// One attempt's time limit, when the job has its own.
     #[schema(required = true)]
     pub timeout_seconds: Option<i32>,
+    /// The queue it waits in (see `deploy/queues.json`).
+    #[schema(example = "default")]
+    pub queue: String,
+    /// 0 to 9, higher first within its queue.
+    pub priority: i16,
+    /// The workflow it is a step of.
+    #[schema(required = true)]
+    pub workflow_id: Option<Uuid>,
     #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
@@ -53,6 +61,7 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-pub(super) const COLUMNS: &str = "id, kind, device_id, params, status, progress, attempts, max_attempts, error, \
-    schedule_id, scheduled_for, cancel_requested_at, run_at, expires_at, timeout_seconds, created_at, \
+pub(crate) const COLUMNS: &str = "id, kind, device_id, params, status, progress, attempts, max_attempts, error, \
+    schedule_id, scheduled_for, cancel_requested_at, run_at, expires_at, timeout_seconds, queue, priority, \
+    workflow_id, created_at, \
     started_at, finished_at";

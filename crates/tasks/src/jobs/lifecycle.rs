@@ -34,6 +34,9 @@ pub struct Claimed {
     pub error: Option<String>,
     /// The job's own time limit for an attempt, if it was given one.
     pub timeout_seconds: Option<i32>,
+    /// The workflow it is a step of, and which step.
+    pub workflow_id: Option<Uuid>,
+    pub workflow_step: Option<i32>,
 }
 
 impl Claimed {
@@ -99,7 +102,8 @@ pub async fn claim_many(
     lease: std::time::Duration,
 ) -> Result<Vec<(Uuid, Claimed)>, DbError> {
     let rows: Vec<ClaimedRow> = sqlx::query_as(
-        "SELECT id, kind, device_id, params, attempts, max_attempts, error, timeout_seconds \
+        "SELECT id, kind, device_id, params, attempts, max_attempts, error, timeout_seconds, \
+           workflow_id, workflow_step \
          FROM app_claim_jobs($1, $2, $3)",
     )
     .bind(ids)

@@ -12,8 +12,8 @@ mod job;
 mod lifecycle;
 
 pub use enqueue::{
-    Enqueued, JobOptions, NewJob, PUBLISHED_BY_WRITER, Uniqueness, enqueue, enqueue_many,
-    enqueue_unique, mark_published,
+    Enqueued, JobOptions, NewJob, PUBLISHED_BY_WRITER, Uniqueness, WorkflowStep, enqueue,
+    enqueue_many, enqueue_unique, mark_published,
 };
 
 pub use lifecycle::{
@@ -23,7 +23,7 @@ pub use lifecycle::{
 };
 
 use crate::JobStatus;
-use job::COLUMNS;
+pub(crate) use job::COLUMNS;
 pub use job::Job;
 
 /// One result row a job attempt recorded.
