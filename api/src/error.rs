@@ -290,6 +290,14 @@ impl From<ferro_auth::StoreError> for ApiError {
     }
 }
 
+/// Redis away (the rate limits' store): 503, the cause logged.
+impl From<ferro_redis::Error> for ApiError {
+    fn from(err: ferro_redis::Error) -> Self {
+        tracing::warn!(error = %error_chain(&err), "redis unavailable");
+        ApiError::Unavailable("redis")
+    }
+}
+
 impl From<ferro_tasks::kinds::ParamError> for ApiError {
     fn from(err: ferro_tasks::kinds::ParamError) -> Self {
         ApiError::Validation(vec![err.into()])

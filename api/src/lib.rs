@@ -70,6 +70,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(routes::devices::router())
         .merge(routes::jobs::router())
         .merge(routes::workflows::router())
+        .merge(routes::rate_limits::router())
         .merge(routes::schedules::router())
         .merge(routes::logs::router())
         .merge(routes::monitor::router())

@@ -30,6 +30,8 @@ pub struct Worker {
     pub events: Option<Events>,
     pub config: RunConfig,
     pub claims: Claims,
+    /// The rate limits (with Redis; none without).
+    pub limiter: Option<Arc<crate::limits::RateLimiter>>,
 }
 
 /// What becomes of a delivery once its job's state is recorded.

@@ -36,6 +36,7 @@ impl WorkerConfig {
         let queues = QueueTable::from_env(env)?;
         let mut run = RunConfig::from_env(env)?;
         run.queues = consumed_queues(env, &queues, run.concurrency)?;
+        run.limits = queues.limits().clone();
         Ok(Self {
             app_env: AppEnv::from_env(env)?,
             log: LogConfig::from_env(env)?,
@@ -134,6 +135,8 @@ pub struct RunConfig {
     /// The job queues consumed, each with the most of its jobs that run at
     /// once (at most `concurrency`); empty: the default queue alone.
     pub queues: Vec<(String, usize)>,
+    /// The rate limits `QUEUES_CONFIG` sets (overrides come from Redis).
+    pub limits: ferro_tasks::limits::Limits,
 }
 
 impl RunConfig {
@@ -176,6 +179,7 @@ impl RunConfig {
                 })?,
             },
             queues: Vec::new(),
+            limits: Default::default(),
         })
     }
 }

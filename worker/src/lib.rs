@@ -17,6 +17,7 @@ pub mod config;
 pub mod events;
 pub mod heartbeat;
 mod jobs;
+pub mod limits;
 pub mod metrics;
 pub mod recorder;
 pub mod relay;

@@ -65,6 +65,12 @@ pub fn set_concurrency(concurrency: usize) {
     ::metrics::gauge!("worker_concurrency").set(concurrency as f64);
 }
 
+/// A job held back by a rate limit (published again for later).
+pub fn held_back(queue: &str, kind: &str) {
+    ::metrics::counter!("worker_jobs_held_back_total", "queue" => queue.to_owned(), "kind" => kind.to_owned())
+        .increment(1);
+}
+
 pub fn job_started() {
     ::metrics::gauge!("worker_jobs_active").increment(1.0);
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ferro_broker::{Broker, Delivery};
 use ferro_db::Db;
+use ferro_tasks::TaskEnvelope;
 use ferro_tasks::queues::DEFAULT_QUEUE;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -19,6 +20,7 @@ use crate::claims::Claims;
 use crate::config::RunConfig;
 use crate::events::Events;
 use crate::heartbeat::{self, Stats};
+use crate::limits::RateLimiter;
 use crate::metrics;
 use crate::recorder::Recorder;
 
@@ -58,6 +60,16 @@ pub async fn run(
             background.clone(),
         ))
     });
+    let limiter = events.as_ref().map(|events| {
+        RateLimiter::new(
+            events.redis.clone(),
+            events.prefix.clone(),
+            config.limits.clone(),
+        )
+    });
+    let refreshing = limiter
+        .clone()
+        .map(|limiter| tokio::spawn(limiter.refresh(background.clone())));
     let worker = Arc::new(Worker {
         recorder: Recorder::new(db.clone(), config.worker_id.clone(), config.lease),
         db,
@@ -65,6 +77,7 @@ pub async fn run(
         events,
         config,
         claims: Claims::default(),
+        limiter,
     });
     let names: Vec<&str> = queues.iter().map(|(q, _)| q.as_str()).collect();
     tracing::info!(worker_id = %worker.config.worker_id, concurrency = worker.config.concurrency, queues = %names.join(","), "worker consuming");
@@ -103,6 +116,9 @@ pub async fn run(
     background.cancel();
     if let Some(beating) = beating {
         let _ = beating.await;
+    }
+    if let Some(refreshing) = refreshing {
+        let _ = refreshing.await;
     }
     let _ = depths.await;
 }
@@ -153,6 +169,12 @@ async fn process(worker: &Worker, delivery: Delivery) -> bool {
             return true;
         }
     };
+    if let Some(limiter) = &worker.limiter
+        && let Some(wait) = limiter.hold_back(&envelope).await
+    {
+        hold_back(worker, &delivery, &envelope, wait).await;
+        return false;
+    }
     let trace_id = envelope
         .trace
         .as_ref()
@@ -176,4 +198,24 @@ async fn process(worker: &Worker, delivery: Delivery) -> bool {
         tracing::warn!(job_id = %envelope.job_id, error = %err, "could not settle the delivery; the broker will redeliver it");
     }
     failed
+}
+
+/// A job over a rate limit: published again to come back after `wait`
+/// (its attempt unspent), then its delivery acked; if the publish fails,
+/// the delivery goes back after a pause instead.
+async fn hold_back(worker: &Worker, delivery: &Delivery, envelope: &TaskEnvelope, wait: Duration) {
+    metrics::held_back(&envelope.queue, &envelope.kind);
+    tracing::debug!(job_id = %envelope.job_id, wait_ms = wait.as_millis() as u64, "rate limited: held back");
+    match worker.broker.publish_delayed(envelope, wait).await {
+        Ok(()) => {
+            if let Err(err) = delivery.ack().await {
+                tracing::warn!(job_id = %envelope.job_id, error = %err, "could not ack a held-back delivery; the claim skips the copy");
+            }
+        }
+        Err(err) => {
+            tracing::warn!(job_id = %envelope.job_id, error = %err, "could not hold a job back; requeueing it");
+            tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+            let _ = delivery.requeue().await;
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod logs;
 pub mod monitor;
+pub mod rate_limits;
 pub mod roles;
 pub mod schedules;
 pub mod tenants;

@@ -20,6 +20,7 @@ mod monitor;
 mod nginx;
 mod permissions;
 mod queues;
+mod rate_limits;
 mod requests;
 mod resources;
 mod retention;

@@ -337,6 +337,7 @@ pub fn start_worker_on(
         smtp: None,
         retention: Default::default(),
         queues: queues.iter().map(|(q, n)| (q.to_string(), *n)).collect(),
+        limits: app.state.config.queues.limits().clone(),
     };
     let (broker, token) = (app.state.broker.clone(), stop.clone());
     tokio::spawn(async move { worker::run(db, broker, Some(events), settings, token).await });

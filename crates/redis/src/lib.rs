@@ -8,6 +8,7 @@
 //! timeout, so a dead Redis gives an error in seconds, not a hang.
 
 pub mod heartbeat;
+pub mod limits;
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ pub mod cron;
 pub mod events;
 pub mod jobs;
 pub mod kinds;
+pub mod limits;
 mod params;
 pub mod queues;
 pub mod retention;

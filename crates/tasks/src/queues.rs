@@ -13,6 +13,7 @@ use ferro_config::{ConfigError, Env};
 use serde::Deserialize;
 
 use crate::JobKind;
+use crate::limits::{self, Limits, RateLimit, Scope};
 
 /// The queue every kind goes to when neither the table nor the submission
 /// says otherwise, and the only queue when there is no table.
@@ -30,6 +31,7 @@ pub struct QueueTable {
     queues: Vec<String>,
     default_queue: String,
     routes: BTreeMap<JobKind, String>,
+    limits: Limits,
 }
 
 #[derive(Deserialize)]
@@ -40,12 +42,21 @@ struct QueuesFile {
     default_queue: Option<String>,
     #[serde(default)]
     routes: BTreeMap<String, String>,
+    /// Kind -> rate limit.
+    #[serde(default)]
+    kind_limits: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueueEntry {
     name: String,
+    /// Every job of the queue, across all workers.
+    #[serde(default)]
+    rate_limit: Option<String>,
+    /// Each tenant's jobs of the queue, separately.
+    #[serde(default)]
+    tenant_rate_limit: Option<String>,
 }
 
 impl Default for QueueTable {
@@ -55,8 +66,13 @@ impl Default for QueueTable {
             queues: vec![DEFAULT_QUEUE.to_owned()],
             default_queue: DEFAULT_QUEUE.to_owned(),
             routes: BTreeMap::new(),
+            limits: Limits::default(),
         }
     }
+}
+
+fn rate(field: &str, text: &str) -> Result<RateLimit, String> {
+    RateLimit::parse(text).ok_or_else(|| format!("{field}: {text:?} is not {}", limits::FORMAT))
 }
 
 /// Whether `name` can name a queue: 1 to 32 of `a-z`, `0-9`, `_`, `-`,
@@ -99,7 +115,16 @@ impl QueueTable {
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: QueuesFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let mut queues: Vec<String> = Vec::with_capacity(file.queues.len());
+        let mut limits = Limits::default();
         for entry in file.queues {
+            if let Some(text) = &entry.rate_limit {
+                let limit = rate(&format!("queue {}: rate_limit", entry.name), text)?;
+                limits.set(Scope::Queue, &entry.name, limit);
+            }
+            if let Some(text) = &entry.tenant_rate_limit {
+                let limit = rate(&format!("queue {}: tenant_rate_limit", entry.name), text)?;
+                limits.set(Scope::Tenant, &entry.name, limit);
+            }
             if !is_queue_name(&entry.name) {
                 return Err(format!(
                     "queue name {:?}: expected 1 to 32 of a-z, 0-9, _ and -",
@@ -129,11 +154,27 @@ impl QueueTable {
             }
             routes.insert(known, queue);
         }
+        for (kind, text) in file.kind_limits {
+            if JobKind::parse(&kind).is_none() {
+                return Err(format!("kind_limits: {kind:?} is not a job kind"));
+            }
+            limits.set(
+                Scope::Kind,
+                &kind,
+                rate(&format!("kind_limits: {kind}"), &text)?,
+            );
+        }
         Ok(Self {
             queues,
             default_queue,
             routes,
+            limits,
         })
+    }
+
+    /// The rate limits the file sets (before any run-time override).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The configured queues, in the file's order.
@@ -165,6 +206,7 @@ mod tests {
         assert!(table.contains(DEFAULT_QUEUE));
         assert_eq!(table.route(JobKind::SnmpGet), "snmp");
         assert_eq!(table.route(JobKind::Noop), DEFAULT_QUEUE);
+        assert!(table.limits().get(Scope::Kind, "email.send").is_some());
     }
 
     #[test]

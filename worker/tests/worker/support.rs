@@ -133,6 +133,7 @@ impl Rig {
             smtp: self.smtp.clone(),
             retention: Default::default(),
             queues: Vec::new(),
+            limits: Default::default(),
         }
     }
 
