@@ -71,7 +71,7 @@ impl RateLimiter {
             return None;
         }
         let applicable: Vec<(String, u32, Duration)> = limits
-            .applicable(envelope)
+            .applicable(&envelope.queue, &envelope.kind, envelope.tenant_id)
             .into_iter()
             .map(|(key, limit)| (key, limit.count, limit.period))
             .collect();

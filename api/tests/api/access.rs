@@ -209,6 +209,14 @@ impl Resources {
             )
             .await;
         assert_eq!(schedule.status, StatusCode::CREATED, "{}", schedule.body);
+        let workflow = app
+            .post(
+                "/api/v1/workflows",
+                admin,
+                json!({"chain": [{"kind": "noop"}, {"kind": "noop"}]}),
+            )
+            .await;
+        assert_eq!(workflow.status, StatusCode::ACCEPTED, "{}", workflow.body);
         let sessions = app.get("/api/v1/auth/sessions", admin).await;
         let session = sessions.body["items"][0]["id"].as_str().unwrap().to_owned();
         let id = |reply: &support::Reply| reply.body["id"].as_str().unwrap().to_owned();
@@ -220,6 +228,7 @@ impl Resources {
                 ("/api/v1/jobs/events/", id(&job)),
                 ("/api/v1/jobs/", id(&job)),
                 ("/api/v1/schedules/", id(&schedule)),
+                ("/api/v1/workflows/", id(&workflow)),
                 ("/api/v1/auth/sessions/", session),
             ],
         }

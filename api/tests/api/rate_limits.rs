@@ -165,8 +165,16 @@ async fn bad_limit_changes_are_refused_and_only_platform_administrators_make_the
 }
 
 #[tokio::test]
-async fn a_tenant_limit_keeps_one_tenant_from_starving_another() {
-    let app = TestApp::spawn_with(&[("BROKER_URL", support::REDIS_BROKER)]).await;
+async fn a_tenant_limit_keeps_one_tenant_from_starving_another_on_rabbitmq() {
+    fair(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn a_tenant_limit_keeps_one_tenant_from_starving_another_on_redis_streams() {
+    fair(TestApp::spawn_with(&[("BROKER_URL", support::REDIS_BROKER)]).await).await;
+}
+
+async fn fair(app: TestApp) {
     let worker = support::start_worker(&app, app.db.app().await, "fair", 8);
     let token = app.admin_token().await;
     let (_, other) = app.tenant_with_admin("limits-fair").await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::TaskEnvelope;
+use uuid::Uuid;
 
 /// At most `count` per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,21 +122,19 @@ impl Limits {
         limits
     }
 
-    /// The limits a job is held to, each with the key its bucket is kept
-    /// under: its queue's, its kind's, and its tenant's share of its queue.
-    pub fn applicable(&self, envelope: &TaskEnvelope) -> Vec<(String, RateLimit)> {
+    /// The limits a job of `kind` in `queue` from `tenant` is held to, each
+    /// with the key its bucket is kept under: its queue's, its kind's, and
+    /// its tenant's share of its queue.
+    pub fn applicable(&self, queue: &str, kind: &str, tenant: Uuid) -> Vec<(String, RateLimit)> {
         let mut found = Vec::new();
-        if let Some(limit) = self.get(Scope::Queue, &envelope.queue) {
-            found.push((format!("queue:{}", envelope.queue), limit));
+        if let Some(limit) = self.get(Scope::Queue, queue) {
+            found.push((format!("queue:{queue}"), limit));
         }
-        if let Some(limit) = self.get(Scope::Kind, &envelope.kind) {
-            found.push((format!("kind:{}", envelope.kind), limit));
+        if let Some(limit) = self.get(Scope::Kind, kind) {
+            found.push((format!("kind:{kind}"), limit));
         }
-        if let Some(limit) = self.get(Scope::Tenant, &envelope.queue) {
-            found.push((
-                format!("tenant:{}:{}", envelope.queue, envelope.tenant_id),
-                limit,
-            ));
+        if let Some(limit) = self.get(Scope::Tenant, queue) {
+            found.push((format!("tenant:{queue}:{tenant}"), limit));
         }
         found
     }
@@ -150,7 +148,6 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
 
     #[test]
     fn rates_parse_and_print() {
@@ -177,9 +174,8 @@ mod tests {
         assert_eq!(now.get(Scope::Queue, "snmp"), None);
         assert_eq!(now.get(Scope::Kind, "email.send").unwrap().count, 20);
         let tenant = Uuid::new_v4();
-        let envelope = TaskEnvelope::new(Uuid::new_v4(), "email.send", tenant, None);
         let keys: Vec<String> = now
-            .applicable(&envelope)
+            .applicable("default", "email.send", tenant)
             .into_iter()
             .map(|(k, _)| k)
             .collect();

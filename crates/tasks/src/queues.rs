@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use ferro_config::{ConfigError, Env};
 use serde::Deserialize;
 
-use crate::JobKind;
+use crate::kinds::JobKind;
 use crate::limits::{self, Limits, RateLimit, Scope};
 
 /// The queue every kind goes to when neither the table nor the submission
