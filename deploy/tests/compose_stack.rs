@@ -539,12 +539,15 @@ fn holds_job(stack: &Compose, host: &str, job: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).starts_with(&format!("{host}:"))
 }
 
-/// Messages waiting in the stack's jobs queue, from RabbitMQ's management API.
+/// Messages waiting in the stack's default job queue (`ferro.q.default`),
+/// from RabbitMQ's management API.
 async fn queue_depth(http: &reqwest::Client, port: u16) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let res = http
-            .get(format!("http://127.0.0.1:{port}/api/queues/%2f/ferro.jobs"))
+            .get(format!(
+                "http://127.0.0.1:{port}/api/queues/%2f/ferro.q.default"
+            ))
             .basic_auth("guest", Some("guest"))
             .send()
             .await;
