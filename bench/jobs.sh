@@ -13,7 +13,9 @@
 #                                  BENCH_PAIRS=3 BENCH_API_POOL=10
 #                                  BENCH_WORKER_CONCURRENCY=256 BENCH_ROUNDS=1;
 #                                  BENCH_ONLY=drain BENCH_JOBS=20000 for the
-#                                  raw broker loop against the worker's drain)
+#                                  raw broker loop against the worker's drain;
+#                                  BENCH_BASELINE=REV to measure REV's api and
+#                                  worker side by side with these)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +41,29 @@ export MIGRATE_DATABASE_URL="$SU_URL/$DB"
 export BENCH_SU_URL="$SU_URL/$DB"
 export ADMIN_PASSWORD=bench-admin-password RUST_LOG=warn LOG_FORMAT=json
 "$BENCH_BIN/migrate" up
+
+# BENCH_BASELINE=REV: REV's api, worker and migrate, built from `git
+# archive` into a target directory of their own (kept for the next run),
+# with a database of their own migrated by REV's migrate.
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  rev=$(git rev-parse --short "$BENCH_BASELINE")
+  base_target="${CARGO_TARGET_DIR}-baseline"
+  base_src="$base_target/src-$rev"
+  if [ ! -d "$base_src" ]; then
+    mkdir -p "$base_src.tmp" && git archive "$rev" | tar -x -C "$base_src.tmp"
+    mv "$base_src.tmp" "$base_src"
+  fi
+  echo "bench: building the baseline $rev" >&2
+  (cd "$base_src" && CARGO_TARGET_DIR="$base_target" cargo build --release -q -p api -p worker -p migrate)
+  mkdir -p "$base_target/bin-$rev"
+  cp "$base_target/release/"{api,worker,migrate} "$base_target/bin-$rev/"
+  export BENCH_BASELINE_BIN="$base_target/bin-$rev"
+  psql "$SU_URL/postgres" -qc "DROP DATABASE IF EXISTS ${DB}_base WITH (FORCE)" >/dev/null
+  export BENCH_BASELINE_SU_URL="$SU_URL/${DB}_base"
+  export BENCH_BASELINE_DATABASE_URL="postgres://$APP_ROLE:$APP_PW@127.0.0.1:5432/${DB}_base?sslmode=disable"
+  DATABASE_URL="$BENCH_BASELINE_DATABASE_URL" MIGRATE_DATABASE_URL="$BENCH_BASELINE_SU_URL" \
+    "$BENCH_BASELINE_BIN/migrate" up
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
   for broker in "amqp://guest:guest@127.0.0.1:5672/%2f" "redis://127.0.0.1:6379/0"; do

@@ -4,7 +4,7 @@
 use std::process::Command;
 use uuid::Uuid;
 
-use super::setup::{API_PORT, Setup};
+use super::setup::Setup;
 
 /// The single-submission transaction the api ran before submissions shared
 /// commits, as the application role: the tenant and user `set_config`, the
@@ -92,7 +92,7 @@ pub(super) fn wrk_post(setup: &Setup, token: &str) -> Wrk {
         .args(["-d", &format!("{}s", setup.seconds)])
         .arg("-s")
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{API_PORT}/api/v1/jobs"))
+        .arg(setup.url("jobs"))
         .output()
         .expect("wrk (Debian's wrk) runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

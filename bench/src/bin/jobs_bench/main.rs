@@ -22,6 +22,13 @@
 //! against the worker draining pre-published jobs (`BENCH_JOBS`), for
 //! working on the worker.
 //!
+//! With `BENCH_BASELINE_BIN` (and `BENCH_BASELINE_SU_URL`,
+//! `BENCH_BASELINE_DATABASE_URL`: the baseline's own database, migrated by
+//! its own `migrate`), each pair also measures 2 and 3 against the
+//! baseline's binaries, in alternating order, and reports the current
+//! figures as a share of the baseline's: the cost of a change to the plain
+//! path, side by side.
+//!
 //! Environment: `BENCH_BIN` (release binaries), `BENCH_SU_URL` (superuser URL
 //! of the bench database), `DATABASE_URL` (app role), `BROKER_URL`,
 //! `ADMIN_PASSWORD`, `BENCH_JOBS` (default 20000), `BENCH_POSTS` (5000),
@@ -50,7 +57,9 @@ async fn main() {
     ferro_telemetry::install_crypto_provider();
     let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let setup = Setup {
+        label: "current",
         bin: env("BENCH_BIN"),
+        api_port: API_PORT,
         su: PgPool::connect(&env("BENCH_SU_URL")).await.unwrap(),
         broker_url: env("BROKER_URL"),
         broker_prefix: format!("bench-{run}"),
@@ -65,12 +74,7 @@ async fn main() {
         api_pool: env_or("BENCH_API_POOL", 10),
         pairs: env_or("BENCH_PAIRS", 3).max(1),
     };
-    let (tenant, admin): (Uuid, Uuid) = sqlx::query_as(
-        "SELECT t.id, u.id FROM tenants t, users u WHERE t.slug = 'default' AND u.username = 'admin'",
-    )
-    .fetch_one(&setup.su)
-    .await
-    .unwrap();
+    let (tenant, admin) = setup.tenant_and_admin().await;
 
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "drain") {
         drain_only(&setup, tenant, admin).await;
@@ -85,86 +89,105 @@ async fn main() {
     stop(idle);
 
     setup.reset_jobs().await;
-    let api = setup.service(
-        "api",
-        &[
-            ("PORT", API_PORT.to_string()),
-            ("HOST", "127.0.0.1".into()),
-            ("DATABASE_MAX_CONNECTIONS", setup.api_pool.to_string()),
-            (
-                "JWT_SECRET",
-                "bench-secret-bench-secret-bench-secret".into(),
-            ),
-        ],
-    );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(setup.conns)
         .build()
         .unwrap();
-    let health = format!("http://127.0.0.1:{API_PORT}/api/v1/health");
-    for _ in 0..100 {
-        if client.get(&health).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let login: Value = client
-        .post(format!("http://127.0.0.1:{API_PORT}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": env("ADMIN_PASSWORD")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
-
+    let (api, token) = setup.api(&client).await;
     // The api's RSS at idle after a login (argon2's working memory given
     // back), before any job.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let api_rss = rss_mb(&api);
 
+    let baseline = match setup.baseline().await {
+        Some(base) => {
+            base.reset_jobs().await;
+            let (base_api, base_token) = base.api(&client).await;
+            let (base_tenant, _) = base.tenant_and_admin().await;
+            Some((base, base_api, base_token, base_tenant))
+        }
+        None => None,
+    };
+
     // Each measurement is taken next to its ceiling, `pairs` times over,
     // and the ratios pair by pair: this machine's speed drifts by 20% or
     // more between minutes, so a ceiling measured a minute apart says little.
-    let (mut ceilings, mut posts, mut e2es) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut post_ratios, mut e2e_ratios) = (Vec::new(), Vec::new());
-    let mut post_p99s = Vec::new();
+    let mut current = Series::default();
+    let mut base_series = Series::default();
+    let mut ceilings = Vec::new();
     for pair in 1..=setup.pairs {
         setup.reset_jobs().await;
         let ceiling = load::pgbench_ceiling(&setup, tenant, admin);
-
-        setup.reset_jobs().await;
-        let post = load::wrk_post(&setup, &token);
-
-        setup.reset_jobs().await;
-        let worker = setup.worker();
-        let succeeded = setup.watch_succeeded(tenant).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let started = Instant::now();
-        post_jobs(&client, &token, setup.posts, setup.clients).await;
-        succeeded.wait(setup.posts).await;
-        let e2e = setup.posts as f64 / started.elapsed().as_secs_f64();
-        stop(worker);
-        eprintln!(
-            "jobs-bench: pair {pair}: ceiling {ceiling:.0}/s, POST {:.0}/s (p50 {:.1} ms, p99 {:.1} ms), \
-             end to end {e2e:.0}/s",
-            post.per_s, post.p50_ms, post.p99_ms
-        );
         ceilings.push(ceiling);
-        posts.push(post.per_s);
-        post_p99s.push(post.p99_ms);
-        post_ratios.push(post.per_s / ceiling);
-        e2es.push(e2e);
-        e2e_ratios.push(e2e / ceiling);
+        // Current and baseline take turns going first, so that neither
+        // always meets the machine in the same state.
+        let mut stacks = vec![(&setup, &token, tenant, &mut current)];
+        if let Some((base, _, base_token, base_tenant)) = &baseline {
+            stacks.push((base, base_token, *base_tenant, &mut base_series));
+            if pair % 2 == 0 {
+                stacks.reverse();
+            }
+        }
+        let mut posts = Vec::new();
+        for (stack, token, _, _) in &stacks {
+            stack.reset_jobs().await;
+            posts.push(load::wrk_post(stack, token));
+        }
+        for ((stack, token, tenant, series), post) in stacks.into_iter().zip(posts) {
+            let e2e = end_to_end(stack, &client, token, tenant).await;
+            eprintln!(
+                "jobs-bench: pair {pair}, {}: ceiling {ceiling:.0}/s, POST {:.0}/s (p50 {:.1} ms, \
+                 p99 {:.1} ms), end to end {e2e:.0}/s",
+                stack.label, post.per_s, post.p50_ms, post.p99_ms
+            );
+            series.push(ceiling, post.per_s, post.p99_ms, e2e);
+        }
     }
-    let (ceiling, post_rate, e2e) = (median(&ceilings), median(&posts), median(&e2es));
+    if let Some((base, base_api, _, _)) = baseline {
+        stop(base_api);
+        base.reset_jobs().await;
+    }
+
     setup.reset_jobs().await;
     let worker = setup.worker();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut latencies = single_jobs(&setup, &client, &token, tenant).await;
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    stop(worker);
+    stop(api);
+    setup.reset_jobs().await;
 
-    // Single jobs on the idle stack: POST to the `succeeded` event. The
-    // queues were emptied above and stay as they are.
+    let mut report = json!({
+        "broker": if setup.broker_url.starts_with("redis") { "redis-streams" } else { "rabbitmq" },
+        "connections": setup.conns, "seconds": setup.seconds,
+        "e2e_jobs": setup.posts, "e2e_clients": setup.clients,
+        "worker_concurrency": setup.concurrency,
+        "ceiling_per_s": median(&ceilings).round(),
+        "latency_p50_ms": (percentile(&latencies, 0.5) * 100.0).round() / 100.0,
+        "latency_p99_ms": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
+        "api_idle_rss_after_login_mb": (api_rss * 10.0).round() / 10.0,
+        "worker_idle_rss_mb": (worker_rss * 10.0).round() / 10.0,
+    });
+    current.report(&mut report);
+    if !base_series.posts.is_empty() {
+        let mut base = json!({});
+        base_series.report(&mut base);
+        base["post_current_vs_baseline"] = current.versus(&base_series, |s| &s.posts).into();
+        base["e2e_current_vs_baseline"] = current.versus(&base_series, |s| &s.e2es).into();
+        report["baseline"] = base;
+    }
+    println!("{report}");
+}
+
+/// Single jobs on the idle stack, 50 ms apart: POST to the `succeeded`
+/// event on the tenant's channel, in milliseconds. The queues were emptied
+/// before and stay as they are.
+async fn single_jobs(
+    setup: &Setup,
+    client: &reqwest::Client,
+    token: &str,
+    tenant: Uuid,
+) -> Vec<f64> {
     setup.reset_rows().await;
     let (_sink, mut messages) = setup.job_events(tenant).await.split();
     let mut latencies = Vec::new();
@@ -172,8 +195,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
         let job: Value = client
-            .post(format!("http://127.0.0.1:{API_PORT}/api/v1/jobs"))
-            .bearer_auth(&token)
+            .post(setup.url("jobs"))
+            .bearer_auth(token)
             .json(&json!({"kind": "noop"}))
             .send()
             .await
@@ -206,37 +229,7 @@ async fn main() {
         slowest.0,
         slowest.1
     );
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    stop(worker);
-    stop(api);
-    setup.reset_jobs().await;
-
-    let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
-    let percents = |v: &[f64]| v.iter().map(|x| (x * 100.0).round()).collect::<Vec<_>>();
-    println!(
-        "{}",
-        json!({
-            "broker": if setup.broker_url.starts_with("redis") { "redis-streams" } else { "rabbitmq" },
-            "connections": setup.conns, "seconds": setup.seconds,
-            "e2e_jobs": setup.posts, "e2e_clients": setup.clients,
-            "worker_concurrency": setup.concurrency,
-            "ceiling_per_s": ceiling.round(),
-            "post_per_s": post_rate.round(),
-            "post_vs_ceiling": (median(&post_ratios) * 100.0).round(),
-            "post_p99_ms": (median(&post_p99s) * 100.0).round() / 100.0,
-            "end_to_end_per_s": e2e.round(),
-            "e2e_vs_ceiling": (median(&e2e_ratios) * 100.0).round(),
-            "pairs": {
-                "ceiling_per_s": rounded(&ceilings), "post_per_s": rounded(&posts),
-                "post_p99_ms": post_p99s, "end_to_end_per_s": rounded(&e2es),
-                "post_vs_ceiling": percents(&post_ratios), "e2e_vs_ceiling": percents(&e2e_ratios),
-            },
-            "latency_p50_ms": (percentile(&latencies, 0.5) * 100.0).round() / 100.0,
-            "latency_p99_ms": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
-            "api_idle_rss_after_login_mb": (api_rss * 10.0).round() / 10.0,
-            "worker_idle_rss_mb": (worker_rss * 10.0).round() / 10.0,
-        })
-    );
+    latencies
 }
 
 /// `BENCH_ONLY=drain`: the broker library's raw loop against the worker

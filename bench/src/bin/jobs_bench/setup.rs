@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// The api's port, and the baseline api's (`BENCH_BASELINE_BIN`).
 pub(super) const API_PORT: u16 = 18301;
+pub(super) const BASELINE_API_PORT: u16 = 18302;
 pub(super) const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
 pub(super) fn env(name: &str) -> String {
@@ -24,7 +26,10 @@ pub(super) fn env_or(name: &str, default: usize) -> usize {
 }
 
 pub(super) struct Setup {
+    /// What the figures are called in the output (`current`, `baseline`).
+    pub(super) label: &'static str,
     pub(super) bin: String,
+    pub(super) api_port: u16,
     pub(super) su: PgPool,
     pub(super) broker_url: String,
     pub(super) broker_prefix: String,
@@ -47,6 +52,74 @@ pub(super) struct Setup {
 }
 
 impl Setup {
+    /// The same run against the baseline's binaries, database and broker
+    /// names, if `BENCH_BASELINE_BIN` is set (with `BENCH_BASELINE_SU_URL`
+    /// and `BENCH_BASELINE_DATABASE_URL`): what the plain path cost before
+    /// a change, measured side by side with what it costs now.
+    pub(super) async fn baseline(&self) -> Option<Setup> {
+        let bin = std::env::var("BENCH_BASELINE_BIN").ok()?;
+        Some(Setup {
+            label: "baseline",
+            bin,
+            api_port: BASELINE_API_PORT,
+            su: PgPool::connect(&env("BENCH_BASELINE_SU_URL"))
+                .await
+                .unwrap(),
+            broker_url: self.broker_url.clone(),
+            broker_prefix: format!("{}-base", self.broker_prefix),
+            redis_prefix: format!("{}base:", self.redis_prefix),
+            app_url: env("BENCH_BASELINE_DATABASE_URL"),
+            ..*self
+        })
+    }
+
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/api/v1/{path}", self.api_port)
+    }
+
+    /// The seeded default tenant and its admin.
+    pub(super) async fn tenant_and_admin(&self) -> (Uuid, Uuid) {
+        sqlx::query_as(
+            "SELECT t.id, u.id FROM tenants t, users u \
+             WHERE t.slug = 'default' AND u.username = 'admin'",
+        )
+        .fetch_one(&self.su)
+        .await
+        .unwrap()
+    }
+
+    /// Starts the api, waits until it answers and logs in as the admin.
+    pub(super) async fn api(&self, client: &reqwest::Client) -> (Service, String) {
+        let api = self.service(
+            "api",
+            &[
+                ("PORT", self.api_port.to_string()),
+                ("HOST", "127.0.0.1".into()),
+                ("DATABASE_MAX_CONNECTIONS", self.api_pool.to_string()),
+                (
+                    "JWT_SECRET",
+                    "bench-secret-bench-secret-bench-secret".into(),
+                ),
+            ],
+        );
+        for _ in 0..100 {
+            if client.get(self.url("health")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let login: Value = client
+            .post(self.url("auth/login"))
+            .json(&serde_json::json!({"username": "admin", "password": env("ADMIN_PASSWORD")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (api, login["access_token"].as_str().unwrap().to_owned())
+    }
+
     pub(super) fn service(&self, name: &str, extra: &[(&str, String)]) -> Service {
         let mut cmd = Command::new(format!("{}/{name}", self.bin));
         // BENCH_SERVICE_LOG: a RUST_LOG for the services, whose logs then
@@ -56,7 +129,8 @@ impl Setup {
             Ok(dir) => Stdio::from(std::fs::File::create(format!("{dir}/{name}.log")).unwrap()),
             Err(_) => Stdio::null(),
         };
-        cmd.env("BROKER_PREFIX", &self.broker_prefix)
+        cmd.env("DATABASE_URL", &self.app_url)
+            .env("BROKER_PREFIX", &self.broker_prefix)
             .env("REDIS_KEY_PREFIX", &self.redis_prefix)
             .env("RUST_LOG", log)
             .env("LOG_FORMAT", "json")
@@ -91,6 +165,43 @@ impl Setup {
             .delete_topology()
             .await
             .unwrap();
+        if self.label == "baseline" {
+            self.delete_single_queue_layout().await;
+        }
+    }
+
+    /// The broker names of the layout before named queues (`P.jobs` on
+    /// RabbitMQ, `P:jobs` on Redis), which a baseline from before them
+    /// uses and ferro-broker no longer deletes: else the jobs the POST step
+    /// left there would be drained by the next end-to-end step.
+    async fn delete_single_queue_layout(&self) {
+        let p = &self.broker_prefix;
+        if self.broker_url.starts_with("redis") {
+            let client = redis::Client::open(self.broker_url.as_str()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            redis::cmd("DEL")
+                .arg(format!("{p}:jobs"))
+                .arg(format!("{p}:jobs:dead"))
+                .arg(format!("{p}:jobs:delayed"))
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        } else {
+            let conn = lapin::Connection::connect(
+                &self.broker_url,
+                lapin::ConnectionProperties::default(),
+            )
+            .await
+            .unwrap();
+            let channel = conn.create_channel().await.unwrap();
+            for queue in [format!("{p}.jobs"), format!("{p}.jobs.dead")] {
+                channel
+                    .queue_delete(queue.as_str().into(), Default::default())
+                    .await
+                    .unwrap();
+            }
+            let _ = conn.close(200, "done".into()).await;
+        }
     }
 
     /// Empties the jobs table, leaving the broker's queues alone (a running

@@ -3,7 +3,7 @@
 use super::setup::*;
 use ferro_tasks::TaskEnvelope;
 use futures_util::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
@@ -82,14 +82,43 @@ pub(super) async fn worker_drain(setup: &Setup, tenant: Uuid, admin: Uuid, n: us
     n as f64 / elapsed.as_secs_f64()
 }
 
-/// `m` POSTs at `conns` connections; returns the seconds they took.
-pub(super) async fn post_jobs(
+/// End to end (step 3 of a pair): `setup.posts` noop jobs submitted by
+/// `setup.clients` concurrent clients through the api at `setup` with its
+/// worker running, timed until every one succeeded. Jobs per second.
+pub(super) async fn end_to_end(
+    setup: &Setup,
     client: &reqwest::Client,
+    token: &str,
+    tenant: Uuid,
+) -> f64 {
+    setup.reset_jobs().await;
+    let worker = setup.worker();
+    let succeeded = setup.watch_succeeded(tenant).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let started = Instant::now();
+    post_jobs(
+        client,
+        &setup.url("jobs"),
+        token,
+        setup.posts,
+        setup.clients,
+    )
+    .await;
+    succeeded.wait(setup.posts).await;
+    let e2e = setup.posts as f64 / started.elapsed().as_secs_f64();
+    stop(worker);
+    e2e
+}
+
+/// `m` POSTs at `conns` connections; returns the seconds they took.
+async fn post_jobs(
+    client: &reqwest::Client,
+    url: &str,
     token: &str,
     m: usize,
     conns: usize,
 ) -> f64 {
-    let url = format!("http://127.0.0.1:{API_PORT}/api/v1/jobs");
+    let url = url.to_owned();
     let started = Instant::now();
     futures_util::stream::iter(0..m)
         .for_each_concurrent(conns, |_| {
@@ -128,4 +157,52 @@ pub(super) fn median(values: &[f64]) -> f64 {
 
 pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One stack's figures, pair by pair.
+#[derive(Default)]
+pub(super) struct Series {
+    pub(super) posts: Vec<f64>,
+    post_p99s: Vec<f64>,
+    pub(super) e2es: Vec<f64>,
+    post_ratios: Vec<f64>,
+    e2e_ratios: Vec<f64>,
+}
+
+impl Series {
+    pub(super) fn push(&mut self, ceiling: f64, post: f64, post_p99_ms: f64, e2e: f64) {
+        self.posts.push(post);
+        self.post_p99s.push(post_p99_ms);
+        self.e2es.push(e2e);
+        self.post_ratios.push(post / ceiling);
+        self.e2e_ratios.push(e2e / ceiling);
+    }
+
+    /// Medians (ratios to the ceiling in percent), and every pair's figures.
+    pub(super) fn report(&self, into: &mut Value) {
+        let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
+        let percents = |v: &[f64]| v.iter().map(|x| (x * 100.0).round()).collect::<Vec<_>>();
+        into["post_per_s"] = median(&self.posts).round().into();
+        into["post_vs_ceiling"] = (median(&self.post_ratios) * 100.0).round().into();
+        into["post_p99_ms"] = ((median(&self.post_p99s) * 100.0).round() / 100.0).into();
+        into["end_to_end_per_s"] = median(&self.e2es).round().into();
+        into["e2e_vs_ceiling"] = (median(&self.e2e_ratios) * 100.0).round().into();
+        into["pairs"] = json!({
+            "post_per_s": rounded(&self.posts), "post_p99_ms": self.post_p99s,
+            "end_to_end_per_s": rounded(&self.e2es),
+            "post_vs_ceiling": percents(&self.post_ratios),
+            "e2e_vs_ceiling": percents(&self.e2e_ratios),
+        });
+    }
+
+    /// The median, over the pairs, of this series' figure as a percentage
+    /// of `other`'s in the same pair.
+    pub(super) fn versus(&self, other: &Series, figure: fn(&Series) -> &Vec<f64>) -> f64 {
+        let ratios: Vec<f64> = figure(self)
+            .iter()
+            .zip(figure(other))
+            .map(|(a, b)| a / b)
+            .collect();
+        (median(&ratios) * 100.0).round()
+    }
 }
