@@ -263,6 +263,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                 return Err(ApiError::Validation(errors));
             }
         }
+        if let Some(merged) = repeated_keys_joined(query) {
+            return serde_urlencoded::from_str::<T>(&merged)
+                .map(ApiQuery)
+                .map_err(|err| {
+                    ApiError::Validation(vec![serde_field_error(&err.to_string(), "query")])
+                });
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
@@ -276,9 +283,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// A query string whose repeated parameters (`status=a&status=b`) are
+/// joined into one, comma-separated (`status=a,b`), which is how the lists
+/// take several values of a filter; `None` if no parameter repeats.
+fn repeated_keys_joined(query: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    let given = pairs.len();
+    let mut merged: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        match merged.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, joined)) => {
+                joined.push(',');
+                joined.push_str(&value);
+            }
+            None => merged.push((key, value)),
+        }
+    }
+    if merged.len() == given {
+        return None;
+    }
+    serde_urlencoded::to_string(&merged).ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::serde_field_error;
+    use super::{repeated_keys_joined, serde_field_error};
+
+    #[test]
+    fn repeated_parameters_are_joined_with_commas() {
+        assert_eq!(
+            repeated_keys_joined("status=failed&size=5&status=cancelled").as_deref(),
+            Some("status=failed%2Ccancelled&size=5")
+        );
+        assert_eq!(repeated_keys_joined("status=failed&size=5"), None);
+    }
 
     fn pair(text: &str, root: &str) -> (String, String) {
         let e = serde_field_error(text, root);

@@ -16,8 +16,8 @@ mod tokens;
 
 pub use password::{blocking, check_new_password};
 pub use principal::{
-    AuditRead, Authenticated, DevicesRead, DevicesWrite, Guard, JobsRead, JobsRun, Principal,
-    Requirement, RolesManage, RolesRead, SchedulesManage, SchedulesRead, TenantsManage,
+    AuditRead, Authenticated, DevicesRead, DevicesWrite, Guard, JobsManage, JobsRead, JobsRun,
+    Principal, Requirement, RolesManage, RolesRead, SchedulesManage, SchedulesRead, TenantsManage,
     UsersManage, UsersRead, require_holds,
 };
 pub use routes::router;

@@ -83,6 +83,7 @@ requirements! {
     DevicesWrite => DevicesWrite,
     JobsRead => JobsRead,
     JobsRun => JobsRun,
+    JobsManage => JobsManage,
     SchedulesRead => SchedulesRead,
     SchedulesManage => SchedulesManage,
     AuditRead => AuditRead,

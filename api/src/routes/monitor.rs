@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::response::Html;
-use ferro_tasks::jobs::{self, Job, JobFilter};
+use ferro_tasks::jobs::{self, Job, JobFilter, JobSort, PageAt};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -92,7 +92,15 @@ async fn monitor(
 ) -> Result<axum::Json<Monitor>, ApiError> {
     let mut tx = state.db.begin(guard.ctx()).await?;
     let counts = jobs::count_by_status(&mut tx).await?;
-    let (recent, _) = jobs::list(&mut tx, &JobFilter::default(), RECENT, 0).await?;
+    let recent = jobs::list(
+        &mut tx,
+        &JobFilter::default(),
+        JobSort::default(),
+        &PageAt::Offset(0),
+        RECENT,
+    )
+    .await?
+    .items;
     tx.end_read_only();
     let mut by_status: HashMap<&'static str, i64> = ferro_tasks::JobStatus::ALL
         .iter()

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use ferro_tasks::cron::{CronSpec, MisfirePolicy};
-use ferro_tasks::jobs::{self, Job, JobFilter};
+use ferro_tasks::jobs::{self, Job, JobFilter, JobSort, PageAt};
 use ferro_tasks::schedules::{self, Schedule, ScheduleSpec};
 use ferro_tasks::submission;
 use serde::Deserialize;
@@ -450,7 +450,14 @@ async fn schedule_runs(
         schedule_id: Some(id),
         ..Default::default()
     };
-    let (items, total) = jobs::list(&mut tx, &filter, paging.size, paging.offset()).await?;
+    let page = jobs::list(
+        &mut tx,
+        &filter,
+        JobSort::default(),
+        &PageAt::Offset(paging.offset()),
+        paging.size,
+    )
+    .await?;
     tx.end_read_only();
-    Ok(axum::Json(Paginated::new(items, total, paging)))
+    Ok(axum::Json(Paginated::new(page.items, page.total, paging)))
 }

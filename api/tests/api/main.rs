@@ -18,6 +18,7 @@ mod login;
 mod metrics;
 mod monitor;
 mod nginx;
+mod operations;
 mod permissions;
 mod queues;
 mod rate_limits;

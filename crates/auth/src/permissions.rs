@@ -22,6 +22,8 @@ pub enum Permission {
     JobsRead,
     #[serde(rename = "jobs:run")]
     JobsRun,
+    #[serde(rename = "jobs:manage")]
+    JobsManage,
     #[serde(rename = "schedules:read")]
     SchedulesRead,
     #[serde(rename = "schedules:manage")]
@@ -31,7 +33,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::TenantsManage,
         Permission::UsersRead,
         Permission::UsersManage,
@@ -41,6 +43,7 @@ impl Permission {
         Permission::DevicesWrite,
         Permission::JobsRead,
         Permission::JobsRun,
+        Permission::JobsManage,
         Permission::SchedulesRead,
         Permission::SchedulesManage,
         Permission::AuditRead,
@@ -57,6 +60,7 @@ impl Permission {
             Permission::DevicesWrite => "devices:write",
             Permission::JobsRead => "jobs:read",
             Permission::JobsRun => "jobs:run",
+            Permission::JobsManage => "jobs:manage",
             Permission::SchedulesRead => "schedules:read",
             Permission::SchedulesManage => "schedules:manage",
             Permission::AuditRead => "audit:read",

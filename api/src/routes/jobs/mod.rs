@@ -6,16 +6,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferro_tasks::events::{self, JobEvent};
-use ferro_tasks::jobs::{self, CancelOutcome, Enqueued, Job, JobFilter, JobResult, NewJob};
-use ferro_tasks::{JobKind, JobStatus, TraceContext, submission};
+use ferro_tasks::jobs::{self, CancelOutcome, Enqueued, Job, JobResult, NewJob};
+use ferro_tasks::{JobStatus, TraceContext, submission};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 mod event_streams;
+mod operations;
+mod search;
 
 use crate::after_request::AuditCaller;
 use crate::auth::{Guard, JobsRead, JobsRun};
@@ -26,21 +27,16 @@ use crate::openapi::fields;
 use crate::pagination::{PageParams, Paginated};
 use crate::state::AppState;
 use crate::submissions::Submission;
-use crate::validation::Validator;
-
-fn job_status() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-    let statuses: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
-    fields::schema(fields::one_of(&statuses))
-}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_jobs, create_job))
+        .routes(routes!(search::list_jobs, create_job))
         .routes(routes!(get_job))
         .routes(routes!(job_results))
         .routes(routes!(job_download))
         .routes(routes!(cancel_job))
         .merge(event_streams::router())
+        .merge(operations::router())
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,26 +123,6 @@ impl utoipa::PartialSchema for CreateJob {
 }
 
 impl utoipa::ToSchema for CreateJob {}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct JobQuery {
-    /// Page number, from 1 (default 1) to 1,000,000.
-    #[param(minimum = 1, maximum = 1_000_000)]
-    pub page: Option<i64>,
-    /// Items per page, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub size: Option<i64>,
-    /// `waiting`, `scheduled`, `queued`, `running`, `retrying`, `succeeded`,
-    /// `failed` or `cancelled`.
-    #[param(schema_with = job_status)]
-    pub status: Option<String>,
-    #[param(schema_with = fields::job_kind)]
-    pub kind: Option<String>,
-    pub device_id: Option<Uuid>,
-    pub schedule_id: Option<Uuid>,
-}
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -275,52 +251,6 @@ async fn create_job(
             });
         }
     })
-}
-
-/// Lists the tenant's jobs, newest first.
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = ["jobs:read"])), params(JobQuery),
-    responses((status = 200, description = "A page of jobs", body = Paginated<Job>),
-        (status = 422, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
-async fn list_jobs(
-    State(state): State<AppState>,
-    guard: Guard<JobsRead>,
-    ApiQuery(q): ApiQuery<JobQuery>,
-) -> Result<axum::Json<Paginated<Job>>, ApiError> {
-    let mut v = Validator::default();
-    let paging = PageParams {
-        page: q.page,
-        size: q.size,
-    }
-    .validate(&mut v.0);
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => match s.parse::<JobStatus>() {
-            Ok(st) => Some(st),
-            Err(_) => {
-                v.check(
-                    false,
-                    "status",
-                    "must be waiting, scheduled, queued, running, retrying, succeeded, failed or \
-                     cancelled",
-                );
-                None
-            }
-        },
-    };
-    if let Some(kind) = &q.kind {
-        v.check(JobKind::parse(kind).is_some(), "kind", "unknown job kind");
-    }
-    v.finish()?;
-    let filter = JobFilter {
-        status,
-        kind: q.kind,
-        device_id: q.device_id,
-        schedule_id: q.schedule_id,
-    };
-    let mut tx = state.db.begin(guard.ctx()).await?;
-    let (items, total) = jobs::list(&mut tx, &filter, paging.size, paging.offset()).await?;
-    tx.end_read_only();
-    Ok(axum::Json(Paginated::new(items, total, paging)))
 }
 
 /// One job.

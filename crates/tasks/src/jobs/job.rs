@@ -1,6 +1,7 @@
-//! A job as clients see it, and the columns it is read from.
+//! A job as clients see it, the columns it is read from, and reading one.
 
 use chrono::{DateTime, Utc};
+use ferro_db::{DbError, TenantTx};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -51,6 +52,9 @@ pub struct Job {
     /// The workflow it is a step of.
     #[schema(required = true)]
     pub workflow_id: Option<Uuid>,
+    /// The failed or cancelled job this one retries.
+    #[schema(required = true)]
+    pub retry_of: Option<Uuid>,
     #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "ferro_db::timestamp::option")]
@@ -63,5 +67,14 @@ pub struct Job {
 
 pub(crate) const COLUMNS: &str = "id, kind, device_id, params, status, progress, attempts, max_attempts, error, \
     schedule_id, scheduled_for, cancel_requested_at, run_at, expires_at, timeout_seconds, queue, priority, \
-    workflow_id, created_at, \
+    workflow_id, retry_of, created_at, \
     started_at, finished_at";
+
+/// The tenant's job with this id.
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Job>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}

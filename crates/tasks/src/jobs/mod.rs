@@ -10,6 +10,8 @@ use uuid::Uuid;
 mod enqueue;
 mod job;
 mod lifecycle;
+mod operations;
+mod search;
 
 pub use enqueue::{
     Enqueued, JobOptions, NewJob, PUBLISHED_BY_WRITER, Uniqueness, WorkflowStep, enqueue,
@@ -24,7 +26,12 @@ pub use lifecycle::{
 
 use crate::JobStatus;
 pub(crate) use job::COLUMNS;
-pub use job::Job;
+pub use job::{Job, get};
+pub use operations::{
+    Attempt, BULK_LIMIT, BulkAction, DiscardOutcome, RetryOutcome, attempts, bulk_targets, discard,
+    retry,
+};
+pub use search::{COUNT_CAP, Cursor, JobFilter, JobPage, JobSort, PageAt, list};
 
 /// One result row a job attempt recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -35,72 +42,6 @@ pub struct JobResult {
     pub data: Value,
     #[serde(serialize_with = "ferro_db::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
-}
-
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Job>, DbError> {
-    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?)
-}
-
-/// Filters of `GET /jobs`.
-#[derive(Debug, Clone, Default)]
-pub struct JobFilter {
-    pub status: Option<JobStatus>,
-    pub kind: Option<String>,
-    pub device_id: Option<Uuid>,
-    pub schedule_id: Option<Uuid>,
-}
-
-/// A page of the tenant's jobs, newest first, and the total.
-pub async fn list(
-    tx: &mut TenantTx,
-    filter: &JobFilter,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<Job>, i64), DbError> {
-    let filter_sql = "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2) \
-                      AND ($3::uuid IS NULL OR device_id = $3) AND ($4::uuid IS NULL OR schedule_id = $4)";
-    let status = filter.status.map(JobStatus::as_str);
-    // One statement: the page, each row carrying the total from a scalar
-    // subquery, so both come from one snapshot (a job created between two
-    // statements made the total disagree with the page). Only an empty page
-    // needs a separate count.
-    let rows: Vec<CountedJob> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT (SELECT count(*) FROM jobs {filter_sql}) AS total, {COLUMNS} FROM jobs {filter_sql} \
-         ORDER BY created_at DESC, id DESC {page}",
-        page = ferro_db::limit_offset(limit, offset)
-    )))
-    .bind(status)
-    .bind(&filter.kind)
-    .bind(filter.device_id)
-    .bind(filter.schedule_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let total = match rows.first() {
-        Some(row) => row.total,
-        None => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM jobs {filter_sql}"
-            )))
-            .bind(status)
-            .bind(&filter.kind)
-            .bind(filter.device_id)
-            .bind(filter.schedule_id)
-            .fetch_one(&mut **tx)
-            .await?
-        }
-    };
-    Ok((rows.into_iter().map(|r| r.job).collect(), total))
-}
-
-#[derive(sqlx::FromRow)]
-struct CountedJob {
-    total: i64,
-    #[sqlx(flatten)]
-    job: Job,
 }
 
 /// How many of the tenant's jobs are in each status (statuses with none are
