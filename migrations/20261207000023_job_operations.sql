@@ -24,6 +24,10 @@ CREATE TABLE job_attempts (
     tenant_id   uuid NOT NULL,
     job_id      uuid NOT NULL,
     attempt     integer NOT NULL,
+    -- The job's kind, and when it was ready to run (created, or due if
+    -- deferred): copied so the statistics read this table alone.
+    kind        text NOT NULL,
+    queued_at   timestamptz NOT NULL,
     worker_id   text,
     started_at  timestamptz,
     finished_at timestamptz NOT NULL,
@@ -38,6 +42,11 @@ CREATE TABLE job_attempts (
 -- characters or more is found through the index.
 CREATE INDEX job_attempts_error_trgm_idx ON job_attempts USING gin (error extensions.gin_trgm_ops)
     WHERE error IS NOT NULL;
+-- The statistics (`GET /jobs/stats`): a tenant's attempts that ended in a
+-- window, read from the index alone (the table is insert-only, so its
+-- pages are soon all-visible).
+CREATE INDEX job_attempts_tenant_finished_idx ON job_attempts (tenant_id, finished_at)
+    INCLUDE (kind, outcome, attempt, started_at, queued_at);
 ALTER TABLE job_attempts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE job_attempts FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON job_attempts USING (tenant_id = app_current_tenant())
@@ -57,9 +66,10 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, public, pg_temp
 SET enable_seqscan = on SET enable_indexscan = on SET enable_bitmapscan = on
 AS $$
 BEGIN
-    INSERT INTO job_attempts (tenant_id, job_id, attempt, worker_id, started_at, finished_at,
-                              outcome, error)
-    VALUES (OLD.tenant_id, OLD.id, OLD.attempts, OLD.worker_id,
+    INSERT INTO job_attempts (tenant_id, job_id, attempt, kind, queued_at, worker_id,
+                              started_at, finished_at, outcome, error)
+    VALUES (OLD.tenant_id, OLD.id, OLD.attempts, OLD.kind,
+            greatest(OLD.created_at, OLD.run_at), OLD.worker_id,
             coalesce(OLD.attempt_started_at, OLD.started_at), now(),
             CASE WHEN NEW.attempts < OLD.attempts THEN 'handed_back'
                  WHEN NEW.status = 'running' THEN 'lost'

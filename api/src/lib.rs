@@ -71,6 +71,8 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(routes::jobs::router())
         .merge(routes::workflows::router())
         .merge(routes::rate_limits::router())
+        .merge(routes::queues::router())
+        .merge(routes::workers::router())
         .merge(routes::schedules::router())
         .merge(routes::logs::router())
         .merge(routes::monitor::router())

@@ -18,7 +18,7 @@ pub struct Stats {
 }
 
 /// How often the worker writes its heartbeat, and how long one lives.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 const HEARTBEAT_TTL: Duration = Duration::from_secs(30);
 
 fn key(prefix: &str, worker_id: &str) -> String {
@@ -27,11 +27,13 @@ fn key(prefix: &str, worker_id: &str) -> String {
 
 /// Writes this worker's heartbeat (a Redis hash with a TTL) every
 /// [`HEARTBEAT_EVERY`] until `stop`; removes it on the way out.
+/// `live` tells the concurrency now and the ids of the jobs running.
 pub async fn beat(
     redis: ferro_redis::RedisPool,
     prefix: String,
     config: RunConfig,
     stats: Arc<Stats>,
+    live: impl Fn() -> (usize, Vec<String>),
     stop: CancellationToken,
 ) {
     let key = key(&prefix, &config.worker_id);
@@ -41,12 +43,26 @@ pub async fn beat(
         .rsplit_once(':')
         .map(|(h, _)| h.to_owned())
         .unwrap_or_default();
+    let queues = if config.queues.is_empty() {
+        ferro_tasks::queues::DEFAULT_QUEUE.to_owned()
+    } else {
+        let caps: Vec<String> = config
+            .queues
+            .iter()
+            .map(|(queue, cap)| format!("{queue}={cap}"))
+            .collect();
+        caps.join(",")
+    };
     let fields = move || {
+        let (concurrency, active_jobs) = live();
         vec![
             ("worker_id", config.worker_id.clone()),
             ("host", host.clone()),
             ("pid", std::process::id().to_string()),
-            ("concurrency", config.concurrency.to_string()),
+            ("queues", queues.clone()),
+            ("concurrency", concurrency.to_string()),
+            ("max_concurrency", config.concurrency.to_string()),
+            ("active_jobs", active_jobs.join(",")),
             ("active", stats.active.load(Relaxed).to_string()),
             ("processed", stats.processed.load(Relaxed).to_string()),
             ("failed", stats.failed.load(Relaxed).to_string()),

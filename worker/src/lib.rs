@@ -14,6 +14,7 @@
 mod attempt;
 mod claims;
 pub mod config;
+mod control;
 pub mod events;
 pub mod heartbeat;
 mod jobs;

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use ferro_broker::{Broker, Delivery};
+use ferro_broker::{Broker, Delivery, PauseGate};
 use ferro_db::Db;
 use ferro_tasks::TaskEnvelope;
 use ferro_tasks::queues::DEFAULT_QUEUE;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::{self, Settle, Worker};
 use crate::claims::Claims;
 use crate::config::RunConfig;
+use crate::control::{self, Slots};
 use crate::events::Events;
 use crate::heartbeat::{self, Stats};
 use crate::limits::RateLimiter;
@@ -42,9 +42,11 @@ pub async fn run(
             .map(|(queue, cap)| (queue.clone(), prefetch(*cap)))
             .collect()
     };
-    let mut consumer = broker.consumer_of(&queues, &config.worker_id);
-    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let (paused, gate) = PauseGate::new();
+    let mut consumer = broker.consumer_of(&queues, &config.worker_id, Some(gate));
+    let slots = Slots::new(config.concurrency);
     let stats = Arc::new(Stats::default());
+    let claims = Claims::default();
     let background = CancellationToken::new();
     metrics::set_concurrency(config.concurrency);
     let depths = tokio::spawn(metrics::report_queue_depths(
@@ -52,11 +54,30 @@ pub async fn run(
         background.clone(),
     ));
     let beating = events.as_ref().map(|events| {
+        let (slots, claims) = (slots.clone(), claims.clone());
+        let live = move || {
+            let mut active: Vec<String> =
+                claims.held().iter().map(|(id, _)| id.to_string()).collect();
+            active.sort();
+            (slots.target(), active)
+        };
         tokio::spawn(heartbeat::beat(
             events.redis.clone(),
             events.prefix.clone(),
             config.clone(),
             stats.clone(),
+            live,
+            background.clone(),
+        ))
+    });
+    let controlling = events.as_ref().map(|events| {
+        tokio::spawn(control::run(
+            events.redis.clone(),
+            events.prefix.clone(),
+            config.worker_id.clone(),
+            slots.clone(),
+            paused,
+            shutdown.clone(),
             background.clone(),
         ))
     });
@@ -76,7 +97,7 @@ pub async fn run(
         broker,
         events,
         config,
-        claims: Claims::default(),
+        claims,
         limiter,
     });
     let names: Vec<&str> = queues.iter().map(|(q, _)| q.as_str()).collect();
@@ -85,7 +106,7 @@ pub async fn run(
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            slot = slots.acquire() => slot,
         };
         let delivery = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -119,6 +140,9 @@ pub async fn run(
     }
     if let Some(refreshing) = refreshing {
         let _ = refreshing.await;
+    }
+    if let Some(controlling) = controlling {
+        let _ = controlling.await;
     }
     let _ = depths.await;
 }

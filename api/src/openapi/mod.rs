@@ -23,6 +23,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "devices", description = "Managed devices"),
         (name = "jobs", description = "Jobs run by the worker"),
         (name = "workflows", description = "Chains, groups and chords of jobs"),
+        (name = "operations", description = "Queues and workers (platform administrators)"),
         (name = "schedules", description = "Cron schedules fired by the scheduler"),
         (name = "logs", description = "Audit and login logs"),
         (name = "health", description = "Liveness and readiness"),

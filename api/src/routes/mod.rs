@@ -7,11 +7,13 @@ pub mod health;
 pub mod jobs;
 pub mod logs;
 pub mod monitor;
+pub mod queues;
 pub mod rate_limits;
 pub mod roles;
 pub mod schedules;
 pub mod tenants;
 pub mod users;
+pub mod workers;
 pub mod workflows;
 
 use axum::http::{StatusCode, header};

@@ -20,6 +20,7 @@ mod monitor;
 mod nginx;
 mod operations;
 mod permissions;
+mod queue_control;
 mod queues;
 mod rate_limits;
 mod requests;

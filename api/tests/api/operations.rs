@@ -123,6 +123,36 @@ async fn failed_job_found_and_retried(app: TestApp) {
     assert_eq!(original.body["status"], "failed");
     assert_eq!(original.body["attempts"], 2);
 
+    // The statistics count each attempt once, where it ended.
+    let stats = app
+        .get("/api/v1/jobs/stats?window=1h&bucket=1m", &token)
+        .await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.body);
+    let series = stats.body["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{}", stats.body);
+    assert_eq!(series[0]["kind"], "noop");
+    let points = series[0]["points"].as_array().unwrap();
+    assert!((60..=61).contains(&points.len()), "{}", points.len());
+    let sum = |field: &str| -> i64 { points.iter().map(|p| p[field].as_i64().unwrap()).sum() };
+    assert_eq!((sum("succeeded"), sum("failed"), sum("retried")), (1, 2, 2));
+    assert!(points.iter().any(|p| p["run_p50_ms"].is_f64()));
+    assert!(
+        points
+            .iter()
+            .any(|p| p["wait_p95_ms"].as_f64().is_some_and(|w| w >= 0.0))
+    );
+    for query in [
+        "window=2y",
+        "bucket=1s",
+        "window=1h&bucket=2h",
+        "window=30d&bucket=10s",
+    ] {
+        let bad = app
+            .get(&format!("/api/v1/jobs/stats?{query}"), &token)
+            .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+    }
+
     // Another tenant sees none of it.
     let (_, other) = app.tenant_with_admin("other").await;
     for path in [
@@ -138,6 +168,10 @@ async fn failed_job_found_and_retried(app: TestApp) {
     assert_eq!(
         app.get("/api/v1/jobs?q=fail_attempts", &other).await.body["total"],
         0
+    );
+    assert_eq!(
+        app.get("/api/v1/jobs/stats", &other).await.body["series"],
+        json!([])
     );
     relay.cancel();
     worker.cancel();

@@ -343,3 +343,51 @@ async fn edits_at_once_both_hold() {
         assert!(now["next_run_at"].is_null(), "disabled: {now}");
     }
 }
+
+/// Run now: a job like the schedule's fires, linked to it, for no slot;
+/// the next fire stays where it was.
+#[tokio::test]
+async fn a_schedule_runs_now_outside_its_cron() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let created = app
+        .post(
+            "/api/v1/schedules",
+            &token,
+            json!({"name": "yearly", "cron": "0 0 1 1 *", "kind": "noop",
+                   "params": {"sleep_ms": 7}, "enabled": false}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let ran = app
+        .post(&format!("/api/v1/schedules/{id}/run"), &token, json!({}))
+        .await;
+    assert_eq!(ran.status, StatusCode::ACCEPTED, "{}", ran.body);
+    assert_eq!(ran.body["schedule_id"], id.as_str());
+    assert_eq!(ran.body["scheduled_for"], serde_json::Value::Null);
+    assert_eq!(ran.body["params"], json!({"sleep_ms": 7}));
+    assert_eq!(ran.body["status"], "queued");
+    let again = app
+        .post(&format!("/api/v1/schedules/{id}/run"), &token, json!({}))
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "twice is two jobs");
+    let runs = app
+        .get(&format!("/api/v1/schedules/{id}/runs"), &token)
+        .await;
+    assert_eq!(runs.body["total"], 2);
+    let after = app
+        .get(&format!("/api/v1/schedules/{id}"), &token)
+        .await
+        .body;
+    assert_eq!(after["next_run_at"], created.body["next_run_at"]);
+    assert!(after["last_run_at"].is_string());
+    let missing = app
+        .post(
+            &format!("/api/v1/schedules/{}/run", uuid::Uuid::new_v4()),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

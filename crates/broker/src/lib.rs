@@ -37,6 +37,7 @@
 //! `BROKER_URL`'s scheme picks the backend ([`Broker::from_config`]).
 
 mod delivery;
+mod gate;
 mod known;
 mod merged;
 mod rabbit;
@@ -48,6 +49,7 @@ use futures_util::future::BoxFuture;
 
 use delivery::Source;
 pub use delivery::{BrokerError, Delivery, Envelope};
+pub use gate::PauseGate;
 pub use merged::MergedConsumer;
 pub use rabbit::{RETRY_DELAYS, RabbitBroker, RabbitConsumer};
 pub use redis_streams::{RedisBroker, RedisConsumer};
@@ -141,21 +143,33 @@ impl Broker {
     }
 
     /// A consumer of each job queue in `queues`, with its own prefetch,
-    /// behind one `next`.
-    pub fn consumer_of(&self, queues: &[(String, u16)], name: &str) -> Consumer {
+    /// behind one `next`. With a `gate`, a paused queue's deliveries are
+    /// not taken until it is resumed.
+    pub fn consumer_of(
+        &self,
+        queues: &[(String, u16)],
+        name: &str,
+        gate: Option<PauseGate>,
+    ) -> Consumer {
         if let [(queue, prefetch)] = queues {
-            return self.queue_consumer(queue, *prefetch, name);
+            let consumer = self.queue_consumer(queue, *prefetch, name);
+            return match gate {
+                Some(gate) => Consumer::Gated(Box::new(consumer), gate, queue.clone()),
+                None => consumer,
+            };
         }
         Consumer::Merged(MergedConsumer::new(
             queues
                 .iter()
-                .map(|(queue, prefetch)| -> Box<dyn Source> {
-                    match self {
+                .map(|(queue, prefetch)| -> (String, Box<dyn Source>) {
+                    let source: Box<dyn Source> = match self {
                         Broker::RabbitMq(b) => Box::new(b.consumer(queue, *prefetch, name)),
                         Broker::RedisStreams(b) => Box::new(b.consumer(queue, *prefetch, name)),
-                    }
+                    };
+                    (queue.clone(), source)
                 })
                 .collect(),
+            gate,
         ))
     }
 
@@ -208,6 +222,8 @@ pub enum Consumer {
     RabbitMq(RabbitConsumer),
     RedisStreams(RedisConsumer),
     Merged(MergedConsumer),
+    /// One queue's consumer that waits while its queue is paused.
+    Gated(Box<Consumer>, PauseGate, String),
 }
 
 impl Consumer {
@@ -217,6 +233,13 @@ impl Consumer {
             Consumer::RabbitMq(c) => c.next().await,
             Consumer::RedisStreams(c) => c.next().await,
             Consumer::Merged(c) => c.next().await,
+            Consumer::Gated(c, gate, queue) => {
+                gate.wait_open(queue).await;
+                let delivery = Box::pin(c.next()).await;
+                // Paused while it waited: held, not started, until resumed.
+                gate.wait_open(queue).await;
+                delivery
+            }
         }
     }
 
@@ -226,6 +249,7 @@ impl Consumer {
             Consumer::RabbitMq(c) => c.close().await,
             Consumer::RedisStreams(c) => c.close().await,
             Consumer::Merged(c) => c.close().await,
+            Consumer::Gated(c, _, _) => Box::pin(c.close()).await,
         }
     }
 }

@@ -232,7 +232,7 @@ async fn queues_are_routed_and_consumed_apart(broker: Broker) {
     // One consumer of both queues, each with a prefetch of 1: one delivery
     // from each, and no third while both are unsettled.
     let queues = [("alpha".to_owned(), 1), ("beta".to_owned(), 1)];
-    let mut both = broker.consumer_of(&queues, "both");
+    let mut both = broker.consumer_of(&queues, "both", None);
     let first = within(5, both.next()).await;
     let second = within(5, both.next()).await;
     let mut seen: Vec<String> = [&first, &second]

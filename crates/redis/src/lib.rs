@@ -7,6 +7,7 @@
 //! extra round trip) on every `get()`. Commands are bounded by a response
 //! timeout, so a dead Redis gives an error in seconds, not a hang.
 
+pub mod control;
 pub mod heartbeat;
 pub mod limits;
 

@@ -303,6 +303,58 @@ pub async fn fire(
     Ok(outcome)
 }
 
+/// What running a schedule now did.
+#[derive(Debug)]
+pub enum RanNow {
+    /// The job, queued; the relay publishes it.
+    Job(Box<Job>),
+    /// No such schedule in the tenant.
+    NotFound,
+    /// Its kind is no longer one this build knows.
+    UnknownKind(String),
+}
+
+/// Runs schedule `id` now, enabled or not, outside its cron: a job like
+/// its fires (its kind, device, parameters and queue route, linked to
+/// it), but for no slot, so the next fire is unchanged. `last_run_at`
+/// moves to now.
+pub async fn run_now(
+    tx: &mut TenantTx,
+    id: Uuid,
+    queues: &crate::queues::QueueTable,
+) -> Result<RanNow, DbError> {
+    let Some(schedule) = get_for_update(tx, id).await? else {
+        return Ok(RanNow::NotFound);
+    };
+    let Some(kind) = JobKind::parse(&schedule.kind) else {
+        return Ok(RanNow::UnknownKind(schedule.kind));
+    };
+    let new = NewJob {
+        kind,
+        device_id: schedule.device_id,
+        params: schedule.params,
+        idempotency_key: None,
+        schedule_id: Some(id),
+        scheduled_for: None,
+        relay_after: std::time::Duration::ZERO,
+        trace: Some(crate::TraceContext::root(0)),
+        deadline: None,
+        options: jobs::JobOptions {
+            queue: Some(queues.route(kind).to_owned()),
+            ..Default::default()
+        },
+        step: None,
+    };
+    let Enqueued::Created { job, .. } = jobs::enqueue(tx, new).await? else {
+        unreachable!("a job for no slot is always created")
+    };
+    sqlx::query("UPDATE schedules SET last_run_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(RanNow::Job(Box::new(job)))
+}
+
 /// The scheduler's configuration file: `{"schedules": [...]}`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,6 +17,7 @@ use uuid::Uuid;
 mod event_streams;
 mod operations;
 mod search;
+mod stats;
 
 use crate::after_request::AuditCaller;
 use crate::auth::{Guard, JobsRead, JobsRun};
@@ -37,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_job))
         .merge(event_streams::router())
         .merge(operations::router())
+        .merge(stats::router())
 }
 
 #[derive(Debug, Deserialize)]

@@ -46,34 +46,78 @@ fn cursor_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
     fields::schema(serde_json::json!({"type": "string", "pattern": "^[0-9a-f]{2,256}$"}))
 }
 
-/// The filters, in the query or in a bulk action's body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// The filters, in the query or in a bulk action's body. A field left out
+/// does not filter; in a body, null is refused (422 naming it) rather than
+/// read as "no filter", so that a body that looks like it filters does.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterInput {
-    /// Any of these statuses.
-    #[schema(schema_with = statuses_schema)]
+    #[serde(default, deserialize_with = "present")]
     pub status: Option<Vec<String>>,
-    /// A configured queue.
-    #[schema(schema_with = queue_schema)]
+    #[serde(default, deserialize_with = "present")]
     pub queue: Option<String>,
-    #[schema(schema_with = fields::job_kind)]
+    #[serde(default, deserialize_with = "present")]
     pub kind: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub device_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "present")]
     pub schedule_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "present")]
     pub workflow_id: Option<Uuid>,
-    /// Text in the parameters or in an attempt's error (case-insensitive,
-    /// `%` and `_` literal; at most 200 characters).
-    #[schema(schema_with = fields::search)]
+    #[serde(default, deserialize_with = "present")]
     pub q: Option<String>,
-    #[schema(schema_with = time_schema)]
+    #[serde(default, deserialize_with = "present")]
     pub created_after: Option<String>,
-    #[schema(schema_with = time_schema)]
+    #[serde(default, deserialize_with = "present")]
     pub created_before: Option<String>,
-    #[schema(schema_with = time_schema)]
+    #[serde(default, deserialize_with = "present")]
     pub finished_after: Option<String>,
-    #[schema(schema_with = time_schema)]
+    #[serde(default, deserialize_with = "present")]
     pub finished_before: Option<String>,
 }
+
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::Error as _;
+    Option::<T>::deserialize(d)?.map(Some).ok_or_else(|| {
+        D::Error::custom("must not be null (leave the field out not to filter by it)")
+    })
+}
+
+/// Written by hand: at least one filter (an empty one would take every
+/// job), none other allowed.
+impl utoipa::PartialSchema for FilterInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let statuses: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+        let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        let uuid = serde_json::json!({"type": "string", "format": "uuid"});
+        let time = serde_json::json!({"type": "string", "format": "date-time"});
+        fields::schema(serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "minProperties": 1,
+            "description": "Which jobs, as the list's filters; at least one.",
+            "properties": {
+                "status": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": statuses},
+                           "description": "Any of these statuses."},
+                "queue": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
+                          "description": "A configured queue."},
+                "kind": {"type": "string", "enum": kinds},
+                "device_id": uuid, "schedule_id": uuid, "workflow_id": uuid,
+                "q": {"type": "string", "minLength": 1, "maxLength": 200,
+                      "pattern": "^[^\\u0000]*$",
+                      "description": "Text in the parameters or in an attempt's error."},
+                "created_after": time, "created_before": time,
+                "finished_after": time, "finished_before": time,
+            },
+        }))
+    }
+}
+
+impl utoipa::ToSchema for FilterInput {}
 
 fn time(v: &mut Validator, field: &str, text: Option<&str>) -> Option<DateTime<Utc>> {
     let text = text?;
@@ -88,6 +132,11 @@ impl FilterInput {
     pub fn check(&self, v: &mut Validator, prefix: &str, state: &AppState) -> JobFilter {
         let field = |name: &str| format!("{prefix}{name}");
         let mut statuses = Vec::new();
+        v.check(
+            self.status.as_ref().is_none_or(|s| !s.is_empty()),
+            &field("status"),
+            "at least one status",
+        );
         for text in self.status.iter().flatten() {
             match text.parse::<JobStatus>() {
                 Ok(status) if !statuses.contains(&status) => statuses.push(status),

@@ -12,6 +12,7 @@ mod job;
 mod lifecycle;
 mod operations;
 mod search;
+mod stats;
 
 pub use enqueue::{
     Enqueued, JobOptions, NewJob, PUBLISHED_BY_WRITER, Uniqueness, WorkflowStep, enqueue,
@@ -29,9 +30,10 @@ pub(crate) use job::COLUMNS;
 pub use job::{Job, get};
 pub use operations::{
     Attempt, BULK_LIMIT, BulkAction, DiscardOutcome, RetryOutcome, attempts, bulk_targets, discard,
-    retry,
+    purge_queue, retry, scheduled_by_queue,
 };
 pub use search::{COUNT_CAP, Cursor, JobFilter, JobPage, JobSort, PageAt, list};
+pub use stats::{Bucket, KindSeries, Point, Window, stats};
 
 /// One result row a job attempt recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::enqueue::{Enqueued, JobOptions, NewJob, enqueue};
-use super::search::{JobFilter, JobSort, PageAt, list};
 use super::job::{COLUMNS, Job, get};
+use super::search::{JobFilter, JobSort, PageAt, list};
 use crate::{JobKind, JobStatus};
 
 /// At most this many jobs change in one bulk action; the answer says if
@@ -245,4 +245,24 @@ pub async fn bulk_targets(
     let more = jobs.len() as i64 > BULK_LIMIT;
     jobs.truncate(BULK_LIMIT as usize);
     Ok((jobs, more))
+}
+
+/// Scheduled (deferred) jobs per queue, across tenants: for platform
+/// administrators (`platform_scheduled_by_queue`, which refuses others).
+pub async fn scheduled_by_queue(tx: &mut TenantTx) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(
+        sqlx::query_as("SELECT queue, scheduled FROM platform_scheduled_by_queue()")
+            .fetch_all(&mut **tx)
+            .await?,
+    )
+}
+
+/// Ends every tenant's jobs waiting in `queue` (scheduled, queued,
+/// retrying) `cancelled`; how many. For platform administrators
+/// (`platform_purge_queue`).
+pub async fn purge_queue(tx: &mut TenantTx, queue: &str) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar("SELECT platform_purge_queue($1)")
+        .bind(queue)
+        .fetch_one(&mut **tx)
+        .await?)
 }

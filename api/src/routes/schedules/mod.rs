@@ -6,7 +6,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use ferro_tasks::cron::{CronSpec, MisfirePolicy};
-use ferro_tasks::jobs::{self, Job, JobFilter, JobSort, PageAt};
 use ferro_tasks::schedules::{self, Schedule, ScheduleSpec};
 use ferro_tasks::submission;
 use serde::Deserialize;
@@ -24,13 +23,15 @@ use crate::pagination::{PageParams, Paginated};
 use crate::state::AppState;
 use crate::validation::Validator;
 
+mod runs;
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_schedules, create_schedule))
         .routes(routes!(get_schedule, update_schedule, delete_schedule))
         .routes(routes!(enable_schedule))
         .routes(routes!(disable_schedule))
-        .routes(routes!(schedule_runs))
+        .merge(runs::router())
 }
 
 fn default_timezone() -> String {
@@ -428,36 +429,4 @@ async fn delete_schedule(
     schedules::delete(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The jobs this schedule made, newest first: its run history.
-#[utoipa::path(get, path = "/api/v1/schedules/{id}/runs", tag = "schedules", security(("bearer" = ["schedules:read"])),
-    params(("id" = Uuid, Path, description = "Schedule id"), PageParams),
-    responses((status = 200, description = "A page of jobs", body = Paginated<Job>),
-        (status = 404, description = "No such schedule in this tenant", body = Problem, content_type = "application/problem+json")))]
-async fn schedule_runs(
-    State(state): State<AppState>,
-    guard: Guard<SchedulesRead>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<axum::Json<Paginated<Job>>, ApiError> {
-    let paging = page.paging()?;
-    let mut tx = state.db.begin(guard.ctx()).await?;
-    if schedules::get(&mut tx, id).await?.is_none() {
-        return Err(ApiError::NotFound("schedule"));
-    }
-    let filter = JobFilter {
-        schedule_id: Some(id),
-        ..Default::default()
-    };
-    let page = jobs::list(
-        &mut tx,
-        &filter,
-        JobSort::default(),
-        &PageAt::Offset(paging.offset()),
-        paging.size,
-    )
-    .await?;
-    tx.end_read_only();
-    Ok(axum::Json(Paginated::new(page.items, page.total, paging)))
 }
