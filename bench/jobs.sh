@@ -43,14 +43,17 @@ export ADMIN_PASSWORD=bench-admin-password RUST_LOG=warn LOG_FORMAT=json
 "$BENCH_BIN/migrate" up
 
 # BENCH_BASELINE=REV: REV's api, worker and migrate, built from `git
-# archive` into a target directory of their own (kept for the next run),
-# with a database of their own migrated by REV's migrate.
+# archive` into a target directory of REV's own (kept for the next run),
+# with a database of their own migrated by REV's migrate. One target
+# directory per revision: two revisions' workspace crates get the same
+# unit hashes, and cargo would take one's artifacts as fresh for the other.
 if [ -n "${BENCH_BASELINE:-}" ]; then
   rev=$(git rev-parse --short "$BENCH_BASELINE")
-  base_target="${CARGO_TARGET_DIR}-baseline"
-  base_src="$base_target/src-$rev"
+  base_root="${CARGO_TARGET_DIR}-baseline"
+  base_src="$base_root/src-$rev"
+  base_target="$base_root/target-$rev"
   if [ ! -d "$base_src" ]; then
-    mkdir -p "$base_src.tmp" && git archive "$rev" | tar -x -C "$base_src.tmp"
+    mkdir -p "$base_src.tmp" && git archive "$rev" | tar -x -m -C "$base_src.tmp"
     mv "$base_src.tmp" "$base_src"
   fi
   echo "bench: building the baseline $rev" >&2

@@ -56,6 +56,25 @@ CREATE POLICY tenant_isolation ON job_attempts USING (tenant_id = app_current_te
 -- so this index costs the claim and the outcome nothing.
 CREATE INDEX jobs_params_trgm_idx ON jobs USING gin ((params::text) extensions.gin_trgm_ops);
 
+-- The caller's tenant's jobs whose parameters, or one of whose attempts'
+-- errors, match the ILIKE pattern. Under row-level security the planner
+-- may not use the trigram indexes for ILIKE, whose operator is not
+-- leakproof (it must check the policy first); this definer function reads
+-- through the indexes and applies the tenant itself. Planned for each
+-- pattern, since a trigram index's worth depends on it.
+CREATE FUNCTION app_jobs_matching(p_pattern text) RETURNS SETOF uuid
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT j.id FROM jobs j '
+        'WHERE j.tenant_id = app_current_tenant() AND (j.params::text) ILIKE %1$L '
+        'UNION '
+        'SELECT a.job_id FROM job_attempts a '
+        'WHERE a.tenant_id = app_current_tenant() AND a.error ILIKE %1$L', p_pattern);
+END $$;
+REVOKE ALL ON FUNCTION app_jobs_matching(text) FROM PUBLIC;
+
 -- Records the attempt OLD was running, as NEW ends it. Every path that
 -- ends a running attempt is bound to the job's tenant, so this runs as the
 -- caller, under row-level security. The SET clauses undo the TID-only
