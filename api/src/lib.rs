@@ -151,7 +151,8 @@ pub fn router(state: AppState) -> Router {
                 routes::docs::cache_swagger_assets,
             )),
         )
-        .route("/monitor", get(routes::monitor::page))
+        .route("/monitor", get(routes::monitor_page::page))
+        .route("/monitor/{file}", get(routes::monitor_page::asset))
         .route("/redoc", get(routes::docs::redoc_page))
         .route(
             "/redoc/redoc.standalone.js",

@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod logs;
 pub mod monitor;
+pub mod monitor_page;
 pub mod queues;
 pub mod rate_limits;
 pub mod roles;

@@ -1,13 +1,12 @@
 //! The monitor (what Flower is to Celery): `GET /api/v1/monitor` gives the
 //! tenant's job counts and latest jobs and, for platform administrators,
 //! the cluster: the broker's queue depths and every worker's and
-//! scheduler's heartbeat. `GET /monitor` is a page that signs in through the
-//! api and shows the same, refreshed every two seconds.
+//! scheduler's heartbeat. The page at `GET /monitor` (`monitor_page`) shows
+//! it with the rest of the operations.
 
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::response::Html;
 use ferro_tasks::jobs::{self, Job, JobFilter, JobSort, PageAt};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -184,11 +183,4 @@ async fn cluster(state: &AppState) -> Result<Cluster, ApiError> {
         workers,
         schedulers,
     })
-}
-
-/// `GET /monitor`: the page. It holds no data itself: it signs in with
-/// `POST /api/v1/auth/login` (tokens kept in the tab's sessionStorage) and
-/// polls `GET /api/v1/monitor`.
-pub async fn page() -> Html<&'static str> {
-    Html(include_str!("../../assets/monitor.html"))
 }

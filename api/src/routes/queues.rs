@@ -38,6 +38,11 @@ pub struct Queue {
     pub depth: Option<u32>,
     /// Deferred jobs due later.
     pub scheduled: i64,
+    /// Jobs submitted and not yet taken, or waiting for a retry (from the
+    /// database: it counts also what a worker of a paused queue holds).
+    pub waiting: i64,
+    /// Jobs a worker runs now.
+    pub running: i64,
     /// Live workers consuming it.
     pub consumers: usize,
     pub paused: bool,
@@ -58,9 +63,10 @@ pub struct Purged {
 async fn describe(state: &AppState, guard: &Guard<TenantsManage>) -> Result<Vec<Queue>, ApiError> {
     let prefix = &state.config.redis.key_prefix;
     let mut tx = state.db.begin(guard.ctx()).await?;
-    let scheduled: HashMap<String, i64> = jobs::scheduled_by_queue(&mut tx)
+    let counts: HashMap<String, jobs::QueueCounts> = jobs::queue_counts(&mut tx)
         .await?
         .into_iter()
+        .map(|c| (c.queue.clone(), c))
         .collect();
     tx.end_read_only();
     let paused = ferro_redis::control::paused(&state.redis, prefix).await?;
@@ -76,7 +82,9 @@ async fn describe(state: &AppState, guard: &Guard<TenantsManage>) -> Result<Vec<
         queues.push(Queue {
             name: name.clone(),
             depth,
-            scheduled: scheduled.get(name).copied().unwrap_or(0),
+            scheduled: counts.get(name).map_or(0, |c| c.scheduled),
+            waiting: counts.get(name).map_or(0, |c| c.waiting),
+            running: counts.get(name).map_or(0, |c| c.running),
             consumers: live
                 .iter()
                 .filter(|w| w.queues.iter().any(|q| q == name))

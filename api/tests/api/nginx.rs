@@ -40,14 +40,14 @@ fn nginx_test(dir: &std::path::Path) -> std::process::Output {
         .expect("nginx is installed (deploy/local/install-test-deps.sh installs it)")
 }
 
-struct Nginx {
+pub struct Nginx {
     child: Child,
     dir: PathBuf,
     port: u16,
 }
 
 impl Nginx {
-    fn start(app: &TestApp) -> Self {
+    pub fn start(app: &TestApp) -> Self {
         Self::start_with(app, &[])
     }
 
@@ -72,7 +72,7 @@ impl Nginx {
         Self { child, dir, port }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }

@@ -99,6 +99,12 @@ async fn pause_resume_purge(app: TestApp) {
         let job = app.get(&format!("/api/v1/jobs/{id}"), &token).await.body;
         assert_eq!(job["status"], "queued", "paused: {job}");
     }
+    let default = queue(&app, &token, "default").await;
+    assert_eq!(
+        (&default["waiting"], &default["running"]),
+        (&json!(3), &json!(0)),
+        "what a paused queue holds is counted as waiting: {default}"
+    );
     let resumed = app
         .post("/api/v1/queues/default/resume", &token, json!({}))
         .await;
@@ -128,7 +134,9 @@ async fn pause_resume_purge(app: TestApp) {
         assert_eq!(job["error"], "purged from queue default");
         assert_eq!(job["attempts"], 0);
     }
-    assert_eq!(queue(&app, &token, "default").await["scheduled"], 0);
+    let default = queue(&app, &token, "default").await;
+    assert_eq!(default["scheduled"], 0);
+    assert_eq!(default["waiting"], 0);
 
     // Unknown queues are 404s; tenants' own admins may not touch queues.
     let missing = app

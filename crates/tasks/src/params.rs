@@ -109,8 +109,9 @@ pub(crate) fn check<P: Params>(params: &Value) -> Result<Value, Vec<ParamError>>
     }
 }
 
-/// `noop`: sleeps, reporting progress; can be told to fail its first attempts
-/// (to exercise retries and dead letters).
+/// `noop`: sleeps, reporting progress; can be told to fail its first attempts,
+/// or every attempt until a time (to exercise retries, dead letters, and a
+/// retry that succeeds once what it needed is back).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoopParams {
@@ -119,6 +120,9 @@ pub struct NoopParams {
     /// Fail this many attempts with a transient error before succeeding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_attempts: Option<u32>,
+    /// Fail every attempt that starts before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Params for NoopParams {
@@ -137,7 +141,8 @@ impl Params for NoopParams {
     fn schema() -> Value {
         object(
             &[],
-            json!({"sleep_ms": optional_integer(0, 600_000), "fail_attempts": optional_integer(0, 100)}),
+            json!({"sleep_ms": optional_integer(0, 600_000), "fail_attempts": optional_integer(0, 100),
+                "fail_until": {"type": ["string", "null"], "format": "date-time"}}),
         )
     }
 }

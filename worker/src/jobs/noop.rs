@@ -1,4 +1,5 @@
-//! `noop`: sleeps (reporting progress), or fails its first attempts, as asked;
+//! `noop`: sleeps (reporting progress), or fails its first attempts or every
+//! attempt before a time, as asked;
 //! for tests, benchmarks and checking that the pipeline works. As a workflow
 //! step, its result also holds the results it received (`received`).
 
@@ -14,6 +15,14 @@ pub async fn run(p: NoopParams, job: &JobContext) -> Result<Vec<Value>, JobError
         return Err(JobError::Transient(format!(
             "noop: failing attempt {} as asked",
             job.attempt
+        )));
+    }
+    if let Some(until) = p.fail_until
+        && chrono::Utc::now() < until
+    {
+        return Err(JobError::Transient(format!(
+            "noop: failing until {} as asked",
+            until.to_rfc3339()
         )));
     }
     let total = Duration::from_millis(p.sleep_ms.unwrap_or(0));

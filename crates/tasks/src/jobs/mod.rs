@@ -29,8 +29,8 @@ use crate::JobStatus;
 pub(crate) use job::COLUMNS;
 pub use job::{Job, get};
 pub use operations::{
-    Attempt, BULK_LIMIT, BulkAction, DiscardOutcome, RetryOutcome, attempts, bulk_targets, discard,
-    purge_queue, retry, scheduled_by_queue,
+    Attempt, BULK_LIMIT, BulkAction, DiscardOutcome, QueueCounts, RetryOutcome, attempts,
+    bulk_targets, discard, purge_queue, queue_counts, retry,
 };
 pub use search::{COUNT_CAP, Cursor, JobFilter, JobPage, JobSort, PageAt, list};
 pub use stats::{Bucket, KindSeries, Point, Window, stats};

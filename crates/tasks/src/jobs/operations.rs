@@ -247,11 +247,22 @@ pub async fn bulk_targets(
     Ok((jobs, more))
 }
 
-/// Scheduled (deferred) jobs per queue, across tenants: for platform
-/// administrators (`platform_scheduled_by_queue`, which refuses others).
-pub async fn scheduled_by_queue(tx: &mut TenantTx) -> Result<Vec<(String, i64)>, DbError> {
+/// One queue's unfinished jobs, across tenants.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QueueCounts {
+    pub queue: String,
+    /// Deferred jobs due later.
+    pub scheduled: i64,
+    /// Queued, or waiting for a retry.
+    pub waiting: i64,
+    pub running: i64,
+}
+
+/// Every queue's unfinished jobs, across tenants: for platform
+/// administrators (`platform_queue_counts`, which refuses others).
+pub async fn queue_counts(tx: &mut TenantTx) -> Result<Vec<QueueCounts>, DbError> {
     Ok(
-        sqlx::query_as("SELECT queue, scheduled FROM platform_scheduled_by_queue()")
+        sqlx::query_as("SELECT queue, scheduled, waiting, running FROM platform_queue_counts()")
             .fetch_all(&mut **tx)
             .await?,
     )
