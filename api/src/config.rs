@@ -19,6 +19,8 @@ pub struct ApiConfig {
     /// `QUEUES_CONFIG` (default `deploy/queues.json` when present): the
     /// queues a job may name, and where each kind goes.
     pub queues: QueueTable,
+    /// `UPLOADS_DIR` and `UPLOAD_MAX_BYTES`: where uploaded files go.
+    pub uploads: ferro_files::UploadConfig,
 }
 
 impl ApiConfig {
@@ -31,6 +33,7 @@ impl ApiConfig {
             redis: RedisConfig::from_env(env)?,
             broker: BrokerConfig::from_env(env)?,
             queues: QueueTable::from_env(env)?,
+            uploads: ferro_files::UploadConfig::from_env(env)?,
         })
     }
 }

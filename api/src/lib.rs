@@ -68,6 +68,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::roles::router())
         .merge(routes::devices::router())
+        .merge(routes::files::router())
         .merge(routes::jobs::router())
         .merge(routes::workflows::router())
         .merge(routes::rate_limits::router())
@@ -208,6 +209,19 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
         tracing::warn!(
             "JWT_SECRET is not set: signing with the development secret (never in production)"
         );
+    }
+    let files = ferro_files::Storage::new(&config.uploads);
+    let swept = files
+        .prepare(std::time::Duration::from_secs(3600))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "UPLOADS_DIR: cannot use {}: {e}",
+                config.uploads.dir.display()
+            )
+        })?;
+    if swept > 0 {
+        tracing::info!(swept, "removed partial uploads left by an earlier crash");
     }
     let broker = ferro_broker::Broker::from_config(&config.broker)
         .map_err(|e| anyhow::anyhow!("BROKER_URL: {e}"))?

@@ -34,6 +34,8 @@ pub struct Inner {
     /// then, so that an open stream does not hold every shutdown for its
     /// whole grace period (the client reconnects, to another instance).
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Uploaded files' bytes (`UPLOADS_DIR`).
+    pub files: ferro_files::Storage,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,7 +76,9 @@ impl AppState {
         let after = crate::after_request::AfterRequest::new(db.clone());
         let submissions =
             crate::submissions::Submissions::new(db.clone(), broker.clone(), after.clone());
+        let files = ferro_files::Storage::new(&config.uploads);
         Self(Arc::new(Inner {
+            files,
             config,
             db,
             redis,

@@ -66,6 +66,9 @@ for v in TLS_CERT TLS_KEY; do
 done
 profile=${FERRO_PROFILE:-release}
 run_dir=${FERRO_RUN_DIR:-$root/deploy/local/run}
+# Uploaded files: the api and the worker must see the same directory.
+export UPLOADS_DIR=${UPLOADS_DIR:-$run_dir/uploads}
+if [[ $UPLOADS_DIR != /* ]]; then export UPLOADS_DIR=$root/$UPLOADS_DIR; fi
 start_timeout=${FERRO_START_TIMEOUT:-60}
 [ -n "${DATABASE_URL:-}" ] || die "DATABASE_URL is not set (and no .env or .env.example sets it)"
 

@@ -3,6 +3,7 @@
 
 pub mod devices;
 pub mod docs;
+pub mod files;
 pub mod health;
 pub mod jobs;
 pub mod logs;

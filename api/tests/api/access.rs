@@ -34,6 +34,11 @@ impl Operation {
         self.op["requestBody"].is_object()
     }
 
+    /// Whether the body is a multipart form (an upload) rather than JSON.
+    fn is_multipart(&self) -> bool {
+        self.op["requestBody"]["content"]["multipart/form-data"].is_object()
+    }
+
     fn has_query(&self) -> bool {
         self.op["parameters"]
             .as_array()
@@ -217,6 +222,20 @@ impl Resources {
             )
             .await;
         assert_eq!(workflow.status, StatusCode::ACCEPTED, "{}", workflow.body);
+        let file: Value = app
+            .client
+            .post(app.url("/api/v1/files"))
+            .bearer_auth(admin)
+            .multipart(reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(b"some text".to_vec()).file_name("notes.txt"),
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let sessions = app.get("/api/v1/auth/sessions", admin).await;
         let session = sessions.body["items"][0]["id"].as_str().unwrap().to_owned();
         let id = |reply: &support::Reply| reply.body["id"].as_str().unwrap().to_owned();
@@ -230,6 +249,7 @@ impl Resources {
                 ("/api/v1/schedules/", id(&schedule)),
                 ("/api/v1/workflows/", id(&workflow)),
                 ("/api/v1/auth/sessions/", session),
+                ("/api/v1/files/", file["id"].as_str().unwrap().to_owned()),
             ],
         }
     }
@@ -414,6 +434,7 @@ async fn table_counts(app: &TestApp) -> Vec<(String, i64)> {
         "role_permissions",
         "membership_roles",
         "devices",
+        "files",
         "jobs",
         "job_outbox",
         "schedules",
@@ -452,7 +473,36 @@ async fn bad_input_on_every_operation_gets_a_clear_4xx_and_changes_nothing() {
             checked += 1;
         }
         let path = op.at(&Uuid::new_v4().to_string());
-        if op.has_body() {
+        if op.is_multipart() {
+            let cases = [
+                (
+                    ("application/json", r#"{"file": "x"}"#),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "with JSON",
+                ),
+                (
+                    ("multipart/form-data; boundary=XyZ", "no parts at all"),
+                    StatusCode::BAD_REQUEST,
+                    "with a broken multipart body",
+                ),
+                (
+                    (
+                        "multipart/form-data; boundary=XyZ",
+                        "--XyZ\r\nContent-Disposition: form-data; name=\"zzz_unknown\"\r\n\r\n1\r\n--XyZ--\r\n",
+                    ),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "with an unknown part",
+                ),
+            ];
+            for (body, expected, what) in cases {
+                let (status, ct, reply) = raw(&app, &op.method, &path, token, Some(body)).await;
+                problem(status, &ct, &reply, expected, what);
+                if expected == StatusCode::UNPROCESSABLE_ENTITY {
+                    assert_eq!(reply["errors"][0]["field"], "zzz_unknown", "{reply}");
+                }
+                checked += 1;
+            }
+        } else if op.has_body() {
             let cases = [
                 (
                     ("application/json", r#"{"name": "#),

@@ -14,6 +14,7 @@ mod deferred;
 mod disconnects;
 mod docs;
 mod events;
+mod files;
 mod jobs;
 mod login;
 mod metrics;

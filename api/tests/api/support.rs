@@ -64,7 +64,17 @@ impl TestApp {
             .with("BROKER_PREFIX", broker_prefix(&prefix))
             .with("JWT_SECRET", "test-secret-test-secret-test-secret!")
             .with("LOGIN_MAX_FAILURES_PER_USER", "3")
-            .with("LOG_FORMAT", "pretty");
+            .with("LOG_FORMAT", "pretty")
+            .with(
+                "UPLOADS_DIR",
+                std::env::temp_dir()
+                    .join(format!(
+                        "ferro-uploads-{}",
+                        prefix.trim_end_matches(':').replace(':', "-")
+                    ))
+                    .display()
+                    .to_string(),
+            );
         for (k, v) in extra {
             env = env.with(k, *v);
         }
@@ -244,6 +254,7 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        let _ = std::fs::remove_dir_all(&self.state.config.uploads.dir);
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
