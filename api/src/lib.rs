@@ -69,6 +69,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(routes::roles::router())
         .merge(routes::devices::router())
         .merge(routes::files::router())
+        .merge(routes::mibs::router())
         .merge(routes::jobs::router())
         .merge(routes::workflows::router())
         .merge(routes::rate_limits::router())

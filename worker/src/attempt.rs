@@ -168,6 +168,7 @@ async fn execute(
         smtp: worker.config.smtp.clone(),
         retention: worker.config.retention,
         workflow: claimed.workflow_id.zip(claimed.workflow_step),
+        files: ferro_files::Storage::new(&worker.config.uploads),
         sessions: worker.events.as_ref().map(|e| {
             // Sessions live under the same Redis prefix as the events; the
             // lifetime only matters to writers, which this store is not.

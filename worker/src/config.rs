@@ -137,6 +137,8 @@ pub struct RunConfig {
     pub queues: Vec<(String, usize)>,
     /// The rate limits `QUEUES_CONFIG` sets (overrides come from Redis).
     pub limits: ferro_tasks::limits::Limits,
+    /// `UPLOADS_DIR`: the api's uploaded files (`mib.compile` reads them).
+    pub uploads: ferro_files::UploadConfig,
 }
 
 impl RunConfig {
@@ -180,6 +182,7 @@ impl RunConfig {
             },
             queues: Vec::new(),
             limits: Default::default(),
+            uploads: ferro_files::UploadConfig::from_env(env)?,
         })
     }
 }

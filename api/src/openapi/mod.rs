@@ -22,6 +22,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "roles", description = "Roles and the permission catalog"),
         (name = "devices", description = "Managed devices"),
         (name = "files", description = "Uploaded files (MIB texts, data models)"),
+        (name = "mibs", description = "MIB modules, compiled, and their OID tree"),
         (name = "jobs", description = "Jobs run by the worker"),
         (name = "workflows", description = "Chains, groups and chords of jobs"),
         (name = "operations", description = "Queues and workers (platform administrators)"),

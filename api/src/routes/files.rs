@@ -124,14 +124,14 @@ fn display_name(sent: Option<&str>) -> String {
     }
 }
 
-fn unexpected_part(field: &Field<'_>) -> ApiError {
+pub(super) fn unexpected_part(field: &Field<'_>) -> ApiError {
     ApiError::field(
         field.name().unwrap_or("(unnamed part)"),
         "is not taken: send one part named `file`",
     )
 }
 
-fn multipart_error(e: MultipartError) -> ApiError {
+pub(super) fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::PayloadTooLarge;
     }
@@ -253,6 +253,14 @@ async fn delete_file(
 ) -> Result<StatusCode, ApiError> {
     remove(&state, &guard, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a file stored earlier in a request that was then refused: its
+/// record and bytes; a failure is logged (an unlisted file at worst).
+pub(super) async fn remove_stored(state: &AppState, guard: &Guard<DevicesWrite>, id: Uuid) {
+    if let Err(e) = remove(state, guard, id).await {
+        tracing::warn!(file_id = %id, error = %e, "could not remove the file of a refused upload");
+    }
 }
 
 async fn remove(state: &AppState, guard: &Guard<DevicesWrite>, id: Uuid) -> Result<(), ApiError> {

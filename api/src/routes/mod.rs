@@ -7,6 +7,7 @@ pub mod files;
 pub mod health;
 pub mod jobs;
 pub mod logs;
+pub mod mibs;
 pub mod monitor;
 pub mod monitor_page;
 pub mod queues;

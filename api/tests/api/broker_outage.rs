@@ -26,6 +26,7 @@ fn start_worker(app: &TestApp, db: ferro_db::Db) -> CancellationToken {
         retention: Default::default(),
         queues: Vec::new(),
         limits: Default::default(),
+        uploads: Default::default(),
     };
     let broker = std::sync::Arc::new(ferro_broker::Broker::from_config(&config).unwrap());
     let relay_broker = ferro_broker::Broker::from_config(&config).unwrap();

@@ -18,6 +18,7 @@ mod files;
 mod jobs;
 mod login;
 mod metrics;
+mod mibs;
 mod monitor;
 mod monitor_page;
 mod nginx;

@@ -349,6 +349,7 @@ pub fn start_worker_on(
         retention: Default::default(),
         queues: queues.iter().map(|(q, n)| (q.to_string(), *n)).collect(),
         limits: app.state.config.queues.limits().clone(),
+        uploads: app.state.config.uploads.clone(),
     };
     let (broker, token) = (app.state.broker.clone(), stop.clone());
     tokio::spawn(async move { worker::run(db, broker, Some(events), settings, token).await });

@@ -19,6 +19,15 @@ pub struct UploadConfig {
     pub max_bytes: u64,
 }
 
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("uploads"),
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
 impl UploadConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         const SIZE: &str = "a size in bytes, from 1 to 1073741824 (1 GiB)";

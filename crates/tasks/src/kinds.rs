@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use crate::params::check;
 pub use crate::params::{
-    DevicesExportParams, DevicesPollParams, EmailSendParams, JobsPruneParams, NoopParams,
-    ParamError, SessionsCleanupParams, SnmpGetParams, SnmpWalkParams, oid_arcs, valid_oid,
-    whole_numbers,
+    DevicesExportParams, DevicesPollParams, EmailSendParams, JobsPruneParams, MibCompileParams,
+    NoopParams, ParamError, SessionsCleanupParams, SnmpGetParams, SnmpWalkParams, oid_arcs,
+    valid_oid, whole_numbers,
 };
 
 /// Every kind of job the worker runs.
@@ -31,6 +31,8 @@ pub enum JobKind {
     DevicesPoll,
     #[serde(rename = "jobs.prune")]
     JobsPrune,
+    #[serde(rename = "mib.compile")]
+    MibCompile,
 }
 
 /// What a kind needs besides its parameters.
@@ -43,7 +45,7 @@ pub enum DeviceNeed {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 8] = [
+    pub const ALL: [JobKind; 9] = [
         JobKind::Noop,
         JobKind::SnmpGet,
         JobKind::SnmpWalk,
@@ -52,6 +54,7 @@ impl JobKind {
         JobKind::DevicesExport,
         JobKind::DevicesPoll,
         JobKind::JobsPrune,
+        JobKind::MibCompile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl JobKind {
             JobKind::DevicesExport => "devices.export",
             JobKind::DevicesPoll => "devices.poll",
             JobKind::JobsPrune => "jobs.prune",
+            JobKind::MibCompile => "mib.compile",
         }
     }
 
@@ -93,7 +97,10 @@ impl JobKind {
         match self {
             JobKind::SnmpGet | JobKind::SnmpWalk | JobKind::EmailSend => 3,
             JobKind::Noop => 3,
-            JobKind::SessionsCleanup | JobKind::DevicesExport | JobKind::JobsPrune => 2,
+            JobKind::SessionsCleanup
+            | JobKind::DevicesExport
+            | JobKind::JobsPrune
+            | JobKind::MibCompile => 2,
             // Periodic: the next poll is the retry.
             JobKind::DevicesPoll => 1,
         }
@@ -110,6 +117,7 @@ impl JobKind {
             JobKind::DevicesExport => 300,
             JobKind::DevicesPoll => 240,
             JobKind::JobsPrune => 3600,
+            JobKind::MibCompile => 600,
         })
     }
 
@@ -126,6 +134,7 @@ impl JobKind {
             JobKind::DevicesExport => DevicesExportParams::schema(),
             JobKind::DevicesPoll => DevicesPollParams::schema(),
             JobKind::JobsPrune => JobsPruneParams::schema(),
+            JobKind::MibCompile => MibCompileParams::schema(),
         }
     }
 
@@ -140,6 +149,7 @@ impl JobKind {
             JobKind::DevicesExport => check::<DevicesExportParams>(params),
             JobKind::DevicesPoll => check::<DevicesPollParams>(params),
             JobKind::JobsPrune => check::<JobsPruneParams>(params),
+            JobKind::MibCompile => check::<MibCompileParams>(params),
         }
     }
 }

@@ -292,6 +292,30 @@ impl Params for EmailSendParams {
     }
 }
 
+/// `mib.compile`: compiles the tenant's MIB modules with the ones in these
+/// uploaded files (`POST /api/v1/mibs` submits it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MibCompileParams {
+    pub file_ids: Vec<uuid::Uuid>,
+}
+
+impl Params for MibCompileParams {
+    fn check(&self, errors: &mut Vec<ParamError>) {
+        if self.file_ids.is_empty() || self.file_ids.len() > 100 {
+            errors.push(ParamError::new("params.file_ids", "1 to 100 file ids"));
+        }
+    }
+
+    fn schema() -> Value {
+        object(
+            &["file_ids"],
+            json!({"file_ids": {"type": "array", "minItems": 1, "maxItems": 100,
+                "items": {"type": "string", "format": "uuid"}}}),
+        )
+    }
+}
+
 /// `sessions.cleanup`: forgets expired sessions and deletes log rows older
 /// than the retention period.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

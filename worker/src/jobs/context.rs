@@ -87,6 +87,8 @@ pub struct JobContext {
     pub retention: ferro_tasks::retention::JobRetention,
     /// The workflow it is a step of, and which step.
     pub workflow: Option<(Uuid, i32)>,
+    /// Uploaded files (`mib.compile` reads them).
+    pub files: ferro_files::Storage,
 }
 
 impl JobContext {

@@ -7,6 +7,7 @@ mod cleanup;
 mod context;
 mod email;
 mod export;
+mod mib;
 mod noop;
 mod poll;
 mod prune;
@@ -39,5 +40,6 @@ pub async fn run(
         JobKind::SessionsCleanup => cleanup::run(params(params_json)?, job).await,
         JobKind::EmailSend => email::send(params(params_json)?, job).await,
         JobKind::JobsPrune => prune::run(params(params_json)?, job).await,
+        JobKind::MibCompile => mib::compile(params(params_json)?, job).await,
     }
 }

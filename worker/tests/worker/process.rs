@@ -31,6 +31,7 @@ async fn the_heartbeat_is_written_and_worker_ping_reads_it() {
         retention: Default::default(),
         queues: Vec::new(),
         limits: Default::default(),
+        uploads: Default::default(),
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker::run(

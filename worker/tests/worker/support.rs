@@ -134,6 +134,7 @@ impl Rig {
             retention: Default::default(),
             queues: Vec::new(),
             limits: Default::default(),
+            uploads: Default::default(),
         }
     }
 
