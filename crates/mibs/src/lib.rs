@@ -6,10 +6,12 @@
 
 #[cfg(feature = "compile")]
 pub mod compile;
+#[cfg(feature = "compile")]
+pub mod names;
 pub mod records;
 mod types;
 
 pub use types::{
-    Compiled, CompiledModule, Diagnostic, IndexPart, MibModule, MibNode, ModuleSource, NamedNumber,
-    NodeSummary,
+    Compiled, CompiledModule, Diagnostic, IndexPart, Known, MibModule, MibNode, ModuleSource,
+    NamedNumber, NodeSummary,
 };

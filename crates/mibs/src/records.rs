@@ -4,7 +4,7 @@
 use ferro_db::{DbError, TenantTx};
 use serde_json::Value;
 
-use crate::types::{Compiled, MibModule, MibNode, ModuleSource, NodeSummary};
+use crate::types::{Compiled, Known, MibModule, MibNode, ModuleSource, NodeSummary};
 
 /// Rows a statement inserts at most (19 arrays of this length are bound).
 const CHUNK: usize = 5000;
@@ -214,4 +214,27 @@ pub async fn search(
     .fetch_one(&mut **tx)
     .await?;
     Ok((items, total))
+}
+
+const KNOWN_COLUMNS: &str =
+    "oid, name, module, kind, base_type, display_hint, enums, indexes, sizes";
+
+/// The nodes at these OIDs (naming SNMP results: every prefix of theirs).
+pub async fn known_at(tx: &mut TenantTx, oids: &[String]) -> Result<Vec<Known>, DbError> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KNOWN_COLUMNS} FROM mib_nodes WHERE oid = ANY($1)"
+    )))
+    .bind(oids)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// The nodes with these names (a row's index objects).
+pub async fn known_named(tx: &mut TenantTx, names: &[String]) -> Result<Vec<Known>, DbError> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KNOWN_COLUMNS} FROM mib_nodes WHERE name = ANY($1)"
+    )))
+    .bind(names)
+    .fetch_all(&mut **tx)
+    .await?)
 }

@@ -135,3 +135,20 @@ pub struct Compiled {
     /// The whole tree, base modules included, parents before children.
     pub nodes: Vec<MibNode>,
 }
+
+/// What naming needs of a node (`records::known_nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Known {
+    pub oid: String,
+    pub name: String,
+    pub module: Option<String>,
+    pub kind: String,
+    pub base_type: Option<String>,
+    pub display_hint: Option<String>,
+    #[sqlx(json)]
+    pub enums: Vec<NamedNumber>,
+    #[sqlx(json)]
+    pub indexes: Vec<IndexPart>,
+    #[sqlx(json)]
+    pub sizes: Vec<String>,
+}

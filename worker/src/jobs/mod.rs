@@ -8,6 +8,7 @@ mod context;
 mod email;
 mod export;
 mod mib;
+mod names;
 mod noop;
 mod poll;
 mod prune;

@@ -169,13 +169,14 @@ pub async fn get(p: SnmpGetParams, job: &JobContext) -> Result<Vec<Value>, JobEr
         })?
         .map_err(|e| JobError::Transient(format!("SNMP request failed: {e}")))?;
     check_status(pdu.error_status)?;
-    let values: Vec<Value> = pdu
+    let mut values: Vec<Value> = pdu
         .varbinds
         .map(|(oid, value)| {
             let (kind, v) = value_json(&value);
             json!({"oid": oid_text(&oid), "type": kind, "value": v})
         })
         .collect();
+    super::names::name_values(job, &mut values).await;
     Ok(vec![json!({"values": values})])
 }
 
@@ -234,6 +235,7 @@ pub async fn walk(p: SnmpWalkParams, job: &JobContext) -> Result<Vec<Value>, Job
                 .await;
         }
     }
+    super::names::name_values(job, &mut values).await;
     Ok(vec![
         json!({"root": p.oid, "rows": values.len(), "truncated": truncated, "values": values}),
     ])

@@ -28,6 +28,7 @@ mod support;
 mod cancellation;
 mod chaos;
 mod kinds;
+mod names;
 mod pipeline;
 mod process;
 mod recorder;
