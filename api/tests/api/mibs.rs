@@ -228,3 +228,53 @@ async fn mibs_are_compiled_with_earlier_uploads_and_browsed_by_oid_name_and_text
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
     worker.cancel();
 }
+
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in files {
+        out.start_file(*name, options).unwrap();
+        out.write_all(bytes).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn a_zip_of_mibs_is_compiled_and_a_zip_bomb_is_refused_whole() {
+    let app = TestApp::spawn().await;
+    let worker = support::start_worker(&app, app.db.app().await, "zip-worker", 2);
+    let token = app.admin_token().await;
+    let set = zip_of(&[
+        ("mibs/FERRO-TEST-MIB.txt", TEST_MIB.as_bytes()),
+        ("mibs/FERRO-EXTRA-MIB.txt", EXTRA_MIB.as_bytes()),
+        ("mibs/README", b"These are test MIBs."),
+    ]);
+    // 60 MB of one byte: about a thousand times smaller zipped.
+    let bomb = zip_of(&[
+        ("BOMB-MIB.txt", TEST_MIB.as_bytes()),
+        ("padding.txt", &vec![b' '; 60 * 1024 * 1024]),
+    ]);
+    let (status, body) = upload(
+        &app.url("/api/v1/mibs"),
+        &token,
+        &[("set.zip", &set), ("bomb.zip", &bomb)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job = body["job"]["id"].as_str().unwrap().to_owned();
+    let done = wait_job(&app, &token, &job, 60, |j| {
+        j["status"] == "succeeded" || j["status"] == "failed"
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let list = app.get("/api/v1/mibs", &token).await.body;
+    assert_eq!(module(&list, "FERRO-TEST-MIB")["status"], "ok", "{list}");
+    assert_eq!(module(&list, "FERRO-EXTRA-MIB")["status"], "ok", "{list}");
+    let bomb = module(&list, "bomb.zip");
+    assert_eq!(bomb["status"], "error");
+    assert_eq!(bomb["diagnostics"][0]["code"], "archive-refused", "{bomb}");
+    assert_eq!(list["total"], 3, "nothing of the bomb is compiled: {list}");
+    worker.cancel();
+}

@@ -83,6 +83,48 @@ pub fn split_file(
         .collect())
 }
 
+/// Splits an uploaded file, or each file of an uploaded zip archive, into
+/// its modules. An archive's files that hold no module (a README) are
+/// left out; an archive refused by the limits (`archive`), or holding no
+/// module at all, is one error module named after it.
+pub fn split_upload(
+    file_name: &str,
+    bytes: &[u8],
+    file_id: Option<Uuid>,
+) -> Result<Vec<ModuleSource>, Box<CompiledModule>> {
+    if !crate::archive::is_zip(bytes) {
+        return split_file(file_name, bytes, file_id);
+    }
+    let refused = |code: &str, message: String| {
+        Box::new(CompiledModule {
+            name: file_name.to_owned(),
+            status: "error",
+            diagnostics: vec![Diagnostic {
+                severity: "error".to_owned(),
+                code: code.to_owned(),
+                message,
+            }],
+            imports: Vec::new(),
+            objects: 0,
+            source: String::new(),
+            file_id,
+        })
+    };
+    let entries = crate::archive::entries(bytes).map_err(|why| refused("archive-refused", why))?;
+    let modules: Vec<ModuleSource> = entries
+        .iter()
+        .filter_map(|(name, data)| split_file(name, data, file_id).ok())
+        .flatten()
+        .collect();
+    if modules.is_empty() {
+        return Err(refused(
+            "not-a-mib",
+            "the archive holds no MIB module".to_owned(),
+        ));
+    }
+    Ok(modules)
+}
+
 /// Compiles `stored` (the tenant's modules so far) with `new` (replacing
 /// stored modules of the same name).
 pub fn compile(stored: Vec<ModuleSource>, new: Vec<ModuleSource>) -> Result<Compiled, String> {

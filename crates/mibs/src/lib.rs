@@ -5,6 +5,8 @@
 //! which the api browses.
 
 #[cfg(feature = "compile")]
+pub mod archive;
+#[cfg(feature = "compile")]
 pub mod compile;
 #[cfg(feature = "compile")]
 pub mod names;

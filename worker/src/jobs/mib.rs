@@ -4,7 +4,7 @@
 //! one transaction holding the tenant's MIB lock, so two uploads at once
 //! both end up in the tree.
 
-use ferro_mibs::compile::{compile as compile_modules, split_file};
+use ferro_mibs::compile::{compile as compile_modules, split_upload};
 use ferro_tasks::kinds::MibCompileParams;
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ pub async fn compile(p: MibCompileParams, job: &JobContext) -> Result<Vec<Value>
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|e| JobError::transient(format!("cannot read file {id}: {e}")))?;
-        match split_file(&file.name, &bytes, Some(*id)) {
+        match split_upload(&file.name, &bytes, Some(*id)) {
             Ok(modules) => new.extend(modules),
             Err(not_a_mib) => not_mibs.push(*not_a_mib),
         }
