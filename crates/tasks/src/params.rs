@@ -209,6 +209,10 @@ pub struct SnmpWalkParams {
     /// At most this many values (default 1000, at most 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<u32>,
+    /// Values asked for per GETBULK request on SNMP v2c (default 20, 1 to
+    /// 100; v1 has no GETBULK and walks with GETNEXT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_repetitions: Option<u32>,
 }
 
 impl Params for SnmpWalkParams {
@@ -222,13 +226,20 @@ impl Params for SnmpWalkParams {
         if self.max_rows.is_some_and(|n| n == 0 || n > 10_000) {
             errors.push(ParamError::new("params.max_rows", "between 1 and 10000"));
         }
+        if self.max_repetitions.is_some_and(|n| n == 0 || n > 100) {
+            errors.push(ParamError::new(
+                "params.max_repetitions",
+                "between 1 and 100",
+            ));
+        }
     }
 
     fn schema() -> Value {
         object(
             &["oid"],
             json!({"oid": {"type": "string", "pattern": OID},
-                   "max_rows": optional_integer(1, 10_000)}),
+                   "max_rows": optional_integer(1, 10_000),
+                   "max_repetitions": optional_integer(1, 100)}),
         )
     }
 }

@@ -1,4 +1,5 @@
-//! `snmp.get` and `snmp.walk` over SNMP v1/v2c against the job's device,
+//! `snmp.get` and `snmp.walk` (GETBULK on v2c) over SNMP v1/v2c against
+//! the job's device,
 //! and the SNMP sessions `devices.poll` uses too.
 //! snmp2's async session has no timeout of its own: every request is bounded
 //! here. Timeouts and I/O errors are transient (retried); SNMP error
@@ -186,17 +187,30 @@ pub async fn walk(p: SnmpWalkParams, job: &JobContext) -> Result<Vec<Value>, Job
     let root = parse_oid(&p.oid)?;
     let root_parts: Vec<u64> = root.iter().map(|i| i.collect()).unwrap_or_default();
     let max = p.max_rows.unwrap_or(1000) as usize;
+    // v2c walks with GETBULK, many values a round trip; v1 has only GETNEXT.
+    let mut repetitions = if t.version == "v1" {
+        0
+    } else {
+        p.max_repetitions.unwrap_or(20)
+    };
     let mut current = root.clone();
+    let mut current_parts = root_parts.clone();
     let mut values = Vec::new();
     let mut truncated = false;
-    loop {
+    'walk: loop {
         if values.len() >= max {
             truncated = true;
             break;
         }
         let reply = tokio::select! {
             _ = job.cancel.cancelled() => return Err(JobError::Cancelled),
-            r = tokio::time::timeout(REQUEST_TIMEOUT, sess.getnext(&current)) => r,
+            r = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                if repetitions == 0 {
+                    sess.getnext(&current).await
+                } else {
+                    sess.getbulk(&[&current], 0, repetitions).await
+                }
+            }) => r,
         };
         let pdu = reply
             .map_err(|_| {
@@ -208,33 +222,48 @@ pub async fn walk(p: SnmpWalkParams, job: &JobContext) -> Result<Vec<Value>, Job
                 ))
             })?
             .map_err(|e| JobError::Transient(format!("SNMP request failed: {e}")))?;
-        if pdu.error_status == 2 {
+        if pdu.error_status == 2 && repetitions == 0 {
             break; // v1's end of the MIB
         }
+        if pdu.error_status == 1 && repetitions > 1 {
+            // tooBig: the answer would not fit one message; ask for fewer.
+            repetitions /= 2;
+            continue;
+        }
         check_status(pdu.error_status)?;
-        let mut varbinds = pdu.varbinds;
-        let Some((oid, value)) = varbinds.next() else {
+        let mut advanced = false;
+        let mut last = None;
+        for (oid, value) in pdu.varbinds {
+            let parts: Vec<u64> = oid.iter().map(|i| i.collect()).unwrap_or_default();
+            if !parts.starts_with(&root_parts) || matches!(value, snmp2::Value::EndOfMibView) {
+                break 'walk;
+            }
+            let (kind, v) = value_json(&value);
+            values.push(json!({"oid": oid_text(&oid), "type": kind, "value": v}));
+            advanced = true;
+            last = Some(parts);
+            if values.len() >= max {
+                break;
+            }
+        }
+        let Some(parts) = last.filter(|_| advanced) else {
             break;
         };
-        let parts: Vec<u64> = oid.iter().map(|i| i.collect()).unwrap_or_default();
-        if !parts.starts_with(&root_parts) || matches!(value, snmp2::Value::EndOfMibView) {
-            break;
-        }
-        let (kind, v) = value_json(&value);
-        values.push(json!({"oid": oid_text(&oid), "type": kind, "value": v}));
-        let next = Oid::from(&parts)
-            .map_err(|_| JobError::Permanent("the agent returned a bad OID".into()))?;
-        if next == current {
+        // OIDs order as their arcs do: the walk must move forward.
+        if parts <= current_parts {
             return Err(JobError::Permanent(
                 "the agent did not advance the walk".into(),
             ));
         }
-        current = next;
-        if values.len() % 100 == 0 {
+        current = Oid::from(&parts)
+            .map_err(|_| JobError::Permanent("the agent returned a bad OID".into()))?;
+        current_parts = parts;
+        if values.len() % 100 < repetitions.max(1) as usize {
             job.progress(((values.len() * 90) / max).min(90) as u8)
                 .await;
         }
     }
+    values.truncate(max);
     super::names::name_values(job, &mut values).await;
     Ok(vec![
         json!({"root": p.oid, "rows": values.len(), "truncated": truncated, "values": values}),

@@ -13,6 +13,7 @@ on_both_brokers!(
     devices_export_produces_csv_without_secrets,
     snmp_get_reads_sys_descr_from_a_real_agent,
     snmp_walk_reads_the_system_subtree,
+    snmp_walks_by_getbulk_and_getnext_agree,
     an_agent_that_does_not_answer_fails_the_job_after_its_retries,
     email_send_delivers_to_a_real_smtp_server,
     email_send_fails_after_retries_when_the_server_is_unreachable,
@@ -88,6 +89,66 @@ async fn snmp_walk_reads_the_system_subtree(backend: Backend) {
     );
     assert!(values.iter().any(|v| v["value"] == "test-lab"));
     assert_eq!(result["truncated"], false);
+    rig.stop().await;
+}
+
+/// GETBULK on v2c (any `max_repetitions`) and GETNEXT on v1 walk the same
+/// values; `max_rows` cuts a bulk answer where it says.
+async fn snmp_walks_by_getbulk_and_getnext_agree(backend: Backend) {
+    let agent = SnmpAgent::start();
+    let rig = Rig::start_on(backend, None).await;
+    let v2c = snmp_device(&rig, agent.port, SnmpAgent::COMMUNITY).await;
+    let app = rig.db.app().await;
+    let mut tx = app
+        .begin(TenantCtx::new(rig.db.default_tenant(), None))
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO devices (tenant_id, name, protocol, host, port, snmp_version, snmp_community) \
+         SELECT tenant_id, 'v1-twin', protocol, host, port, 'v1', snmp_community FROM devices WHERE id = $1")
+        .bind(v2c)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let v1: Uuid = sqlx::query_scalar("SELECT id FROM devices WHERE name = 'v1-twin'")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let oids = |result: &serde_json::Value| -> Vec<String> {
+        result["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["oid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut walks = Vec::new();
+    for (device, params) in [
+        (v2c, json!({"oid": "1.3.6.1.2.1.1"})),
+        (v2c, json!({"oid": "1.3.6.1.2.1.1", "max_repetitions": 1})),
+        (v2c, json!({"oid": "1.3.6.1.2.1.1", "max_repetitions": 7})),
+        (v1, json!({"oid": "1.3.6.1.2.1.1"})),
+    ] {
+        let id = rig.submit(JobKind::SnmpWalk, Some(device), params).await;
+        rig.wait_for(id, &["succeeded"], 15).await;
+        walks.push(oids(&rig.results(id).await[0]));
+    }
+    assert!(walks[0].len() >= 5, "{:?}", walks[0]);
+    for other in &walks[1..] {
+        assert_eq!(other, &walks[0]);
+    }
+    let id = rig
+        .submit(
+            JobKind::SnmpWalk,
+            Some(v2c),
+            json!({"oid": "1.3.6.1.2.1.1", "max_repetitions": 10, "max_rows": 3}),
+        )
+        .await;
+    rig.wait_for(id, &["succeeded"], 15).await;
+    let cut = &rig.results(id).await[0];
+    assert_eq!(cut["rows"], 3);
+    assert_eq!(cut["truncated"], true);
+    assert_eq!(oids(cut), walks[0][..3]);
     rig.stop().await;
 }
 
