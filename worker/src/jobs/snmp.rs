@@ -137,12 +137,39 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The error statuses of RFC 3416, by number.
+const ERROR_STATUSES: [&str; 19] = [
+    "noError",
+    "tooBig",
+    "noSuchName",
+    "badValue",
+    "readOnly",
+    "genErr",
+    "noAccess",
+    "wrongType",
+    "wrongLength",
+    "wrongEncoding",
+    "wrongValue",
+    "noCreation",
+    "inconsistentValue",
+    "resourceUnavailable",
+    "commitFailed",
+    "undoFailed",
+    "authorizationError",
+    "notWritable",
+    "inconsistentName",
+];
+
+/// An SNMP error status as a job error naming it, e.g. `SNMP error
+/// noSuchName (2)`; an agent's refusal is permanent (asking again gets the
+/// same answer).
 pub(super) fn check_status(status: u32) -> Result<(), JobError> {
-    // 1 tooBig, 2 noSuchName, 3 badValue, 4 readOnly, 5 genErr, ...
     match status {
         0 => Ok(()),
-        2 => Err(JobError::Permanent("SNMP error: noSuchName".into())),
-        s => Err(JobError::Permanent(format!("SNMP error status {s}"))),
+        s => Err(JobError::Permanent(format!(
+            "SNMP error {} ({s})",
+            ERROR_STATUSES.get(s as usize).unwrap_or(&"unknown")
+        ))),
     }
 }
 
@@ -274,6 +301,21 @@ pub async fn walk(p: SnmpWalkParams, job: &JobContext) -> Result<Vec<Value>, Job
 mod tests {
     use super::*;
     use snmp2::Value as V;
+
+    #[test]
+    fn error_statuses_are_named() {
+        assert!(check_status(0).is_ok());
+        for (status, text) in [
+            (2, "SNMP error noSuchName (2)"),
+            (17, "SNMP error notWritable (17)"),
+            (99, "SNMP error unknown (99)"),
+        ] {
+            match check_status(status) {
+                Err(JobError::Permanent(message)) => assert_eq!(message, text),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn octet_strings_are_text_or_hex() {
