@@ -79,11 +79,12 @@ fn decode_index(
     parts: &[IndexPart],
     known: &HashMap<String, Known>,
 ) -> Option<Vec<String>> {
-    let by_name: HashMap<&str, &Known> = known.values().map(|k| (k.name.as_str(), k)).collect();
     let mut at = 0;
     let mut out = Vec::new();
     for part in parts {
-        let index = by_name.get(part.name.as_str())?;
+        // A row has a few index parts: a scan, rather than a map of the
+        // whole tree built for every value named.
+        let index = known.values().find(|k| k.name == part.name)?;
         let rest = &arcs[at..];
         let (text, used) = match index.base_type.as_deref()? {
             "Integer32" | "Unsigned32" | "Gauge32" | "Counter32" | "TimeTicks" | "Integer64"
